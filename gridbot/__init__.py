@@ -1,0 +1,32 @@
+"""gridbot: the live state of a futures account for a synchronous grid strategy, from exchange WebSockets."""
+
+from gridbot.endpoints import Endpoints
+from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
+from gridbot.events import (
+    Event,
+    FillUpdate,
+    OrderUpdate,
+    PositionUpdate,
+    StatusUpdate,
+    TickerUpdate,
+    WalletUpdate,
+)
+from gridbot.stats import StreamStats
+
+__all__ = [
+    "AuthenticationError",
+    "ConnectError",
+    "Endpoints",
+    "Event",
+    "FillUpdate",
+    "GridbotError",
+    "NormalizationError",
+    "OrderUpdate",
+    "PositionUpdate",
+    "StatusUpdate",
+    "StreamStats",
+    "TickerUpdate",
+    "WalletUpdate",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""The contract between an exchange adapter and :class:`gridbot.ExchangeStream`.
+
+Threads: SDK threads call the :class:`Sink` (it only enqueues, never blocks, never raises).
+The stream's worker thread calls ``decode`` and ``fetch_snapshot``; the stream's caller calls
+``open``, ``close``, ``add_symbol`` and ``remove_symbol``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any, Literal, Protocol
+
+from gridbot.events import Event
+from gridbot.normalize import Ignored, ListenKeyExpired
+
+__all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
+
+Channel = Literal["private", "public"]
+LinkState = Literal["up", "down", "gap", "failed"]
+Decoded = list[Event] | Ignored | ListenKeyExpired
+
+
+class Sink(Protocol):
+    """Where an adapter reports.  Both methods return at once and never raise."""
+
+    def frame(self, channel: Channel, payload: Any) -> None:
+        """A raw message exactly as the SDK delivered it (dict or list), in arrival order."""
+
+    def link(self, channel: Channel, state: LinkState, detail: str) -> None:
+        """A socket went ``down``; came ``up`` (connected and subscribed again); may have missed
+        frames (``gap``, e.g. an SDK error dict); or ``failed`` for good (keys rejected while running).
+        After ``down`` or ``gap`` the next ``up`` makes the stream resync."""
+
+
+class Adapter(Protocol):
+    """One exchange account: its private socket, its public ticker socket and its REST seed."""
+
+    exchange: str
+
+    def open(self, symbols: Collection[str], timeout: float) -> None:
+        """Connect both sockets (tickers for ``symbols``) and return once both are live.
+
+        Raises AuthenticationError for rejected keys, ConnectError for unreachable hosts or a
+        timeout; on failure every thread it started is stopped before it raises.
+        """
+
+    def close(self, timeout: float) -> None:
+        """Stop the sockets and join every thread the adapter started; idempotent; bounded by ``timeout``."""
+
+    def add_symbol(self, symbol: str) -> None:
+        """Start the ticker stream of ``symbol`` (after ``open``); must not block for long."""
+
+    def remove_symbol(self, symbol: str) -> None:
+        """Stop the ticker stream of ``symbol``."""
+
+    def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
+        """REST seed: positions and open orders of ``symbols`` (and the wallet), ``is_snapshot=True``.
+
+        Counts each request in ``counters.rest_calls``.  Raises AuthenticationError or ConnectError
+        (or another GridbotError) on failure, translated from the SDK's exception.
+        """
+
+    def decode(self, channel: Channel, payload: Any) -> Decoded:
+        """Normalize one raw frame (runs on the stream's worker thread; may keep decoder state,
+        e.g. Bybit's ticker merger).  Raises NormalizationError on bad input."""
+
+    @property
+    def connected(self) -> bool:
+        """True while both sockets are up."""

@@ -1,0 +1,30 @@
+"""gridbot's one error tree.  SDK exceptions are translated in the adapters with ``raise ... from``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["AuthenticationError", "ConnectError", "GridbotError", "NormalizationError"]
+
+
+class GridbotError(Exception):
+    """Base of every error gridbot raises."""
+
+
+class AuthenticationError(GridbotError):
+    """The exchange rejected the API key or signature."""
+
+
+class ConnectError(GridbotError):
+    """A host could not be reached, or the stream did not become live in time."""
+
+
+class NormalizationError(GridbotError):
+    """A wire message could not be turned into an event (bad number, unknown enum value).
+
+    ``raw`` is the offending wire message, kept for the log line; wire messages carry no secrets.
+    """
+
+    def __init__(self, message: str, raw: Any = None) -> None:
+        super().__init__(message)
+        self.raw = raw

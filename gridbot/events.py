@@ -1,0 +1,144 @@
+"""The normalized events gridbot delivers: frozen, slotted, keyword-only dataclasses.
+
+Every price, quantity and money field is a :class:`~decimal.Decimal` built from the wire
+string, never a float.  ``raw`` keeps the wire mapping for debugging; it takes no part in
+equality, hashing or ``repr`` so two events that mean the same thing compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+__all__ = [
+    "OPEN_ORDER_STATUSES",
+    "ORDER_STATUSES",
+    "TERMINAL_ORDER_STATUSES",
+    "Event",
+    "FillUpdate",
+    "OrderStatus",
+    "OrderUpdate",
+    "PositionUpdate",
+    "StatusUpdate",
+    "TickerUpdate",
+    "WalletUpdate",
+]
+
+OrderStatus = Literal[
+    "New",
+    "PartiallyFilled",
+    "Filled",
+    "Cancelled",
+    "Rejected",
+    "Expired",
+    "Untriggered",
+    "Triggered",
+    "Deactivated",
+]
+OPEN_ORDER_STATUSES: frozenset[str] = frozenset({"New", "PartiallyFilled", "Untriggered", "Triggered"})
+TERMINAL_ORDER_STATUSES: frozenset[str] = frozenset(
+    {"Filled", "Cancelled", "Rejected", "Expired", "Deactivated"}
+)
+ORDER_STATUSES: frozenset[str] = OPEN_ORDER_STATUSES | TERMINAL_ORDER_STATUSES
+
+StatusState = Literal["connected", "reconnecting", "resynced", "stopped", "failed"]
+
+
+def _no_raw() -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _EventBase:
+    exchange: str
+    timestamp: int
+    is_snapshot: bool = False
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionUpdate(_EventBase):
+    """One position slot: ``position_idx`` 0 one-way, 1 hedge long, 2 hedge short."""
+
+    symbol: str
+    position_idx: int
+    side: str  # "Buy" long, "Sell" short, "" flat
+    size: Decimal  # always >= 0; the side carries the direction
+    entry_price: Decimal
+    mark_price: Decimal | None
+    unrealised_pnl: Decimal
+    cum_realised_pnl: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WalletUpdate(_EventBase):
+    """Balances of one coin; a field is None where the exchange does not send it."""
+
+    coin: str
+    wallet_balance: Decimal | None
+    available_balance: Decimal | None
+    equity: Decimal | None
+    mm_rate: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderUpdate(_EventBase):
+    """The state of one order, regular or conditional (take-profit, stop)."""
+
+    symbol: str
+    order_id: str
+    client_order_id: str
+    side: str  # "Buy" | "Sell"
+    order_type: str  # "Limit" | "Market"
+    status: OrderStatus
+    price: Decimal
+    qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal
+    trigger_price: Decimal | None
+    reduce_only: bool
+    position_idx: int
+    is_take_profit: bool
+    linked_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillUpdate(_EventBase):
+    """One execution; ``realised_pnl`` is this fill's PnL before fees."""
+
+    symbol: str
+    order_id: str
+    trade_id: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    fee: Decimal
+    fee_asset: str
+    realised_pnl: Decimal
+    is_maker: bool
+    position_idx: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TickerUpdate(_EventBase):
+    """Prices of one symbol; a field is None until the exchange has sent it."""
+
+    symbol: str
+    mark_price: Decimal | None
+    last_price: Decimal | None
+    index_price: Decimal | None
+    funding_rate: Decimal | None
+    next_funding_time: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusUpdate(_EventBase):
+    """A change of the stream's connection state; ``timestamp`` is local wall-clock ms."""
+
+    state: StatusState
+    detail: str = ""
+
+
+Event = PositionUpdate | WalletUpdate | OrderUpdate | FillUpdate | TickerUpdate | StatusUpdate

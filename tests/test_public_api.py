@@ -1,0 +1,34 @@
+"""The public surface: one sorted __all__, every name importable, nothing private leaking."""
+
+import gridbot
+
+EXPECTED = {
+    "AuthenticationError",
+    "ConnectError",
+    "Endpoints",
+    "Event",
+    "FillUpdate",
+    "GridbotError",
+    "NormalizationError",
+    "OrderUpdate",
+    "PositionUpdate",
+    "StatusUpdate",
+    "StreamStats",
+    "TickerUpdate",
+    "WalletUpdate",
+}
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert list(gridbot.__all__) == sorted(set(gridbot.__all__))
+
+
+def test_exports_match_the_design() -> None:
+    assert set(gridbot.__all__) == EXPECTED
+    for name in gridbot.__all__:
+        assert getattr(gridbot, name) is not None
+
+
+def test_error_tree_is_rooted_in_gridbot_error() -> None:
+    for name in ("AuthenticationError", "ConnectError", "NormalizationError"):
+        assert issubclass(getattr(gridbot, name), gridbot.GridbotError)

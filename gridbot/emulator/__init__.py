@@ -1,0 +1,1 @@
+"""Loopback Binance and Bybit exchange (REST + WebSocket) for tests, the demo and benchmarks."""

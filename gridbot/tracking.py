@@ -1,0 +1,220 @@
+"""What a grid strategy keeps from the stream: realised PnL deltas, open take-profit ids, wallet state.
+
+Pure objects: no I/O, no clock, no threads.  Feed them events from the callbacks, in the order received.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from decimal import Decimal
+
+from gridbot.events import (
+    OPEN_ORDER_STATUSES,
+    TERMINAL_ORDER_STATUSES,
+    OrderUpdate,
+    PositionUpdate,
+    WalletUpdate,
+)
+
+__all__ = ["RealisedPnlTracker", "TakeProfitTracker", "WalletState", "is_take_profit_order"]
+
+_Slot = tuple[str, int]
+_ZERO = Decimal(0)
+
+
+class RealisedPnlTracker:
+    """Turns the exchange's cumulative realised PnL into per-change deltas, per (symbol, position_idx).
+
+    The first known value is the baseline (no delta).  Snapshot values are observations like any
+    other, so PnL realised while disconnected shows up as one delta at the resync.  A position
+    without ``cum_realised_pnl`` (Binance REST) never resets the baseline.
+    """
+
+    __slots__ = ("_last", "_totals")
+
+    def __init__(self) -> None:
+        self._last: dict[_Slot, Decimal] = {}
+        self._totals: dict[_Slot, Decimal] = {}
+
+    def update(self, position: PositionUpdate) -> Decimal | None:
+        """The change since the last known value, or None for the baseline and for no change."""
+        cumulative = position.cum_realised_pnl
+        if cumulative is None:
+            return None
+        slot = (position.symbol, position.position_idx)
+        previous = self._last.get(slot)
+        self._last[slot] = cumulative
+        if previous is None or cumulative == previous:
+            return None
+        delta = cumulative - previous
+        self._totals[slot] = self._totals.get(slot, _ZERO) + delta
+        return delta
+
+    def total(self, symbol: str, position_idx: int = 0) -> Decimal:
+        """Sum of the deltas of one slot since the tracker started."""
+        return self._totals.get((symbol.upper(), position_idx), _ZERO)
+
+    def grand_total(self) -> Decimal:
+        """Sum of the deltas of every slot since the tracker started."""
+        return sum(self._totals.values(), _ZERO)
+
+    def baseline(self, symbol: str, position_idx: int = 0) -> Decimal | None:
+        """The last known cumulative value of a slot (None before the first observation)."""
+        return self._last.get((symbol.upper(), position_idx))
+
+
+def is_take_profit_order(order: OrderUpdate) -> bool:
+    """The default predicate: a flagged take-profit, or a reduce-only Limit order (a grid's TP)."""
+    return order.is_take_profit or (order.reduce_only and order.order_type == "Limit")
+
+
+class _BoundedIdSet:
+    """Remembers the most recent ``capacity`` ids (oldest forgotten first) so memory stays bounded."""
+
+    __slots__ = ("_capacity", "_ids")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> None:
+        self._ids[item] = None
+        self._ids.move_to_end(item)
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+
+class TakeProfitTracker:
+    """The open take-profit order ids of each (symbol, position_idx) slot the TP closes.
+
+    Open statuses track an id, terminal ones untrack it.  A Binance algo TP that triggers is
+    replaced by the regular order it placed (``linked_order_id``).  An id once seen terminal is
+    never tracked again: Binance does not order pushes across event types, so the child's fill
+    can arrive before the ``TRIGGERED`` algo update that names it.
+
+    A grid can hold several TPs per slot; :meth:`get` answers the most recently opened one that
+    is still open and :meth:`open_ids` all of them, oldest first.
+    """
+
+    __slots__ = ("_open", "_predicate", "_terminal")
+
+    def __init__(
+        self,
+        predicate: Callable[[OrderUpdate], bool] = is_take_profit_order,
+        *,
+        remember_terminal: int = 100_000,
+    ) -> None:
+        self._predicate = predicate
+        self._open: dict[_Slot, dict[str, None]] = {}
+        self._terminal = _BoundedIdSet(remember_terminal)
+
+    def update(self, order: OrderUpdate) -> str | None:
+        """Apply one order update; returns the slot's current TP id afterwards."""
+        slot = (order.symbol, order.position_idx)
+        if order.status in TERMINAL_ORDER_STATUSES:
+            self._close(slot, order.order_id)
+        elif order.status in OPEN_ORDER_STATUSES and order.order_id not in self._terminal:
+            if self._predicate(order):
+                self._open_tp(slot, order)
+        return self.get(*slot)
+
+    def _open_tp(self, slot: _Slot, order: OrderUpdate) -> None:
+        linked = order.linked_order_id
+        ids = self._open.setdefault(slot, {})
+        if linked:
+            # The trigger placed a regular order: that order is the TP from now on.
+            ids.pop(order.order_id, None)
+            self._terminal.add(order.order_id)
+            if linked not in self._terminal:
+                ids[linked] = None
+        else:
+            ids[order.order_id] = None
+        if not ids:
+            del self._open[slot]
+
+    def _close(self, slot: _Slot, order_id: str) -> None:
+        self._terminal.add(order_id)
+        ids = self._open.get(slot)
+        if ids is not None:
+            ids.pop(order_id, None)
+            if not ids:
+                del self._open[slot]
+
+    def get(self, symbol: str, position_idx: int = 0) -> str | None:
+        """The most recently opened TP id of the slot that is still open, or None."""
+        ids = self._open.get((symbol.upper(), position_idx))
+        return next(reversed(ids)) if ids else None
+
+    def open_ids(self, symbol: str, position_idx: int = 0) -> tuple[str, ...]:
+        """Every open TP id of the slot, oldest first."""
+        return tuple(self._open.get((symbol.upper(), position_idx), ()))
+
+    def __iter__(self) -> Iterator[tuple[str, int, str]]:
+        """(symbol, position_idx, order_id) for every open TP."""
+        for (symbol, idx), ids in self._open.items():
+            for order_id in ids:
+                yield symbol, idx, order_id
+
+
+class WalletState:
+    """The latest balances per coin.  A field an update leaves None keeps its last known value
+    (Binance's ACCOUNT_UPDATE has no available balance; the seed's value stays until the next one)."""
+
+    __slots__ = ("_coins", "coin")
+
+    def __init__(self, coin: str = "USDT") -> None:
+        self.coin = coin
+        self._coins: dict[str, WalletUpdate] = {}
+
+    def update(self, wallet: WalletUpdate) -> None:
+        known = self._coins.get(wallet.coin)
+        if known is None:
+            self._coins[wallet.coin] = wallet
+            return
+        self._coins[wallet.coin] = replace(
+            wallet,
+            wallet_balance=_latest(wallet.wallet_balance, known.wallet_balance),
+            available_balance=_latest(wallet.available_balance, known.available_balance),
+            equity=_latest(wallet.equity, known.equity),
+            mm_rate=_latest(wallet.mm_rate, known.mm_rate),
+        )
+
+    def get(self, coin: str | None = None) -> WalletUpdate | None:
+        """The merged latest state of ``coin`` (default: this state's coin)."""
+        return self._coins.get(coin or self.coin)
+
+    @property
+    def wallet_balance(self) -> Decimal | None:
+        return self._field("wallet_balance")
+
+    @property
+    def available_balance(self) -> Decimal | None:
+        return self._field("available_balance")
+
+    @property
+    def equity(self) -> Decimal | None:
+        return self._field("equity")
+
+    @property
+    def mm_rate(self) -> Decimal | None:
+        """The account maintenance-margin rate (account-wide, so any coin's latest value)."""
+        latest = max(
+            (w for w in self._coins.values() if w.mm_rate is not None),
+            key=lambda w: w.timestamp,
+            default=None,
+        )
+        return latest.mm_rate if latest else None
+
+    def _field(self, name: str) -> Decimal | None:
+        wallet = self._coins.get(self.coin)
+        value = getattr(wallet, name) if wallet else None
+        return value if isinstance(value, Decimal) else None
+
+
+def _latest(new: Decimal | None, old: Decimal | None) -> Decimal | None:
+    return old if new is None else new

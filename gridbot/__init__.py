@@ -12,20 +12,26 @@ from gridbot.events import (
     WalletUpdate,
 )
 from gridbot.stats import StreamStats
+from gridbot.stream import ExchangeStream
+from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
 
 __all__ = [
     "AuthenticationError",
     "ConnectError",
     "Endpoints",
     "Event",
+    "ExchangeStream",
     "FillUpdate",
     "GridbotError",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",
+    "RealisedPnlTracker",
     "StatusUpdate",
     "StreamStats",
+    "TakeProfitTracker",
     "TickerUpdate",
+    "WalletState",
     "WalletUpdate",
 ]
 

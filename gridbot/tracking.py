@@ -5,11 +5,11 @@ Pure objects: no I/O, no clock, no threads.  Feed them events from the callbacks
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
 
+from gridbot._bounded import BoundedSet
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
     TERMINAL_ORDER_STATUSES,
@@ -70,25 +70,6 @@ def is_take_profit_order(order: OrderUpdate) -> bool:
     return order.is_take_profit or (order.reduce_only and order.order_type == "Limit")
 
 
-class _BoundedIdSet:
-    """Remembers the most recent ``capacity`` ids (oldest forgotten first) so memory stays bounded."""
-
-    __slots__ = ("_capacity", "_ids")
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, item: str) -> None:
-        self._ids[item] = None
-        self._ids.move_to_end(item)
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._ids
-
-
 class TakeProfitTracker:
     """The open take-profit order ids of each (symbol, position_idx) slot the TP closes.
 
@@ -111,7 +92,7 @@ class TakeProfitTracker:
     ) -> None:
         self._predicate = predicate
         self._open: dict[_Slot, dict[str, None]] = {}
-        self._terminal = _BoundedIdSet(remember_terminal)
+        self._terminal = BoundedSet[str](remember_terminal)
 
     def update(self, order: OrderUpdate) -> str | None:
         """Apply one order update; returns the slot's current TP id afterwards."""

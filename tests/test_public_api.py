@@ -7,14 +7,18 @@ EXPECTED = {
     "ConnectError",
     "Endpoints",
     "Event",
+    "ExchangeStream",
     "FillUpdate",
     "GridbotError",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",
+    "RealisedPnlTracker",
     "StatusUpdate",
     "StreamStats",
+    "TakeProfitTracker",
     "TickerUpdate",
+    "WalletState",
     "WalletUpdate",
 }
 

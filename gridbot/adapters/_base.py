@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, Literal, Protocol
 
-from gridbot.events import Event
+from gridbot.events import Event, OrderUpdate
 from gridbot.normalize import Ignored, ListenKeyExpired
 
 __all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
@@ -59,6 +59,11 @@ class Adapter(Protocol):
         Counts each request in ``counters.rest_calls``.  Raises AuthenticationError or ConnectError
         (or another GridbotError) on failure, translated from the SDK's exception.
         """
+
+    def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
+        """REST: the final state of orders that were open before a gap and are missing from the
+        open-orders snapshot (filled or cancelled while disconnected), so trackers learn how they
+        ended.  Orders the exchange no longer knows are left out.  Counts each request."""
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         """Normalize one raw frame (runs on the stream's worker thread; may keep decoder state,

@@ -1,0 +1,552 @@
+"""ExchangeStream: the live state of one futures account, delivered to per-symbol callbacks.
+
+Threads (all started by gridbot, all joined by :meth:`ExchangeStream.stop`):
+
+- the SDK's socket threads only enqueue raw frames into the inbox (never block, never raise);
+- the *worker* decodes frames, drops duplicates and stale pushes, seeds and resyncs over REST, and
+  puts events on the dispatch queue;
+- the *dispatcher* (``dispatch="thread"``) runs the callbacks one at a time; with
+  ``dispatch="manual"`` the caller runs them in :meth:`ExchangeStream.dispatch_pending`.
+
+Seeding loses nothing: the sockets are subscribed first and their frames wait in the inbox while
+the worker fetches the REST snapshot; pushes older than the snapshot's row of the same identity are
+then dropped, newer ones applied.  The same happens after every reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gridbot._dispatch import Callbacks, DispatchQueue, Router, Subscriptions
+from gridbot._pipeline import Pipeline
+from gridbot.adapters._base import Adapter, Channel, LinkState, Sink
+from gridbot.endpoints import Endpoints
+from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
+from gridbot.events import Event, OrderUpdate, StatusUpdate
+from gridbot.normalize import Ignored, ListenKeyExpired
+from gridbot.stats import Counters, StreamStats
+
+__all__ = ["ExchangeStream"]
+
+logger = logging.getLogger(__name__)
+
+Exchange = Literal["binance", "bybit"]
+DispatchMode = Literal["thread", "manual"]
+StatusCallback = Callable[[StatusUpdate], None]
+
+_RESYNC_BACKOFF_FIRST = 0.5
+_RESYNC_BACKOFF_MAX = 30.0
+_RAW_LOG_CHARS = 500
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# Inbox items: what SDK threads and the caller hand to the worker.
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    channel: Channel
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    channel: Channel
+    state: LinkState
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _SeedSymbol:
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ForgetSymbol:
+    symbol: str
+
+
+class _Stop:
+    pass
+
+
+_InboxItem = _Frame | _Link | _SeedSymbol | _ForgetSymbol | _Stop
+
+
+class _InboxSink(Sink):
+    """The adapter's view of the inbox: two enqueue calls that cannot block or raise."""
+
+    __slots__ = ("_put",)
+
+    def __init__(self, inbox: queue.SimpleQueue[_InboxItem]) -> None:
+        self._put = inbox.put
+
+    def frame(self, channel: Channel, payload: Any) -> None:
+        self._put(_Frame(channel, payload))
+
+    def link(self, channel: Channel, state: LinkState, detail: str) -> None:
+        self._put(_Link(channel, state, detail))
+
+
+def _make_adapter(
+    exchange: Exchange,
+    *,
+    api_key: str,
+    api_secret: str,
+    testnet: bool,
+    demo: bool,
+    endpoints: Endpoints | None,
+    sink: Sink,
+    counters: Counters,
+) -> Adapter:
+    """Build the adapter for ``exchange`` (imported lazily: each pulls in its SDK)."""
+    if exchange == "binance":
+        from gridbot.adapters.binance import BinanceAdapter
+
+        return BinanceAdapter(
+            api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
+            endpoints=endpoints, sink=sink, counters=counters,
+        )
+    from gridbot.adapters.bybit import BybitAdapter
+
+    return BybitAdapter(
+        api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
+        endpoints=endpoints, sink=sink, counters=counters,
+    )
+
+
+class ExchangeStream:
+    """Positions, wallet, orders, fills and prices of one account, as callbacks per symbol.
+
+    See DESIGN §1.  Callbacks of one stream never run concurrently; events of one kind for one
+    symbol arrive in exchange order; a raising callback is logged and counted, never fatal.
+    """
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        api_key: str,
+        api_secret: str,
+        testnet: bool = False,
+        demo: bool = False,
+        endpoints: Endpoints | None = None,
+        snapshot: bool = True,
+        dispatch: DispatchMode = "thread",
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        if exchange not in ("binance", "bybit"):
+            raise ValueError(f"exchange must be 'binance' or 'bybit', not {exchange!r}")
+        if dispatch not in ("thread", "manual"):
+            raise ValueError(f"dispatch must be 'thread' or 'manual', not {dispatch!r}")
+        if not api_key or not api_secret:
+            raise ValueError("api_key and api_secret are required")
+        self.exchange: Exchange = exchange
+        self._snapshot = snapshot
+        self._dispatch_mode: DispatchMode = dispatch
+        self._counters = Counters()
+        self._subscriptions = Subscriptions()
+        self._queue = DispatchQueue(self._counters)
+        self._router = Router(exchange, self._subscriptions, on_status, self._counters)
+        self._pipeline = Pipeline()
+        self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
+        self._adapter = _make_adapter(
+            exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
+            endpoints=endpoints, sink=_InboxSink(self._inbox), counters=self._counters,
+        )
+        self._lifecycle = threading.Lock()
+        self._deliver_lock = threading.RLock()
+        self._started = False
+        self._stopped = False
+        self._live = False
+        self._stop_event = threading.Event()
+        self._discard_after: float | None = None
+        self._worker: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        # worker-thread state
+        self._seed_done = threading.Event()
+        self._seed_error: BaseException | None = None
+        self._links_up: dict[Channel, bool] = {"private": True, "public": True}
+        self._reconnecting = False
+        self._resync_needed = False
+        self._resync_due: float | None = None
+        self._resync_backoff = _RESYNC_BACKOFF_FIRST
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running" if self._started else "new"
+        return f"<ExchangeStream {self.exchange} {state} symbols={self._subscriptions.symbols()}>"
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(
+        self,
+        symbol: str,
+        *,
+        on_position: Callable[[Any], None] | None = None,
+        on_wallet: Callable[[Any], None] | None = None,
+        on_order: Callable[[Any], None] | None = None,
+        on_ticker: Callable[[Any], None] | None = None,
+        on_fill: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Register callbacks for ``symbol`` (upper-cased); before or after :meth:`start`.
+
+        A symbol added while running gets its ticker stream and is seeded like one added before.
+        Subscribing an already subscribed symbol replaces its callbacks.
+        """
+        symbol = _normalize_symbol(symbol)
+        callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill)
+        is_new = self._subscriptions.set(symbol, callbacks)
+        if is_new and self._live and not self._stopped:
+            self._adapter.add_symbol(symbol)
+            if self._snapshot:
+                self._inbox.put(_SeedSymbol(symbol))
+
+    def unsubscribe(self, symbol: str) -> None:
+        """Remove the callbacks of ``symbol`` and its ticker subscription."""
+        symbol = _normalize_symbol(symbol)
+        if not self._subscriptions.remove(symbol):
+            return
+        self._router.forget_symbol(symbol)
+        if self._live and not self._stopped:
+            self._inbox.put(_ForgetSymbol(symbol))
+            self._adapter.remove_symbol(symbol)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect, seed, and return once live.
+
+        Raises AuthenticationError for rejected keys and ConnectError for unreachable hosts or
+        a timeout; on failure no thread is left running.
+        """
+        with self._lifecycle:
+            if self._started:
+                raise GridbotError("start() was already called; a stream starts once")
+            self._started = True
+        deadline = time.monotonic() + timeout
+        if self._dispatch_mode == "thread":
+            self._dispatcher = self._thread("dispatch", self._run_dispatcher)
+        try:
+            self._adapter.open(self._subscriptions.symbols(), timeout=_remaining(deadline))
+        except BaseException:
+            self._abort_start(deadline)
+            raise
+        self._worker = self._thread("worker", lambda: self._run_worker(deadline))
+        if not self._seed_done.wait(_remaining(deadline)):
+            self._abort_start(deadline)
+            raise ConnectError(f"{self.exchange}: the REST seed did not finish within {timeout:g} s")
+        if self._seed_error is not None:
+            error = self._seed_error
+            self._abort_start(deadline)
+            raise error
+        self._live = True
+        self._emit_status("connected", "live")
+
+    def _abort_start(self, deadline: float) -> None:
+        self._stop_threads(deadline + 5.0, adapter_budget=max(1.0, _remaining(deadline)))
+        with self._lifecycle:
+            self._stopped = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect and join every thread gridbot started; idempotent, bounded by ``timeout``.
+
+        Events already received are delivered first while the budget allows; a final
+        ``StatusUpdate("stopped")`` is the last event.
+        """
+        with self._lifecycle:
+            if self._stopped or not self._started:
+                self._stopped = True
+                return
+            self._stopped = True
+        deadline = time.monotonic() + timeout
+        self._live = False
+        self._stop_threads(deadline, adapter_budget=timeout * 0.5, final_status=True)
+
+    def _stop_threads(self, deadline: float, *, adapter_budget: float, final_status: bool = False) -> None:
+        current = threading.current_thread()
+        try:
+            self._adapter.close(timeout=min(adapter_budget, _remaining(deadline)))
+        except Exception:
+            logger.exception("%s: closing the exchange sockets failed", self.exchange)
+        self._discard_after = deadline - 0.2
+        self._inbox.put(_Stop())
+        self._stop_event.set()
+        self._join(self._worker, deadline, current)
+        if final_status:
+            self._emit_status("stopped", "stop() called")
+        self._queue.close()
+        self._join(self._dispatcher, deadline, current)
+
+    def _join(self, thread: threading.Thread | None, deadline: float, current: threading.Thread) -> None:
+        if thread is None or thread is current:
+            return
+        thread.join(_remaining(deadline))
+        if thread.is_alive():
+            logger.error("%s: thread %s did not finish within stop()'s timeout", self.exchange, thread.name)
+
+    def __enter__(self) -> ExchangeStream:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def connected(self) -> bool:
+        """True only while every socket is up."""
+        return self._live and not self._stopped and self._adapter.connected
+
+    @property
+    def stats(self) -> StreamStats:
+        """A consistent snapshot of the counters."""
+        return self._counters.snapshot()
+
+    def dispatch_pending(self, timeout: float = 0.0) -> int:
+        """Run queued callbacks in the calling thread (``dispatch="manual"``); returns how many events.
+
+        Waits up to ``timeout`` seconds for the first event, then delivers what is queued at that
+        moment without waiting further.
+        """
+        if self._dispatch_mode != "manual":
+            raise GridbotError("dispatch_pending() is for streams built with dispatch='manual'")
+        with self._deliver_lock:
+            event = self._queue.get(timeout)
+            if event is None:
+                return 0
+            delivered = 0
+            budget = len(self._queue)
+            while event is not None:
+                self._router.deliver(event)
+                delivered += 1
+                if delivered > budget:
+                    break
+                event = self._queue.get(0)
+            return delivered
+
+    # ------------------------------------------------------------------ threads
+
+    def _thread(self, role: str, target: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(target=target, name=f"gridbot-{self.exchange}-{role}", daemon=True)
+        thread.start()
+        return thread
+
+    def _run_dispatcher(self) -> None:
+        while True:
+            event = self._queue.get(None)
+            if event is None:
+                return
+            if self._discard_after is not None and time.monotonic() > self._discard_after:
+                logger.warning("%s: stop() budget spent; %d queued events not delivered",
+                               self.exchange, len(self._queue) + 1)
+                return
+            with self._deliver_lock:
+                self._router.deliver(event)
+
+    def _run_worker(self, start_deadline: float) -> None:
+        try:
+            self._initial_seed(start_deadline)
+            if self._seed_error is None:
+                self._work_loop()
+        except BaseException:
+            logger.exception("%s: the stream worker failed; the stream is dead", self.exchange)
+            self._seed_error = self._seed_error or GridbotError(f"{self.exchange}: worker failed")
+            self._seed_done.set()
+            self._emit_status("failed", "internal error in the stream worker (see the log)")
+
+    def _work_loop(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get(timeout=self._until_resync())
+            except queue.Empty:
+                item = None
+            if isinstance(item, _Stop):
+                return
+            if item is not None:
+                if self._discard_after is not None and time.monotonic() > self._discard_after:
+                    continue  # stop() budget spent: drain without work until the stop marker
+                self._handle(item)
+            if self._resync_due is not None and time.monotonic() >= self._resync_due:
+                self._resync()
+
+    def _until_resync(self) -> float | None:
+        if self._resync_due is None:
+            return None
+        return max(0.0, self._resync_due - time.monotonic())
+
+    def _handle(self, item: _InboxItem) -> None:
+        if isinstance(item, _Frame):
+            self._handle_frame(item)
+        elif isinstance(item, _Link):
+            self._handle_link(item)
+        elif isinstance(item, _SeedSymbol):
+            self._seed_symbol(item.symbol)
+        elif isinstance(item, _ForgetSymbol):
+            self._pipeline.forget_symbol(item.symbol)
+
+    # ------------------------------------------------------------------ frames
+
+    def _handle_frame(self, frame: _Frame) -> None:
+        try:
+            decoded = self._adapter.decode(frame.channel, frame.payload)
+        except NormalizationError as exc:
+            self._bad_message(frame, str(exc))
+            return
+        except Exception:
+            logger.exception("%s %s: decoding failed; raw=%.*r", self.exchange, frame.channel,
+                             _RAW_LOG_CHARS, frame.payload)
+            self._counters.add("bad_messages")
+            return
+        if isinstance(decoded, Ignored):
+            return
+        if isinstance(decoded, ListenKeyExpired):
+            logger.info("%s: listenKey expired at %d; the adapter renews it and gridbot resyncs",
+                        self.exchange, decoded.timestamp)
+            return
+        for event in decoded:
+            if self._pipeline.accept(event):
+                self._queue.put(event)
+
+    def _bad_message(self, frame: _Frame, reason: str) -> None:
+        self._counters.add("bad_messages")
+        logger.error("%s %s: dropped a message that could not be normalized: %s; raw=%.*r",
+                     self.exchange, frame.channel, reason, _RAW_LOG_CHARS, frame.payload)
+
+    # ------------------------------------------------------------------ links and resyncs
+
+    def _handle_link(self, link: _Link) -> None:
+        if link.state == "failed":
+            logger.error("%s %s socket failed: %s", self.exchange, link.channel, link.detail)
+            self._emit_status("failed", f"{link.channel}: {link.detail}")
+            return
+        if link.state == "down":
+            self._link_down(link)
+        elif link.state == "gap":
+            logger.warning("%s %s: possible gap in the stream: %s", self.exchange, link.channel, link.detail)
+            if link.channel == "private":
+                self._resync_needed = True
+                if all(self._links_up.values()):
+                    self._schedule_resync(0.0)
+        elif link.state == "up":
+            self._link_up(link)
+
+    def _link_down(self, link: _Link) -> None:
+        was_up = self._links_up[link.channel]
+        self._links_up[link.channel] = False
+        if link.channel == "private":
+            self._resync_needed = True
+        if was_up and not self._reconnecting:
+            self._reconnecting = True
+            self._emit_status("reconnecting", f"{link.channel}: {link.detail}")
+
+    def _link_up(self, link: _Link) -> None:
+        if not self._links_up[link.channel]:
+            self._counters.add("reconnects")
+        self._links_up[link.channel] = True
+        if not all(self._links_up.values()):
+            return
+        if self._resync_needed and self._snapshot:
+            self._schedule_resync(0.0)
+        elif self._reconnecting:
+            self._reconnecting = False
+            self._resync_needed = False
+            self._emit_status("connected", f"{link.channel}: {link.detail}")
+
+    def _schedule_resync(self, delay: float) -> None:
+        self._resync_due = time.monotonic() + delay
+
+    def _resync(self) -> None:
+        """Fetch the snapshot again after a reconnect or gap; retried with backoff on failure."""
+        self._resync_due = None
+        symbols = self._subscriptions.symbols()
+        try:
+            self._apply_snapshot(symbols, include_wallet=True)
+        except GridbotError as exc:
+            logger.warning("%s: resync failed (%s); retrying in %.1f s",
+                           self.exchange, exc, self._resync_backoff)
+            self._schedule_resync(self._resync_backoff)
+            self._resync_backoff = min(self._resync_backoff * 2, _RESYNC_BACKOFF_MAX)
+            return
+        self._resync_backoff = _RESYNC_BACKOFF_FIRST
+        self._resync_needed = False
+        self._reconnecting = False
+        self._counters.add("resyncs")
+        self._emit_status("resynced", f"snapshot of {len(symbols)} symbol(s) applied")
+
+    def _initial_seed(self, deadline: float) -> None:
+        """The first snapshot; retried until ``start()``'s deadline, except for rejected keys."""
+        if not self._snapshot:
+            self._seed_done.set()
+            return
+        backoff = _RESYNC_BACKOFF_FIRST
+        while True:
+            try:
+                self._apply_snapshot(self._subscriptions.symbols(), include_wallet=True)
+                break
+            except AuthenticationError as exc:
+                self._seed_error = exc
+                break
+            except GridbotError as exc:
+                if time.monotonic() + backoff >= deadline or self._stop_event.is_set():
+                    self._seed_error = ConnectError(f"{self.exchange}: the REST seed failed: {exc}")
+                    self._seed_error.__cause__ = exc
+                    break
+                logger.warning("%s: REST seed failed (%s); retrying", self.exchange, exc)
+                self._stop_event.wait(backoff)
+                backoff = min(backoff * 2, _RESYNC_BACKOFF_MAX)
+        self._seed_done.set()
+
+    def _seed_symbol(self, symbol: str) -> None:
+        if self._subscriptions.get(symbol) is None:
+            return
+        try:
+            self._apply_snapshot([symbol], include_wallet=False)
+        except GridbotError as exc:
+            logger.warning("%s: seeding %s failed (%s); a full resync follows", self.exchange, symbol, exc)
+            self._resync_needed = True
+            self._schedule_resync(self._resync_backoff)
+
+    def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool) -> None:
+        events = self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet)
+        reconciled = self._pipeline.reconcile(events, symbols, timestamp=_now_ms())
+        for event in reconciled.events:
+            self._queue.put(event)
+        if reconciled.vanished_orders:
+            self._finish_vanished(reconciled.vanished_orders)
+
+    def _finish_vanished(self, orders: list[OrderUpdate]) -> None:
+        """Orders that were open before the gap and are not any more: fetch how they ended."""
+        final_states: list[Event] = list(self._adapter.fetch_orders(orders))
+        found = {(e.symbol, e.order_id) for e in final_states if isinstance(e, OrderUpdate)}
+        for event in final_states:
+            if self._pipeline.accept(event):
+                self._queue.put(event)
+        for order in orders:
+            if (order.symbol, order.order_id) not in found:
+                logger.warning("%s: order %s %s left the open orders while disconnected; its final "
+                               "state could not be fetched", self.exchange, order.symbol, order.order_id)
+
+    # ------------------------------------------------------------------ status
+
+    def _emit_status(self, state: Literal["connected", "reconnecting", "resynced", "stopped", "failed"],
+                     detail: str) -> None:
+        logger.info("%s stream %s: %s", self.exchange, state, detail)
+        self._queue.put(StatusUpdate(exchange=self.exchange, timestamp=_now_ms(), state=state, detail=detail))
+
+
+def _normalize_symbol(symbol: str) -> str:
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise ValueError(f"symbol must be a non-empty string, not {symbol!r}")
+    return symbol.strip().upper()
+
+
+def _remaining(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

@@ -43,7 +43,9 @@ def started(fake: list[FakeAdapter], *symbols: str, **kwargs: Any) -> tuple[Any,
 class TestStartAndSeed:
     def test_seed_is_delivered_then_connected(self, fake: list[FakeAdapter]) -> None:
         s, adapter, rec = started(fake)
-        adapter.snapshot = [position("2", snap=True, cum="5"), order("7", snap=True), wallet("100", snap=True)]
+        adapter.snapshot = [
+            position("2", snap=True, cum="5"), order("7", snap=True), wallet("100", snap=True),
+        ]
         s.start(timeout=5)
         try:
             wait_until(lambda: "connected" in rec.statuses)
@@ -138,7 +140,9 @@ class TestStartAndSeed:
 
 
 class TestDelivery:
-    def test_mark_price_is_merged_and_positions_re_emitted_on_mark_moves(self, fake: list[FakeAdapter]) -> None:
+    def test_mark_price_is_merged_and_positions_re_emitted_on_mark_moves(
+        self, fake: list[FakeAdapter]
+    ) -> None:
         s, adapter, rec = started(fake)
         s.start(timeout=5)
         adapter.push(position("2", entry="100", ts=11))
@@ -432,7 +436,7 @@ class TestStop:
         wait_until(no_gridbot_threads)
 
     def test_context_manager(self, fake: list[FakeAdapter]) -> None:
-        s, adapter, rec = started(fake)
+        s, _, rec = started(fake)
         with s as running:
             assert running is s and s.connected
         assert rec.statuses[-1] == "stopped" and no_gridbot_threads()

@@ -1,17 +1,8 @@
-"""Throughput of the pure Bybit normalizer on one core: messages per second per message kind.
-
-Run: ``python benchmarks/normalize_bybit.py [seconds-per-case]``.  Messages are built in memory in the
-shapes of the official docs examples (one row each), so nothing but the normalizer is measured.
-"""
+"""Bybit wire messages for the normalizer benchmark, in the shapes of the official docs."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-from gridbot.normalize.bybit import TickerMerger, parse_private_message
 
 POSITION = {
     "topic": "position",
@@ -95,7 +86,7 @@ WALLET = {
 }
 
 
-def _ticker_snapshot(mark: str) -> dict[str, Any]:
+def ticker_snapshot(mark: str) -> dict[str, Any]:
     return {
         "topic": "tickers.BTCUSDT",
         "type": "snapshot",
@@ -114,7 +105,7 @@ def _ticker_snapshot(mark: str) -> dict[str, Any]:
     }
 
 
-def _ticker_delta(**fields: str) -> dict[str, Any]:
+def ticker_delta(**fields: str) -> dict[str, Any]:
     return {
         "topic": "tickers.BTCUSDT",
         "type": "delta",
@@ -122,53 +113,3 @@ def _ticker_delta(**fields: str) -> dict[str, Any]:
         "cs": 9532239430,
         "ts": 1760325052730,
     }
-
-
-def _rate(
-    handle: Callable[[Mapping[str, Any]], object], messages: Sequence[Mapping[str, Any]], seconds: float
-) -> float:
-    """Messages per second, cycling through ``messages`` for about ``seconds``."""
-    handled = 0
-    batch = 10_000
-    count = len(messages)
-    start = time.perf_counter()
-    elapsed = 0.0
-    while elapsed < seconds:
-        for i in range(batch):
-            handle(messages[i % count])
-        handled += batch
-        elapsed = time.perf_counter() - start
-    return handled / elapsed
-
-
-def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
-    merger = TickerMerger()
-    cases: list[tuple[str, Callable[[Mapping[str, Any]], object], list[dict[str, Any]]]] = [
-        ("position", parse_private_message, [POSITION]),
-        ("order", parse_private_message, [ORDER]),
-        ("execution", parse_private_message, [EXECUTION]),
-        ("wallet (1 coin)", parse_private_message, [WALLET]),
-        (
-            "ticker snapshot (mark moves)",
-            merger.apply,
-            [_ticker_snapshot("66666.60"), _ticker_snapshot("66667.10")],
-        ),
-        (
-            "ticker delta (mark moves)",
-            merger.apply,
-            [_ticker_delta(markPrice="66666.6"), _ticker_delta(markPrice="66667.1")],
-        ),
-        (
-            "ticker delta (bid/ask only)",
-            merger.apply,
-            [_ticker_delta(bid1Price="66666.5", ask1Price="66666.7")],
-        ),
-    ]
-    print(f"gridbot.normalize.bybit, one core, {seconds:g} s per case")
-    for name, handle, messages in cases:
-        print(f"  {name:<30} {_rate(handle, messages, seconds):>12,.0f} msgs/s")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,19 +1,8 @@
-"""Throughput of the pure Binance normalizer on one core: messages per second per message kind.
-
-A plain script (not a test): ``python benchmarks/normalize_binance.py [iterations]``.
-The messages are shaped like the official examples in tests/fixtures/binance (one position row and
-one balance row per ACCOUNT_UPDATE, the usual shape of a grid's fill), built inline so the script
-depends on nothing but gridbot.
-"""
+"""Binance wire messages for the normalizer benchmark, in the shapes of the official docs."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable
 from typing import Any
-
-from gridbot.normalize.binance import parse_market_message, parse_user_message
 
 ACCOUNT_UPDATE: dict[str, Any] = {
     "e": "ACCOUNT_UPDATE",
@@ -70,35 +59,3 @@ MARK_PRICE: dict[str, Any] = {
         "T": 1562306400000,
     },
 }
-
-
-def measure(parse: Callable[[Any], object], msg: Any, iterations: int) -> float:
-    """Messages per second: best of three timed runs after a warm-up."""
-    for _ in range(1000):
-        parse(msg)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            parse(msg)
-        best = min(best, time.perf_counter() - start)
-    return iterations / best
-
-
-def main() -> None:
-    iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    cases: list[tuple[str, Callable[[Any], object], Any]] = [
-        ("ACCOUNT_UPDATE (1 position + 1 balance)", parse_user_message, ACCOUNT_UPDATE),
-        ("ACCOUNT_UPDATE (1 position only)", parse_user_message, ACCOUNT_UPDATE_POSITION_ONLY),
-        ("ORDER_TRADE_UPDATE (order + fill)", parse_user_message, ORDER_TRADE_UPDATE),
-        ("ALGO_UPDATE", parse_user_message, ALGO_UPDATE),
-        ("markPriceUpdate (combined wrapper)", parse_market_message, MARK_PRICE),
-    ]
-    print(f"{'message':<42} {'msgs/s':>12} {'us/msg':>8}   ({iterations} iterations, best of 3)")
-    for name, parse, msg in cases:
-        rate = measure(parse, msg, iterations)
-        print(f"{name:<42} {rate:>12,.0f} {1e6 / rate:>8.2f}")
-
-
-if __name__ == "__main__":
-    main()

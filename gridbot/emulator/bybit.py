@@ -953,6 +953,9 @@ class BybitEmulator(_FaultHooks):
     """The loopback Bybit v5 exchange: an :class:`Engine` behind REST and two WebSocket paths.
 
     Construct, optionally prepare state through :attr:`engine`, then :meth:`start` (or use ``with``).
+    ``price_interval`` is the random-walk cadence in seconds (0: no walk, prices move only through
+    ``engine.set_price``, for exact tests); ``clock`` (ms) stamps the data, default wall time.
+    Drive the market and the account from any thread through :attr:`engine`: every change is pushed.
     """
 
     SUBSCRIBE_ACK_DELAY: float = 0.005
@@ -1037,6 +1040,15 @@ class BybitEmulator(_FaultHooks):
         """Requests received per ``"METHOD /path"`` (rejected and faulted ones included); a copy."""
         with self._calls_lock:
             return dict(self._rest_calls)
+
+    def subscriptions(self, channel: str, timeout: float = 5.0) -> list[set[str]]:
+        """The active topics of every open socket of ``channel`` (e.g. to wait until an SDK subscribed)."""
+        _check_channel(channel)
+
+        async def collect() -> list[set[str]]:
+            return [set(conn.topics) for conn in self._conns[channel] if not conn.closed]
+
+        return self._require_server().run_coroutine(collect()).result(timeout)
 
     def start(self, timeout: float = 10.0) -> None:
         """Serve on 127.0.0.1 (ephemeral port) and start the price loop; returns once listening."""
@@ -1140,17 +1152,19 @@ class BybitEmulator(_FaultHooks):
 
     def _ticker(self, symbol: str) -> _Ticker:
         ticker = self._tickers.get(symbol)
-        if ticker is None:
-            prices = self._engine.prices(symbol)
-            ticker = _Ticker(prices.last, prices.last, prices.last, prices.last)
-            ticker.fields = ticker.update(prices, self._ticks[symbol])
-            self._tickers[symbol] = ticker
+        return ticker if ticker is not None else self._new_ticker(self._engine.prices(symbol))
+
+    def _new_ticker(self, prices: Prices) -> _Ticker:
+        ticker = _Ticker(prices.last, prices.last, prices.last, prices.last)
+        ticker.fields = ticker.update(prices, self._ticks[prices.symbol])
+        self._tickers[prices.symbol] = ticker
         return ticker
 
     def _publish_ticker(self, prices: Prices, timestamp: int) -> None:
+        """Diff against the last published fields; nobody subscribed yet means nothing to send."""
         ticker = self._tickers.get(prices.symbol)
         if ticker is None:
-            self._ticker(prices.symbol)
+            self._new_ticker(prices)
             return
         fields = ticker.update(prices, self._ticks[prices.symbol])
         changed = {k: v for k, v in fields.items() if ticker.fields.get(k) != v}

@@ -923,7 +923,7 @@ class _Conn:
     conn_id: str
     ws: web.WebSocketResponse
     transport: asyncio.Transport | None
-    queue: asyncio.Queue[tuple[str, str | bytes]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[str | bytes] = field(default_factory=asyncio.Queue)  # text frame | pong payload
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     topics: set[str] = field(default_factory=set)
     authed: bool = False
@@ -931,14 +931,14 @@ class _Conn:
 
     def send_text(self, text: str) -> None:
         if not self.closed:
-            self.queue.put_nowait(("text", text))
+            self.queue.put_nowait(text)
 
     def send_json(self, obj: Any) -> None:
         self.send_text(_dumps(obj))
 
     def send_pong(self, data: bytes) -> None:
         if not self.closed:
-            self.queue.put_nowait(("pong", data))
+            self.queue.put_nowait(data)
 
     def topics_for(self, kind: str) -> list[str]:
         if kind == "wallet":
@@ -949,7 +949,23 @@ class _Conn:
 # --------------------------------------------------------------------------------------------- emulator
 
 
-class BybitEmulator(_FaultHooks):
+class _Hooks(_FaultHooks):
+    """Runs the faults' actions on the emulator's loop."""
+
+    def __init__(self, emulator: BybitEmulator) -> None:
+        self._emulator = emulator
+
+    def drop(self, channel: str) -> None:
+        self._emulator._call_in_loop(self._emulator._abort_channel, channel)
+
+    def send_raw(self, channel: str, text: str) -> None:
+        self._emulator._call_in_loop(self._emulator._send_raw_now, channel, text)
+
+    def wake(self) -> None:
+        self._emulator._call_in_loop(self._emulator._wake_all)
+
+
+class BybitEmulator:
     """The loopback Bybit v5 exchange: an :class:`Engine` behind REST and two WebSocket paths.
 
     Construct, optionally prepare state through :attr:`engine`, then :meth:`start` (or use ``with``).
@@ -978,7 +994,7 @@ class BybitEmulator(_FaultHooks):
         self._ids = _IdBook()
         self._translator = _Translator(self._config, self._ids)
         self._faults = BybitFaults()
-        self._faults._bind(self)
+        self._faults._bind(_Hooks(self))
         self._ticks = {s.symbol: s.tick_size for s in self._config.symbols}
         self._calls_lock = threading.Lock()
         self._rest_calls: dict[str, int] = {}
@@ -1019,7 +1035,7 @@ class BybitEmulator(_FaultHooks):
 
     @property
     def price_interval(self) -> float:
-        """Seconds between random-walk steps (0: no price loop; set it before start)."""
+        """Seconds between random-walk steps (0: no price loop)."""
         return self._price_interval
 
     @price_interval.setter
@@ -1069,13 +1085,9 @@ class BybitEmulator(_FaultHooks):
         if self._price_handle is not None:
             self._price_handle.cancel()
             self._price_handle = None
-        try:
-            server.run_coroutine(self._close_all()).result(timeout=timeout / 2)
-        except Exception:
-            logger.exception("bybit emulator: closing sockets failed")
-        self._loop = None
+        self._loop = None  # engine events from now on are not pushed
         self._server = None
-        server.stop(timeout=timeout)
+        server.stop(timeout=timeout)  # closes every tracked socket with 1001, then joins its thread
 
     def __enter__(self) -> BybitEmulator:
         self.start()
@@ -1102,17 +1114,13 @@ class BybitEmulator(_FaultHooks):
         """Runs under the engine lock on the engine caller's thread: translate, then hand to the loop."""
         try:
             pushes = self._translator.on_event(event)
-            loop = self._loop
-            if loop is None or loop.is_closed():
-                return
-            if pushes:
-                loop.call_soon_threadsafe(self._fanout, pushes)
-            if isinstance(event, PriceEvent):
-                loop.call_soon_threadsafe(self._publish_ticker, event.prices, event.timestamp)
-        except RuntimeError:
-            logger.debug("bybit emulator: loop closed, event not pushed")
         except Exception:
             logger.exception("bybit emulator: failed to translate %s", type(event).__name__)
+            return
+        if pushes:
+            self._call_in_loop(self._fanout, pushes)
+        if isinstance(event, PriceEvent):
+            self._call_in_loop(self._publish_ticker, event.prices, event.timestamp)
 
     def _fanout(self, pushes: list[_Push]) -> None:
         for push in pushes:
@@ -1182,21 +1190,16 @@ class BybitEmulator(_FaultHooks):
         return _dumps({"topic": f"tickers.{symbol}", "type": "snapshot", "data": dict(ticker.fields),
                        "cs": ticker.cs, "ts": self._clock()})
 
-    # -- fault hooks (any thread)
-
-    def drop(self, channel: str) -> None:
-        self._call_in_loop(self._abort_channel, channel)
-
-    def send_raw(self, channel: str, text: str) -> None:
-        self._call_in_loop(self._send_raw_now, channel, text)
-
-    def wake(self) -> None:
-        self._call_in_loop(self._wake_all)
+    # -- fault actions (scheduled from any thread, run on the loop)
 
     def _call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None:
+            return
+        try:
             loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            logger.debug("bybit emulator: loop closed, %r skipped", fn)
 
     def _abort_channel(self, channel: str) -> None:
         for conn in list(self._conns[channel]):
@@ -1213,16 +1216,6 @@ class BybitEmulator(_FaultHooks):
         for conns in self._conns.values():
             for conn in conns:
                 conn.wake.set()
-
-    async def _close_all(self) -> None:
-        for conns in self._conns.values():
-            for conn in list(conns):
-                conn.closed = True
-                try:
-                    await asyncio.wait_for(conn.ws.close(code=1001, message=b"server stopping"), 1.0)
-                except (asyncio.TimeoutError, ConnectionError):
-                    if conn.transport is not None:
-                        conn.transport.abort()
 
     # -- aiohttp app
 
@@ -1547,28 +1540,29 @@ class BybitEmulator(_FaultHooks):
             if msg.type == WSMsgType.TEXT:
                 self._on_text(conn, msg.data)
             elif msg.type == WSMsgType.PING:
-                conn.send_pong(msg.data)
+                conn.send_pong(bytes(msg.data))  # aiohttp hands a bytearray
             elif msg.type == WSMsgType.ERROR:
                 logger.debug("bybit emulator: %s socket error: %s", conn.channel, conn.ws.exception())
                 return
 
     async def _sender(self, conn: _Conn) -> None:
         """The only writer of a socket: sends queued items in order, honouring pause and silence."""
-        while True:
-            kind, data = await conn.queue.get()
-            await self._wait_unpaused(conn)
-            if self._faults._is_silenced(conn.channel):
-                continue
-            try:
-                if kind == "pong":
-                    assert isinstance(data, bytes)
+        try:
+            while True:
+                data = await conn.queue.get()
+                await self._wait_unpaused(conn)
+                if self._faults._is_silenced(conn.channel):
+                    continue
+                if isinstance(data, bytes):
                     await conn.ws.pong(data)
                 else:
-                    assert isinstance(data, str)
                     await conn.ws.send_str(data)
-            except (ConnectionError, RuntimeError) as err:
-                logger.debug("bybit emulator: %s send failed: %s", conn.channel, err)
-                return
+        except (ConnectionError, RuntimeError) as err:
+            logger.debug("bybit emulator: %s send failed: %s", conn.channel, err)
+        except Exception:
+            logger.exception("bybit emulator: %s sender failed", conn.channel)
+            if conn.transport is not None:
+                conn.transport.abort()  # a socket that can no longer send must not look alive
 
     async def _wait_unpaused(self, conn: _Conn) -> None:
         while self._faults._is_paused(conn.channel):

@@ -437,6 +437,26 @@ def test_conditional_order_create_and_cancel(emu: BybitEmulator, private: Socket
         created["orderId"], "Cancelled", "CancelByUser")
 
 
+def test_triggered_limit_conditional_rests_and_cancels_under_its_own_id(emu: BybitEmulator,
+                                                                         private: Socket) -> None:
+    http = http_for(emu)
+    stop_id = http.place_order(category="linear", symbol=SYMBOL, side="Buy", orderType="Limit", qty="0.01",
+                               price="60500", triggerPrice="61000", triggerDirection=1)["result"]["orderId"]
+    assert row(private.expect(topic_is("order")))["orderStatus"] == "Untriggered"
+    emu.engine.set_price(SYMBOL, Decimal("61000"))
+    statuses = [row(private.expect(topic_is("order"))) for _ in range(2)]
+    assert [(o["orderId"], o["orderStatus"]) for o in statuses] == [(stop_id, "Triggered"), (stop_id, "New")]
+    listed = http.get_open_orders(category="linear", symbol=SYMBOL)["result"]["list"]
+    assert [(o["orderId"], o["orderStatus"], o["stopOrderType"], o["price"]) for o in listed] == [
+        (stop_id, "New", "Stop", "60500")]
+    answer = http.cancel_order(category="linear", symbol=SYMBOL, orderId=stop_id)
+    assert answer["result"]["orderId"] == stop_id
+    cancelled = row(private.expect(topic_is("order")))
+    assert (cancelled["orderId"], cancelled["orderStatus"]) == (stop_id, "Cancelled")
+    assert private.nothing_for(0.1)
+    assert http.get_open_orders(category="linear", symbol=SYMBOL)["result"]["list"] == []
+
+
 def test_frames_follow_engine_order_under_concurrent_callers(emu: BybitEmulator, private: Socket) -> None:
     def trade(side: str) -> None:
         for _ in range(10):
@@ -559,6 +579,7 @@ def test_pause_holds_and_resume_delivers_in_order(emu: BybitEmulator, private: S
 
 
 def test_silence_is_a_half_dead_socket(emu: BybitEmulator, private: Socket) -> None:
+    assert private.conn.ping().wait(2)  # protocol pings are answered normally
     emu.faults.silence("private", True)
     private.send({"op": "ping"})
     pong_waiter = private.conn.ping()

@@ -56,7 +56,10 @@ Cancelling the wire id of a triggered conditional cancels its live child.
 Ids: Bybit ids are UUID-shaped strings derived deterministically from the engine's int ids (a hash), with
 a bidirectional map; execIds likewise.
 
-Faults (:class:`BybitFaults`, thread-safe, usable while running) -- see its docstring.
+Faults (:class:`BybitFaults`, thread-safe, usable while running) -- see its docstring.  Helpers for tests:
+``price_interval=0`` (no random walk: prices move only through ``engine.set_price``), the
+``price_interval`` setter (accelerate or stop the walk while running) and ``subscriptions(channel)`` (the
+active topics per socket, to wait until an SDK has subscribed).
 
 Known mismatches with the real exchange:
 - One account, one coin (USDT), linear perpetuals only; other categories answer empty lists; no spot,
@@ -295,8 +298,9 @@ class BybitFaults:
     """Misbehaviour on demand; every method is thread-safe and takes effect at once.
 
     ``channel`` is ``"private"`` or ``"public"``.  Frame faults (duplicate, reorder) apply to data pushes
-    (topic frames) that at least one socket of the channel receives; pause and silence apply to everything
-    a socket would send (pushes, acks, pongs, protocol pongs).
+    (topic frames) that at least one socket of the channel receives -- not to acks, pongs or the ticker
+    snapshot; a reordered push waits for the next push of its channel (a drop discards it).  Pause and
+    silence apply to everything a socket would send (pushes, acks, pongs, protocol pongs).
     """
 
     def __init__(self) -> None:

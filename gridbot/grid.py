@@ -446,6 +446,7 @@ class GridStrategy:
                         self.config.symbol, level.index, order.order_id, order.status)
             self._tp_fills.pop(order.order_id, None)
             self._reset(level)
+            self._work()
         else:
             level.state = LevelState.TP_OPEN
             level.order_id = order.order_id

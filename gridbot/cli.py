@@ -380,13 +380,14 @@ class ExchangeRun:
     def result(self, settled: Settled | None) -> dict[str, Any]:
         assert self.stream is not None
         stats = self.stream.stats
+        settled_in_time = settled is not None
         if settled is None:  # report what we have; the comparison will show the difference
             ours = sum((g.realised_pnl() for g in self.grids), Decimal(0))
             settled = Settled(ours, self.ledger_realised_pnl())
         return {
             "closes": sum(len(g.closes) for g in self.grids),
-            "realised_pnl": str(settled.realised_pnl),
-            "ledger_realised_pnl": str(settled.ledger_realised_pnl),
+            "realised_pnl": plain(settled.realised_pnl),
+            "ledger_realised_pnl": plain(settled.ledger_realised_pnl),
             "open_tp_ids": sorted(i for g in self.grids for i in g.open_tp_ids()),
             "state_rest_calls_after_start": self.state_rest_calls_after_start(),
             "resyncs": stats.resyncs,
@@ -399,7 +400,15 @@ class ExchangeRun:
                  "after_reconnect": m.after_gap}
                 for g in self.grids for m in g.cross_check.mismatches()
             ],
+            "settled": settled_in_time,
         }
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal as a plain number without trailing zeros, so equal values print equal
+    ("5.4777790" and "5.47777900" are both "5.477779")."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
 
 
 def _make_emulator(exchange: Exchange, options: DemoOptions) -> _Emulator:
@@ -497,7 +506,7 @@ def _report(results: dict[str, dict[str, Any]], options: DemoOptions) -> int:
     console.print(_summary_table(results))
     failed = False
     for exchange, result in results.items():
-        if result["realised_pnl"] != result["ledger_realised_pnl"]:
+        if Decimal(result["realised_pnl"]) != Decimal(result["ledger_realised_pnl"]):
             failed = True
             _err(f"gridbot demo: {exchange}: realised PnL from the stream {result['realised_pnl']} != "
                  f"ledger {result['ledger_realised_pnl']}")

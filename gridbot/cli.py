@@ -37,7 +37,7 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger(__name__)
 
 Exchange = Literal["binance", "bybit"]
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 KEY_ENV, SECRET_ENV = "GRIDBOT_API_KEY", "GRIDBOT_API_SECRET"
 DEMO_KEY, DEMO_SECRET = "test-key", "test-secret"
 
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="make the emulated prices deterministic")
     demo.add_argument("--faults", action="store_true",
                       help="drop the sockets and expire the Binance listenKey mid-run, to show the resync")
-    demo.add_argument("--hedge", action="store_true", help="hedge mode (long and short slots) on both")
+    demo.add_argument("--mode", choices=("hedge", "one-way"), default="hedge",
+                      help="position mode: hedge (buy levels long, sell levels short; default) or one-way")
     demo.add_argument("--levels", type=int, default=3, help="grid levels on each side (default 3)")
     demo.add_argument("--step", type=Decimal, default=Decimal("0.1"),
                       help="distance between levels in percent (default 0.1)")
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return demo(DemoOptions(
         exchanges=("binance", "bybit") if args.exchange == "both" else (args.exchange,),
         symbols=tuple(args.symbols), duration=args.duration, seed=args.seed, faults=args.faults,
-        hedge=args.hedge, levels=args.levels, step_pct=args.step, as_json=args.json,
+        hedge=args.mode == "hedge", levels=args.levels, step_pct=args.step, as_json=args.json,
     ))
 
 
@@ -114,6 +115,9 @@ def _configure_logging(verbose: bool) -> None:
     )
     if verbose:
         logging.getLogger("gridbot").setLevel(logging.INFO)
+    else:
+        # websocket-client logs every lost socket at ERROR; the adapters already report (and handle) it.
+        logging.getLogger("websocket").setLevel(logging.CRITICAL)
 
 
 # ------------------------------------------------------------------------------------------------ watch
@@ -207,7 +211,7 @@ class DemoOptions:
     duration: float = 20.0
     seed: int | None = None
     faults: bool = False
-    hedge: bool = False
+    hedge: bool = True
     levels: int = 3
     step_pct: Decimal = Decimal("0.1")
     as_json: bool = False
@@ -447,19 +451,19 @@ FAULT_SCHEDULE: tuple[tuple[float, str], ...] = (
 def demo(options: DemoOptions) -> int:
     """Run the demo; 0 when it ran and its books agree, 1 when it failed to start or they disagree."""
     runs = [ExchangeRun(exchange, options) for exchange in options.exchanges]
-    started: list[ExchangeRun] = []
     try:
         for run in runs:
             try:
                 run.start()
-            except (GridbotError, OSError, RuntimeError, TimeoutError) as exc:
+            except (GridbotError, OSError, RuntimeError) as exc:
                 _err(f"gridbot demo: the {run.exchange} demo failed to start: {exc}")
-                started.append(run)
                 return EXIT_FAILED
-            started.append(run)
         results = _trade(runs, options)
+    except KeyboardInterrupt:
+        _err("gridbot demo: interrupted")
+        return EXIT_INTERRUPTED
     finally:
-        _stop_all(started)
+        _stop_all(runs)
     return _report(results, options)
 
 
@@ -601,7 +605,8 @@ def _position_text(positions: Sequence[PositionUpdate]) -> str:
     open_positions = [p for p in positions if p.size > 0]
     if not open_positions:
         return "flat"
-    return " ".join(f"{p.side}{p.size}@{p.entry_price} uPnL {p.unrealised_pnl:.2f}" for p in open_positions)
+    return " ".join(f"{'long' if p.side == 'Buy' else 'short'} {p.size} @ {p.entry_price:.2f} "
+                    f"uPnL {p.unrealised_pnl:.2f}" for p in open_positions)
 
 
 def _plain_line(run: ExchangeRun) -> str:

@@ -25,16 +25,16 @@ SECRET = "s3cr3t-value-never-printed"
 
 def test_demo_defaults() -> None:
     args = cli.build_parser().parse_args(["demo"])
-    assert (args.exchange, args.symbols, args.duration, args.seed, args.faults, args.json) == (
-        "both", ["BTCUSDT", "ETHUSDT"], 20.0, None, False, False)
+    assert (args.exchange, args.symbols, args.duration, args.seed, args.faults, args.json, args.mode) == (
+        "both", ["BTCUSDT", "ETHUSDT"], 20.0, None, False, False, "hedge")
 
 
 def test_demo_options_are_parsed() -> None:
     args = cli.build_parser().parse_args(
         ["demo", "--exchange", "bybit", "--symbols", "solusdt, BTCUSDT", "--duration", "8", "--seed", "7",
-         "--faults", "--json", "--hedge", "--levels", "2", "--step", "0.25"])
-    assert (args.exchange, args.symbols, args.duration, args.seed, args.faults, args.json, args.hedge,
-            args.levels, args.step) == ("bybit", ["SOLUSDT", "BTCUSDT"], 8.0, 7, True, True, True, 2,
+         "--faults", "--json", "--mode", "one-way", "--levels", "2", "--step", "0.25"])
+    assert (args.exchange, args.symbols, args.duration, args.seed, args.faults, args.json, args.mode,
+            args.levels, args.step) == ("bybit", ["SOLUSDT", "BTCUSDT"], 8.0, 7, True, True, "one-way", 2,
                                         Decimal("0.25"))
 
 
@@ -44,6 +44,7 @@ def test_demo_options_are_parsed() -> None:
     ["demo", "--symbols", ""],
     ["demo", "--exchange", "kraken"],
     ["demo", "--duration", "0"],
+    ["demo", "--mode", "netting"],
     ["watch", "--symbol", "BTCUSDT"],
     ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--api-key", "k"],
     [],
@@ -198,6 +199,32 @@ def test_watch_reports_unreachable_hosts(fake_stream: type[FakeStream],
     fake_stream.start_error = ConnectError("binance: the REST seed did not finish within 30 s")
     assert cli.main(["watch", "--exchange", "binance", "--symbol", "BTCUSDT"]) == 1
     assert "could not connect to binance" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ demo failures
+
+
+class BrokenEmulator:
+    """An emulator whose port is taken."""
+
+    stopped = 0
+
+    def start(self, timeout: float = 10.0) -> None:
+        raise OSError(98, "address already in use")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        BrokenEmulator.stopped += 1
+
+
+def test_demo_that_cannot_start_exits_1(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    BrokenEmulator.stopped = 0
+    monkeypatch.setattr(cli, "_make_emulator", lambda exchange, options: BrokenEmulator())
+    assert cli.main(["demo", "--duration", "1", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert "the binance demo failed to start" in err and "address already in use" in err
+    assert out == ""  # no summary, no JSON
+    assert BrokenEmulator.stopped == 2  # every emulator is stopped, started or not
 
 
 # ------------------------------------------------------------------------------------- end to end

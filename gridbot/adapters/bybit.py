@@ -662,20 +662,34 @@ class BybitAdapter:
         return events
 
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
-        """Final states of orders that left the open orders while disconnected (``/v5/order/history``)."""
+        """Final states of orders that left the open orders while disconnected.
+
+        ``/v5/order/realtime`` by ``orderId`` answers in real time for open and the 500 most recent closed
+        orders; ``/v5/order/history`` (asynchronous, may lag) is asked only when realtime does not know the
+        order.  A failing history lookup leaves that order out (logged) rather than failing the resync;
+        rejected keys still raise.
+        """
         found: list[Event] = []
         for order in orders:
-            response = self._rest(
-                "order/history",
-                self._http.get_order_history,
-                category="linear",
-                symbol=order.symbol,
-                orderId=order.order_id,
-            )
-            rows = [row for row in orders_from_rest(response) if row.order_id == order.order_id]
+            rows = self._order_by_id("order/realtime", self._http.get_open_orders, order)
+            if not rows:
+                rows = self._order_from_history(order)
             self._remember_orders(rows)
             found.extend(rows)
         return found
+
+    def _order_by_id(self, what: str, call: Callable[..., Any], order: OrderUpdate) -> list[OrderUpdate]:
+        response = self._rest(what, call, category="linear", symbol=order.symbol, orderId=order.order_id)
+        return [row for row in orders_from_rest(response) if row.order_id == order.order_id]
+
+    def _order_from_history(self, order: OrderUpdate) -> list[OrderUpdate]:
+        try:
+            return self._order_by_id("order/history", self._http.get_order_history, order)
+        except AuthenticationError:
+            raise
+        except GridbotError as exc:
+            logger.warning("Bybit: order history of %s %s unavailable: %s", order.symbol, order.order_id, exc)
+            return []
 
     def _open_orders(self) -> list[OrderUpdate]:
         orders: list[OrderUpdate] = []

@@ -948,21 +948,60 @@ def test_non_zero_ret_code_in_a_response_is_an_error(fake_http: None, sink: Reco
         adapter.fetch_snapshot(["BTCUSDT"], include_wallet=False)
 
 
-def test_fetch_orders_returns_final_states_of_known_orders(fake_http: None, sink: RecordingSink) -> None:
+def test_fetch_orders_asks_realtime_first_then_history(fake_http: None, sink: RecordingSink) -> None:
     counters = Counters()
     adapter = make_adapter(sink, counters=counters)
     http = FakeHTTP.instances[-1]
     filled = orders_page(["gone-1"], "")
-    filled["result"]["list"][0].update(orderStatus="Filled", cumExecQty="0.10", leavesQty="0")
-    http.scripts = {"get_order_history": [filled, orders_page([], "")]}
-    seeded = [o for o in orders_from_page(["gone-1", "gone-2"])]
-    events = adapter.fetch_orders(seeded)
-    assert [(e.order_id, e.status) for e in events] == [("gone-1", "Filled")]  # type: ignore[union-attr]
-    assert http.calls == [
-        ("get_order_history", {"category": "linear", "symbol": "ETHUSDT", "orderId": "gone-1"}),
-        ("get_order_history", {"category": "linear", "symbol": "ETHUSDT", "orderId": "gone-2"}),
+    filled["result"]["list"][0].update(orderStatus="Filled", cumExecQty="0.10", leavesQty="0", positionIdx=2)
+    cancelled = orders_page(["gone-2"], "")
+    cancelled["result"]["list"][0].update(orderStatus="Cancelled")
+    http.scripts = {
+        "get_open_orders": [filled, orders_page([], ""), orders_page([], "")],
+        "get_order_history": [cancelled, orders_page([], "")],
+    }
+    events = adapter.fetch_orders(orders_from_page(["gone-1", "gone-2", "unknown-3"]))
+
+    assert [(e.order_id, e.status) for e in events] == [  # type: ignore[union-attr]
+        ("gone-1", "Filled"),
+        ("gone-2", "Cancelled"),
     ]
-    assert counters.snapshot().rest_calls == 2
+    by_id = {"category": "linear", "symbol": "ETHUSDT"}
+    assert http.calls == [
+        ("get_open_orders", {**by_id, "orderId": "gone-1"}),
+        ("get_open_orders", {**by_id, "orderId": "gone-2"}),
+        ("get_order_history", {**by_id, "orderId": "gone-2"}),
+        ("get_open_orders", {**by_id, "orderId": "unknown-3"}),
+        ("get_order_history", {**by_id, "orderId": "unknown-3"}),
+    ]
+    assert counters.snapshot().rest_calls == 5
+    [fill] = adapter.decode("private", execution_frame("gone-1"))  # type: ignore[misc]
+    assert fill.position_idx == 2  # type: ignore[union-attr]
+
+
+def test_fetch_orders_survives_a_missing_history_but_not_a_rejected_key(
+    fake_http: None, sink: RecordingSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = make_adapter(sink)
+    http = FakeHTTP.instances[-1]
+    not_found = FailedRequestError(
+        request="GET /v5/order/history",
+        message="HTTP status code is not 200.",
+        status_code=404,
+        time="12:00:00",
+        resp_headers=None,
+    )
+    http.scripts = {"get_open_orders": [orders_page([], "")], "get_order_history": [not_found]}
+    with caplog.at_level(logging.WARNING, logger="gridbot.adapters.bybit"):
+        assert adapter.fetch_orders(orders_from_page(["gone-1"])) == []
+    assert "order history of ETHUSDT gone-1 unavailable" in caplog.text
+
+    http.scripts = {
+        "get_open_orders": [orders_page([], "")],
+        "get_order_history": [invalid_request(10003, "x")],
+    }
+    with pytest.raises(AuthenticationError):
+        adapter.fetch_orders(orders_from_page(["gone-1"]))
 
 
 def orders_from_page(order_ids: list[str]) -> list[OrderUpdate]:

@@ -36,3 +36,13 @@ def test_exports_match_the_design() -> None:
 def test_error_tree_is_rooted_in_gridbot_error() -> None:
     for name in ("AuthenticationError", "ConnectError", "NormalizationError"):
         assert issubclass(getattr(gridbot, name), gridbot.GridbotError)
+
+
+def test_emulator_exports() -> None:
+    import gridbot.emulator as emulator
+
+    assert list(emulator.__all__) == sorted(emulator.__all__)
+    wanted = {"BinanceEmulator", "BybitEmulator", "Engine", "EngineConfig", "SymbolConfig"}
+    assert wanted <= set(emulator.__all__)
+    for name in emulator.__all__:
+        assert getattr(emulator, name) is not None

@@ -1,1 +1,36 @@
-"""Loopback Binance and Bybit exchange (REST + WebSocket) for tests, the demo and benchmarks."""
+"""A loopback Binance USDⓈ-M and Bybit v5 exchange (REST + WebSocket) for tests, the demo and benchmarks.
+
+Like httpx's ``MockTransport``, it lets code that uses the *real* SDKs run offline: each emulator
+serves its exchange's wire protocol on 127.0.0.1, and ``emulator.endpoints`` points
+:class:`gridbot.ExchangeStream` (or python-binance / pybit clients) at it::
+
+    from gridbot import ExchangeStream
+    from gridbot.emulator import BybitEmulator
+
+    with BybitEmulator(price_interval=0.05) as exchange:
+        stream = ExchangeStream("bybit", api_key="test-key", api_secret="test-secret",
+                                endpoints=exchange.endpoints)
+        ...
+
+``exchange.engine`` is the matching and accounting engine behind both (place orders, move prices,
+read the ledger); ``exchange.faults`` injects disconnects, listenKey expiry, malformed, duplicate
+and out-of-order frames, paused streams, auth rejection and slow or failing REST;
+``exchange.rest_calls`` counts REST requests per path.  Known differences from the real exchanges
+are listed in the docstrings of :mod:`gridbot.emulator.engine`, :mod:`gridbot.emulator.binance`
+and :mod:`gridbot.emulator.bybit`.
+"""
+
+from gridbot.emulator.binance import BinanceEmulator, BinanceFaults
+from gridbot.emulator.bybit import BybitEmulator, BybitFaults
+from gridbot.emulator.engine import Engine, EngineConfig, EngineError, SymbolConfig
+
+__all__ = [
+    "BinanceEmulator",
+    "BinanceFaults",
+    "BybitEmulator",
+    "BybitFaults",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "SymbolConfig",
+]

@@ -275,7 +275,9 @@ class ExchangeRun:
         self.emulator.start()
         endpoints = self.emulator.endpoints
         gateway = _make_gateway(self.exchange, endpoints)
-        self.grids = [GridStrategy(self._grid_config(symbol), gateway, exchange=self.exchange)
+        # The emulated account is fresh: every slot starts at 0 realised PnL.
+        self.grids = [GridStrategy(self._grid_config(symbol), gateway, exchange=self.exchange,
+                                   realised_baseline=Decimal(0))
                       for symbol in self.options.symbols]
         stream = ExchangeStream(self.exchange, api_key=DEMO_KEY, api_secret=DEMO_SECRET, endpoints=endpoints,
                                 on_status=fan_out(self._on_status, *(g.on_status for g in self.grids)))

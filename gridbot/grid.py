@@ -235,6 +235,7 @@ class GridStrategy:
         pnl_net_of_fees: bool | None = None,
         coin: str = "USDT",
         client_id_prefix: str = "gb",
+        realised_baseline: Decimal | None = None,
     ) -> None:
         self.config = config
         self.exchange = exchange
@@ -259,8 +260,22 @@ class GridStrategy:
         self.closes: list[Close] = []
         self.pnl_changes: deque[PnlChange] = deque(maxlen=_HISTORY)
         self.order_errors = 0
+        if realised_baseline is not None:
+            self._seed_baselines(realised_baseline)
         if self._start_price is not None:
             self._build_levels(self._start_price)
+
+    def _seed_baselines(self, value: Decimal) -> None:
+        """Start every slot of the mode from a known cumulative realised PnL (0 on an account that never
+        traded the symbol).  Without it the first value the stream reports is the baseline, and on
+        Binance, whose REST snapshot has no ``cr``, PnL realised on a slot before its first
+        ACCOUNT_UPDATE (e.g. while disconnected) would never show up as a delta."""
+        for idx in (1, 2) if self.config.hedge else (0,):
+            self.pnl.update(PositionUpdate(
+                exchange=self.exchange, timestamp=0, is_snapshot=True, symbol=self.config.symbol,
+                position_idx=idx, side="", size=_ZERO, entry_price=_ZERO, mark_price=None,
+                unrealised_pnl=_ZERO, cum_realised_pnl=value,
+            ))
 
     # ------------------------------------------------------------------ wiring
 

@@ -469,3 +469,15 @@ def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
         GridConfig(symbol=SYMBOL, qty=D("1"), levels=10, step_pct=D("10"))
     assert GridConfig(symbol="btcusdt", qty=D("1")).symbol == SYMBOL
+
+
+def test_a_known_baseline_counts_pnl_realised_before_a_slots_first_update() -> None:
+    # Binance: REST has no cr, so a short slot first seen after a disconnect arrives with PnL in it.
+    unknown, _ = make_grid(hedge=True)
+    fresh, _ = make_grid(hedge=True)
+    fresh = GridStrategy(fresh.config, FakeGateway(), exchange="binance", realised_baseline=D(0))
+    for grid in (unknown, fresh):
+        grid.on_position(position("0.6", size="0", idx=2))
+    assert unknown.realised_pnl() == D(0)
+    assert fresh.realised_pnl() == D("0.6")
+    assert fresh.last_cum_realised(1) == D(0)

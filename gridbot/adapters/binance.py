@@ -21,18 +21,20 @@ How python-binance is driven (facts of 1.0.37 this relies on):
   loop when it is full (``reconnecting_websocket.py:212-217``), and our callback never blocks.
 
 Reconnect detection.  The SDK reconnects silently inside ``ReconnectingWebsocket._read_loop``: on a
-closed connection it emits ``{"e": "error"}`` dicts, calls ``before_reconnect()`` before every attempt
-(``reconnecting_websocket.py:262-278,304``) and ``connect()`` again, which sets ``ws_state`` to STREAMING
-on success (``:142``).  The socket classes below subclass the SDK's and hook exactly those three places:
-``before_reconnect`` reports the link ``down``, a successful ``connect`` reports it ``up`` (the stream
-resyncs on ``up``), and the end of ``_read_loop`` means the SDK gave up for good (four failed reconnects
-end in ``BinanceWebsocketUnableToConnect``; a non-JSON frame or any other error also ends the loop, after
-which ``recv()`` raises ``ReadLoopClosed`` forever and the listener floods the callback with error
-dicts).  A dead socket is stopped, reported ``down``, and rebuilt by the supervisor thread with jittered
-exponential backoff, with a fresh listen key for the user socket; ``up`` follows once it is connected.
-Each SDK error dict is reported as a ``gap``; if frames then keep flowing on the same connection (no
-reconnect happened), the next frame reports ``up`` so the gap is resynced too.  ``listenKeyExpired``
-is forwarded, then the user socket is retired at once, reported ``down``, and rebuilt with a new key.
+closed connection it emits ``{"e": "error"}`` dicts through ``_propagate_error`` (``:81``), calls
+``before_reconnect()`` before every attempt (``:262-278,304``) and ``connect()`` again, which sets
+``ws_state`` to STREAMING on success (``:142``).  The socket classes below subclass the SDK's and hook
+exactly those places, all of which run in the read loop, so reports are in the SDK's own order:
+``_propagate_error`` reports a ``gap`` (while the link is up), ``before_reconnect`` reports ``down``, a
+successful ``connect`` reports ``up`` (the stream resyncs on ``up``), and the end of ``_read_loop``
+means the SDK gave up for good (four failed reconnects end in ``BinanceWebsocketUnableToConnect``; a
+non-JSON frame or any other error also ends the loop, after which ``recv()`` raises ``ReadLoopClosed``
+forever and the listener floods the callback with error dicts).  A dead socket is stopped (which ends
+the flood), reported ``down``, and rebuilt by the supervisor thread with jittered exponential backoff,
+with a fresh listen key for the user socket; ``up`` follows once it is connected.  If frames keep
+flowing on the same connection after a ``gap`` (no reconnect followed), the next frame reports ``up``
+so the gap is resynced too.  ``listenKeyExpired`` is forwarded, then the user socket is retired at once,
+reported ``down``, and rebuilt with a new key.
 
 Bounded close.  The SDK's own ``stop()`` waits for receive timeouts (10 s) and its threads are
 non-daemon.  ``close()`` instead asks the manager's loop to cancel every task on it (listeners, read
@@ -168,11 +170,14 @@ class _Hosts:
 class _Credentials:
     """The API key pair; its repr never shows them."""
 
-    __slots__ = ("key", "secret")
+    __slots__ = ("_secrets", "key", "secret")
 
     def __init__(self, key: str, secret: str) -> None:
         self.key = key
         self.secret = secret
+        # Whole tokens only (keys are alphanumeric), so a short test key cannot mangle ordinary words.
+        self._secrets = [re.compile(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])")
+                         for s in (secret, key) if s]
 
     def __repr__(self) -> str:
         return "<credentials hidden>"
@@ -180,9 +185,8 @@ class _Credentials:
     def redact(self, text: str) -> str:
         """``text`` without the key, the secret or any request signature."""
         text = _SIGNATURE.sub(r"\1<redacted>", text)
-        for secret in (self.secret, self.key):
-            if secret:
-                text = text.replace(secret, "<redacted>")
+        for secret in self._secrets:
+            text = secret.sub("<redacted>", text)
         return text
 
 

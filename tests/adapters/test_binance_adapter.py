@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -311,7 +312,8 @@ def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
 
 
 def test_auth_rejection_raises_authentication_error_and_stops_everything(
-        sdk: FakeSdk, make_adapter: Any, threads_before: set[threading.Thread]) -> None:
+        threads_before: set[threading.Thread],
+        sdk: FakeSdk, make_adapter: Any) -> None:
     sdk.answers["listen_key"] = api_error(401, -2015, "Invalid API-key, IP, or permissions for action.")
     adapter = make_adapter()
 
@@ -327,8 +329,8 @@ def test_auth_rejection_raises_authentication_error_and_stops_everything(
 
 @pytest.mark.parametrize("error", [ConnectionRefusedError(111, "Connection refused"),
                                    aiohttp.ClientConnectionError("cannot connect"), TimeoutError()])
-def test_unreachable_rest_raises_connect_error(sdk: FakeSdk, make_adapter: Any, error: Exception,
-                                               threads_before: set[threading.Thread]) -> None:
+def test_unreachable_rest_raises_connect_error(threads_before: set[threading.Thread],
+        sdk: FakeSdk, make_adapter: Any, error: Exception) -> None:
     sdk.ping_error = error
     with pytest.raises(ConnectError) as caught:
         make_adapter().open(["BTCUSDT"], timeout=5)
@@ -336,8 +338,8 @@ def test_unreachable_rest_raises_connect_error(sdk: FakeSdk, make_adapter: Any, 
     assert new_threads(threads_before) == []
 
 
-def test_unreachable_socket_host_raises_connect_error(sdk: FakeSdk, make_adapter: Any,
-                                                      threads_before: set[threading.Thread]) -> None:
+def test_unreachable_socket_host_raises_connect_error(threads_before: set[threading.Thread],
+        sdk: FakeSdk, make_adapter: Any) -> None:
     sdk.connect_behaviours = [OSError(111, "Connect call failed")]
     started = time.monotonic()
     with pytest.raises(ConnectError, match="private socket"):
@@ -346,8 +348,8 @@ def test_unreachable_socket_host_raises_connect_error(sdk: FakeSdk, make_adapter
     assert new_threads(threads_before) == []
 
 
-def test_open_times_out_with_connect_error(sdk: FakeSdk, make_adapter: Any,
-                                           threads_before: set[threading.Thread]) -> None:
+def test_open_times_out_with_connect_error(threads_before: set[threading.Thread],
+        sdk: FakeSdk, make_adapter: Any) -> None:
     sdk.connect_behaviours = ["ok", "hang"]
     started = time.monotonic()
     with pytest.raises(ConnectError, match="public socket did not connect in time"):
@@ -605,8 +607,8 @@ def test_rest_before_open_is_refused(sdk: FakeSdk, make_adapter: Any) -> None:
 # --------------------------------------------------------------------------- close
 
 
-def test_close_is_bounded_idempotent_and_joins_every_thread(sdk: FakeSdk, make_adapter: Any,
-                                                            threads_before: set[threading.Thread]) -> None:
+def test_close_is_bounded_idempotent_and_joins_every_thread(threads_before: set[threading.Thread],
+        sdk: FakeSdk, make_adapter: Any) -> None:
     adapter = make_adapter()
     adapter.open(["BTCUSDT"], timeout=5)
     assert len(new_threads(threads_before)) == 2  # the manager's thread and the supervisor
@@ -623,8 +625,8 @@ def test_close_is_bounded_idempotent_and_joins_every_thread(sdk: FakeSdk, make_a
     make_adapter().close(timeout=1.0)  # never opened
 
 
-def test_close_abandons_a_stuck_socket_within_its_budget(sdk: FakeSdk, make_adapter: Any, mocker: Any,
-                                                         threads_before: set[threading.Thread]) -> None:
+def test_close_abandons_a_stuck_socket_within_its_budget(threads_before: set[threading.Thread],
+        sdk: FakeSdk, make_adapter: Any, mocker: Any) -> None:
     adapter = make_adapter()
     adapter.open(["BTCUSDT"], timeout=5)
 
@@ -668,6 +670,15 @@ def test_secret_never_appears_in_repr_errors_or_logs(sdk: FakeSdk, make_adapter:
     assert "Max retries exceeded" in caplog.text  # the traceback was logged...
     for secret in (KEY, SECRET, "deadbeefcafe"):
         assert secret not in text  # ...without any secret
+
+
+def test_redaction_removes_whole_secrets_and_signatures_only() -> None:
+    credentials = mod._Credentials("k", "s")
+    assert repr(credentials) == "<credentials hidden>"
+    text = "Invalid API-key, IP, or permissions for action. url=/x?apiKey=k&signature=ab12&secret=s"
+    assert credentials.redact(text) == (
+        "Invalid API-key, IP, or permissions for action. url=/x?apiKey=<redacted>&signature=<redacted>"
+        "&secret=<redacted>")
 
 
 # --------------------------------------------------------------------------- the real SDK, on 127.0.0.1
@@ -769,8 +780,8 @@ def wire() -> Iterator[WireServer]:
 
 
 def test_real_sdk_connects_through_endpoints_receives_and_closes_promptly(
-        wire: WireServer, make_adapter: Any, sink: RecordingSink,
-        threads_before: set[threading.Thread]) -> None:
+        wire: WireServer, threads_before: set[threading.Thread],
+        make_adapter: Any, sink: RecordingSink) -> None:
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT", "ETHUSDT"], timeout=5)
 
@@ -832,8 +843,9 @@ def test_real_sdk_listen_key_expired_reconnects_with_a_new_key(wire: WireServer,
     assert adapter.connected
 
 
-def test_real_sdk_rejected_key_and_unreachable_host(wire: WireServer, make_adapter: Any,
-                                                    threads_before: set[threading.Thread]) -> None:
+def test_real_sdk_rejected_key_and_unreachable_host(
+        wire: WireServer, threads_before: set[threading.Thread],
+        make_adapter: Any) -> None:
     wire.reject_key = True
     with pytest.raises(AuthenticationError, match="-2015"):
         make_adapter(endpoints=wire.endpoints).open(["BTCUSDT"], timeout=5)
@@ -848,12 +860,30 @@ def test_real_sdk_rejected_key_and_unreachable_host(wire: WireServer, make_adapt
     assert new_threads(threads_before) == []
 
 
-def test_real_sdk_two_adapters_in_one_process(wire: WireServer, make_adapter: Any,
-                                              threads_before: set[threading.Thread]) -> None:
+def test_real_sdk_two_adapters_in_one_process(
+        wire: WireServer, threads_before: set[threading.Thread],
+        make_adapter: Any) -> None:
+    """Each adapter has its own manager loop; opening them from a worker thread leaves that thread
+    without an event loop (the SDK's constructors would otherwise create and set one there)."""
     sinks = [RecordingSink(), RecordingSink()]
     adapters = [make_adapter(endpoints=wire.endpoints, sink=s) for s in sinks]
-    for adapter in adapters:
-        adapter.open(["BTCUSDT"], timeout=5)
+    outcome: dict[str, Any] = {}
+
+    def open_both() -> None:
+        for adapter in adapters:
+            adapter.open(["BTCUSDT"], timeout=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                outcome["loop"] = asyncio.get_event_loop()
+            except RuntimeError:
+                outcome["loop"] = None
+
+    opener = threading.Thread(target=open_both)
+    opener.start()
+    opener.join(10)
+    assert outcome == {"loop": None}
+    assert all(adapter.connected for adapter in adapters)
 
     wait_until(lambda: len(wire.paths("private")) == 2)
     for _, _, ws in [s for s in wire.sockets if s[0] == "private"]:

@@ -9,14 +9,14 @@ How python-binance is driven (facts of 1.0.37 this relies on):
 
 - Sockets are constructed *on the manager's loop* (inside a coroutine run there), because every SDK
   socket binds ``get_loop()`` of the constructing thread at construction and later schedules its read
-  loop and keep-alive timer on it (``reconnecting_websocket.py:63,146``, ``keepalive_websocket.py:161``).
+  loop and keep-alive timer on it (``reconnecting_websocket.py:63,146``, ``keepalive_websocket.py:165``).
   They are run by the SDK's own listener ``ThreadedApiManager.start_listener`` (``threaded_stream.py:72``),
   which calls our synchronous callback for every message.  The ``BinanceSocketManager`` factory is not
   used: it caches sockets per kind, and registers the user socket under a ``None`` path.
 - The listen key is fetched by REST by us and preset on the ``KeepAliveWebsocket`` so it does not fetch
   one itself (``keepalive_websocket.py:121``).  The SDK keeps it alive: every 5 minutes it POSTs
   ``listenKey`` (which extends the key) and PUTs a keep-alive, reconnecting if the key changed
-  (``keepalive_websocket.py:236-268``), so gridbot runs no keep-alive timer of its own.
+  (``keepalive_websocket.py:247-268``), so gridbot runs no keep-alive timer of its own.
 - The SDK's read-loop queue is made effectively unbounded (``max_queue_size``): the SDK kills the read
   loop when it is full (``reconnecting_websocket.py:212-217``), and our callback never blocks.
 

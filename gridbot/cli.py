@@ -365,6 +365,11 @@ class ExchangeRun:
 
     # ---- reading
 
+    def open_closing_orders(self) -> int:
+        """How many orders that can only reduce a position the emulator holds open: what
+        ``open_tp_ids`` should count, read from the emulator's books (not from the stream)."""
+        return sum(1 for order in self.emulator.engine.open_orders() if _reduces(order))
+
     def state_rest_calls_after_start(self) -> int:
         """State reads the emulator saw since start() returned, minus the stream's own resyncs."""
         assert self.stream is not None
@@ -395,6 +400,7 @@ class ExchangeRun:
             "realised_pnl": plain(settled.realised_pnl),
             "ledger_realised_pnl": plain(settled.ledger_realised_pnl),
             "open_tp_ids": sorted(i for g in self.grids for i in g.open_tp_ids()),
+            "open_tp_orders_on_exchange": self.open_closing_orders(),
             "state_rest_calls_after_start": self.state_rest_calls_after_start(),
             "resyncs": stats.resyncs,
             "reconnects": stats.reconnects,
@@ -408,6 +414,12 @@ class ExchangeRun:
             ],
             "settled": settled_in_time,
         }
+
+
+def _reduces(order: Any) -> bool:
+    if order.reduce_only:
+        return True
+    return (order.position_idx, order.side) in ((1, "Sell"), (2, "Buy"))
 
 
 def plain(value: Decimal) -> str:
@@ -534,7 +546,8 @@ def _summary_table(results: dict[str, dict[str, Any]]) -> Any:
     table.add_column("")
     for exchange in results:
         table.add_column(exchange, justify="right")
-    rows = ("closes", "realised_pnl", "ledger_realised_pnl", "open_tp_ids", "state_rest_calls_after_start",
+    rows = ("closes", "realised_pnl", "ledger_realised_pnl", "open_tp_ids", "open_tp_orders_on_exchange",
+            "state_rest_calls_after_start",
             "resyncs", "reconnects", "events", "order_errors", "fill_pnl_mismatches")
     for row in rows:
         table.add_row(row.replace("_", " "), *(_cell(row, result[row]) for result in results.values()))

@@ -270,6 +270,7 @@ def test_demo_end_to_end(demo_runs: dict[str, tuple[int, str, str]]) -> None:
         assert result["state_rest_calls_after_start"] == 0, exchange
         assert result["resyncs"] == 0, exchange
         assert result["fill_pnl_mismatches"] == [], exchange
+        assert len(result["open_tp_ids"]) == result["open_tp_orders_on_exchange"], (exchange, result)
     assert "test-secret" not in demo_runs["plain"][1] + demo_runs["plain"][2]
 
 

@@ -16,7 +16,10 @@ and ``X-BAPI-SIGN`` = HMAC-SHA256(secret, timestamp + key + recvWindow + raw que
   ones included with their ``cumRealisedPnl``; ``settleCoin`` gives open positions only, as documented).
   ``avgPrice`` is the entry price.
 - ``GET  /v5/account/wallet-balance`` (accountType=UNIFIED; one account row, one coin row).
-- ``GET  /v5/order/realtime`` (category=linear; open orders and untriggered conditional orders).
+- ``GET  /v5/order/realtime`` (category=linear; open orders and untriggered conditional orders; asked by
+  ``orderId`` or ``orderLinkId``, a finished order too).
+- ``GET  /v5/order/history`` (category=linear; finished orders, most recently finished first; ``symbol``,
+  ``orderId``, ``orderLinkId``, ``limit`` 1..50 (default 20), ``cursor``).
 - ``POST /v5/order/create`` (Limit/Market, ``reduceOnly``, ``positionIdx``, ``orderLinkId``,
   ``timeInForce=PostOnly``; ``triggerPrice`` makes a conditional order, stopOrderType ``Stop``).
 - ``POST /v5/order/cancel`` (``orderId`` or ``orderLinkId``).
@@ -86,7 +89,10 @@ Known mismatches with the real exchange:
   ``{"success":false,"ret_msg":"Request not authorized",...}`` (the exact v5 wording is not documented).
 - ``/v5/market/time`` and the REST/WS auth windows use the wall clock (the SDK signs with it), while the
   data timestamps (``creationTime``, ``updatedTime``, ``ts``, REST ``time``) come from the engine clock.
-- ``order/realtime`` ignores ``openOnly`` (only open orders are returned); no pagination (one page).
+- ``order/realtime`` ignores ``openOnly`` and ``limit`` (open orders only, one page; by ``orderId``/
+  ``orderLinkId`` also a finished order, however old: Bybit keeps the 500 most recent).  ``order/history``
+  lists finished orders only (Bybit may list active ones too), has no ``orderStatus``/
+  ``orderFilter``/time-range filters, never lags (Bybit's may), and its cursor is a plain offset.
 """
 
 from __future__ import annotations
@@ -462,6 +468,7 @@ class _Translator:
         self._closed_pnl: dict[int, Decimal] = {}
         self._last_on_created: dict[int, Decimal] = {}
         self._terminal: set[str] = set()
+        self._finished: dict[str, Order] = {}  # wire id -> the engine order of its terminal push
         self._positions: dict[tuple[str, int], Position] = {}
         self._slot_created: dict[tuple[str, int], int] = {}
         self._cur_base: dict[tuple[str, int], Decimal] = {}
@@ -520,6 +527,7 @@ class _Translator:
         row = self._order_row(order, rest=False)
         if order.status in _TERMINAL:
             self._terminal.add(row["orderId"])
+            self._finished[row["orderId"]] = order
             head = self._head(order)
             for key, engine_id in list(self._tpsl.items()):
                 if engine_id == head.order_id:
@@ -815,6 +823,13 @@ class _Translator:
                 rows.setdefault(row["orderId"], row)
             return list(rows.values())
 
+    def finished_order_rows(self, symbol: str | None) -> list[_Row]:
+        """Finished orders as REST rows, most recently finished first (a triggered conditional under
+        its own wire id, with its child's final state)."""
+        with self._lock:
+            orders = [o for o in reversed(self._finished.values()) if symbol is None or o.symbol == symbol]
+            return [self._order_row(order, rest=True) for order in orders]
+
     def find_by_link(self, symbol: str, link_id: str) -> int | None:
         with self._lock:
             for order in reversed(list(self._orders.values())):
@@ -832,6 +847,14 @@ class _Translator:
     def set_tpsl(self, symbol: str, position_idx: int, kind: str, engine_id: int) -> None:
         with self._lock:
             self._tpsl[(symbol, position_idx, kind)] = engine_id
+
+
+def _matching_ids(rows: list[_Row], params: _Row) -> list[_Row]:
+    """The rows matching the ``orderId`` / ``orderLinkId`` filters that are present."""
+    for key in ("orderId", "orderLinkId"):
+        if params.get(key):
+            rows = [r for r in rows if r[key] == params[key]]
+    return rows
 
 
 def _cancel_type(order: Order) -> str:
@@ -1013,6 +1036,7 @@ class BybitEmulator:
             ("GET", "/v5/position/list"): (self._position_list, True),
             ("GET", "/v5/account/wallet-balance"): (self._wallet_balance, True),
             ("GET", "/v5/order/realtime"): (self._order_realtime, True),
+            ("GET", "/v5/order/history"): (self._order_history, True),
             ("POST", "/v5/order/create"): (self._order_create, True),
             ("POST", "/v5/order/cancel"): (self._order_cancel, True),
             ("POST", "/v5/position/trading-stop"): (self._trading_stop, True),
@@ -1354,13 +1378,30 @@ class BybitEmulator:
         settle = params.get("settleCoin")
         if settle and settle != self._config.coin:
             return {"list": [], "nextPageCursor": "", "category": "linear"}
-        orders = self._engine.open_orders(self._require_symbol(symbol) if symbol else None)
-        rows = self._translator.rest_order_rows(orders)
-        if params.get("orderId"):
-            rows = [r for r in rows if r["orderId"] == params["orderId"]]
-        if params.get("orderLinkId"):
-            rows = [r for r in rows if r["orderLinkId"] == params["orderLinkId"]]
+        symbol = self._require_symbol(symbol) if symbol else None
+        rows = self._translator.rest_order_rows(self._engine.open_orders(symbol))
+        by_id = params.get("orderId") or params.get("orderLinkId")
+        if by_id:  # asked by id, Bybit also answers recently finished orders
+            rows = _matching_ids(rows + self._translator.finished_order_rows(symbol), params)[:1]
         return {"list": rows, "nextPageCursor": "", "category": "linear"}
+
+    def _order_history(self, params: _Row) -> _Row:
+        """Finished orders, most recent first, ``limit`` (1..50, default 20) per page, offset cursors."""
+        if not self._require_linear(params):
+            return {"list": [], "nextPageCursor": "", "category": params["category"]}
+        symbol = params.get("symbol")
+        rows = self._translator.finished_order_rows(self._require_symbol(symbol) if symbol else None)
+        rows = _matching_ids(rows, params)
+        limit = _int(params, "limit", 20)
+        if not 1 <= limit <= 50:
+            raise _RestError(10001, "params error: limit must be between 1 and 50")
+        cursor = params.get("cursor") or "0"
+        if not str(cursor).isdigit():
+            raise _RestError(10001, "params error: cursor invalid")
+        start = int(cursor)
+        page = rows[start:start + limit]
+        next_cursor = str(start + limit) if start + limit < len(rows) else ""
+        return {"list": page, "nextPageCursor": next_cursor, "category": "linear"}
 
     def _order_create(self, params: _Row) -> _Row:
         self._require_linear_only(params)

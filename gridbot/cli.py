@@ -116,8 +116,10 @@ def _configure_logging(verbose: bool) -> None:
     if verbose:
         logging.getLogger("gridbot").setLevel(logging.INFO)
     else:
-        # websocket-client logs every lost socket at ERROR; the adapters already report (and handle) it.
-        logging.getLogger("websocket").setLevel(logging.CRITICAL)
+        # The SDKs' socket libraries log every lost socket at ERROR; the adapters already report
+        # (and handle) each one as a gridbot warning.
+        for name in ("websocket", "binance.ws"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # ------------------------------------------------------------------------------------------------ watch
@@ -624,16 +626,21 @@ def _position_text(positions: Sequence[PositionUpdate]) -> str:
                     f"uPnL {p.unrealised_pnl:.2f}" for p in open_positions)
 
 
+def _opt(value: Decimal | None) -> str:
+    """A figure the exchange may not send (Binance pushes no MM rate): "-" until known."""
+    return "-" if value is None else str(value)
+
+
 def _plain_line(run: ExchangeRun) -> str:
     parts = []
     for view in run.views():
         state = " PAUSED" if view.paused else ""
-        parts.append(f"{view.symbol} mark {view.mark_price} {_position_text(view.positions)} "
+        parts.append(f"{view.symbol} mark {_opt(view.mark_price)} {_position_text(view.positions)} "
                      f"TPs {len(view.open_tp_ids)} closes {view.closes} "
                      f"realised {view.realised_pnl:.4f}{state}")
     views = run.views()
     wallet = views[0] if views else None
-    wallet_text = f"wallet {wallet.wallet_balance} mm {wallet.mm_rate}" if wallet else ""
+    wallet_text = f"wallet {_opt(wallet.wallet_balance)} MM rate {_opt(wallet.mm_rate)}" if wallet else ""
     return (f"{run.exchange}: " + " | ".join(parts) + f" | {wallet_text} | {run.events_per_second:.0f} ev/s, "
             f"state REST {run.state_rest_calls_after_start()}")
 
@@ -650,8 +657,8 @@ def _live_view(runs: list[ExchangeRun], elapsed: float) -> Any:
                  f"resyncs {run.resync_count}  "
                  f"state REST calls since start {run.state_rest_calls_after_start()}")
         if wallet is not None:
-            title += (f"\nwallet {wallet.wallet_balance}  available {wallet.available_balance}  "
-                      f"MM rate {wallet.mm_rate}")
+            title += (f"\nwallet {_opt(wallet.wallet_balance)}  available {_opt(wallet.available_balance)}"
+                      f"  MM rate {_opt(wallet.mm_rate)}")
         table = Table(title=title, title_justify="left", expand=True)
         for column in ("symbol", "mark", "position", "open TP ids", "closes", "realised", "last closes (PnL)",
                        "state"):
@@ -659,7 +666,7 @@ def _live_view(runs: list[ExchangeRun], elapsed: float) -> Any:
         for view in views:
             last = " ".join(f"{c.delta:+.4f}" for c in view.recent_closes[-3:])
             table.add_row(
-                view.symbol, str(view.mark_price), _position_text(view.positions),
+                view.symbol, _opt(view.mark_price), _position_text(view.positions),
                 ", ".join(view.open_tp_ids[-3:]) + (" ..." if len(view.open_tp_ids) > 3 else ""),
                 str(view.closes), f"{view.realised_pnl:.4f}", last,
                 "paused" if view.paused else ("trading" if view.placing else "winding down"),

@@ -248,10 +248,13 @@ def _state_calls(calls: dict[str, int]) -> int:
 @dataclass(frozen=True)
 class Settled:
     """A moment when the stream had delivered every fill the emulator made (per-slot cumulative
-    realised PnL seen == the engine's), with both figures read inside that moment."""
+    realised PnL seen == the engine's), with the figures of both sides read inside that moment."""
 
     realised_pnl: Decimal
     ledger_realised_pnl: Decimal
+    closes: int
+    open_tp_ids: tuple[str, ...]
+    open_tp_orders_on_exchange: int
 
 
 class ExchangeRun:
@@ -343,8 +346,7 @@ class ExchangeRun:
             return None
         engine = self.emulator.engine
         fills_before = len(engine.ledger)
-        ledger = self.ledger_realised_pnl()
-        ours = sum((g.realised_pnl() for g in self.grids), Decimal(0))
+        snapshot = self._snapshot()
         for grid in self.grids:
             for position in engine.positions(grid.config.symbol):
                 seen = grid.last_cum_realised(position.position_idx)
@@ -352,7 +354,16 @@ class ExchangeRun:
                     return None
         if len(engine.ledger) != fills_before:
             return None
-        return Settled(ours, ledger)
+        return snapshot
+
+    def _snapshot(self) -> Settled:
+        return Settled(
+            realised_pnl=sum((g.realised_pnl() for g in self.grids), Decimal(0)),
+            ledger_realised_pnl=self.ledger_realised_pnl(),
+            closes=sum(len(g.closes) for g in self.grids),
+            open_tp_ids=tuple(sorted(i for g in self.grids for i in g.open_tp_ids())),
+            open_tp_orders_on_exchange=self.open_closing_orders(),
+        )
 
     def _engine_cum(self, position: Any) -> Decimal:
         """The engine's cumulative realised PnL of a slot in the exchange's own semantics."""
@@ -395,14 +406,13 @@ class ExchangeRun:
         stats = self.stream.stats
         settled_in_time = settled is not None
         if settled is None:  # report what we have; the comparison will show the difference
-            ours = sum((g.realised_pnl() for g in self.grids), Decimal(0))
-            settled = Settled(ours, self.ledger_realised_pnl())
+            settled = self._snapshot()
         return {
-            "closes": sum(len(g.closes) for g in self.grids),
+            "closes": settled.closes,
             "realised_pnl": plain(settled.realised_pnl),
             "ledger_realised_pnl": plain(settled.ledger_realised_pnl),
-            "open_tp_ids": sorted(i for g in self.grids for i in g.open_tp_ids()),
-            "open_tp_orders_on_exchange": self.open_closing_orders(),
+            "open_tp_ids": list(settled.open_tp_ids),
+            "open_tp_orders_on_exchange": settled.open_tp_orders_on_exchange,
             "state_rest_calls_after_start": self.state_rest_calls_after_start(),
             "resyncs": stats.resyncs,
             "reconnects": stats.reconnects,

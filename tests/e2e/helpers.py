@@ -75,10 +75,21 @@ class Recorder:
         def find() -> E | None:
             return next((e for e in self.of(kind, since, **fields) if pred(e)), None)
 
-        return wait_until(find, what=what or f"{kind.__name__} {fields}")
+        found = wait_until(find, what=what or f"{kind.__name__} {fields}")
+        assert found is not None
+        return found
 
     def statuses(self, since: int = 0) -> list[str]:
         return [e.state for e in self.of(StatusUpdate, since)]
+
+    def wait_statuses(self, *states: str, since: int = 0) -> None:
+        """Wait until the StatusUpdates after ``since`` contain ``states`` in this order (others may be
+        interleaved: e.g. python-binance reports a possible gap, which gridbot resyncs, before the drop)."""
+        def seen() -> bool:
+            remaining = iter(self.statuses(since))
+            return all(state in remaining for state in states)
+
+        wait_until(seen, what=f"StatusUpdates {' -> '.join(states)}")
 
     def orders(self, order_id: str, since: int = 0) -> list[OrderUpdate]:
         return self.of(OrderUpdate, since, order_id=order_id)

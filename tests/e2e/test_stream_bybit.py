@@ -31,8 +31,8 @@ StartStream = Callable[[], gridbot.ExchangeStream]
 @pytest.fixture
 def emulator() -> Iterator[BybitEmulator]:
     emu = BybitEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
-    emu.start()
     try:
+        emu.start()
         yield emu
     finally:
         emu.stop()
@@ -190,11 +190,9 @@ def test_private_drop_reconnects_and_resyncs_a_position_changed_while_down(
     wait_until(lambda: "reconnecting" in rec.statuses(since), what="StatusUpdate reconnecting")
     buy(emulator)  # nobody is connected: only the resync can tell the stream
     emulator.faults.refuse_ws(False)
-    wait_until(lambda: "resynced" in rec.statuses(since), what="StatusUpdate resynced")
+    rec.wait_statuses("reconnecting", "resynced", since=since)
     position = rec.wait(PositionUpdate, lambda p: p.size == QTY, since=since)
     assert position.is_snapshot and position.side == "Buy"
-    statuses = rec.statuses(since)
-    assert statuses[0] == "reconnecting" and statuses.index("reconnecting") < statuses.index("resynced")
     stats = stream.stats
     assert stats.reconnects >= 1 and stats.resyncs >= 1
     wait_until(lambda: stream.connected, what="connected again")
@@ -234,10 +232,11 @@ def test_tp_filled_while_disconnected_gets_its_final_state_at_resync(
     emulator.engine.set_price(SYMBOL, Decimal("60300"))  # the TP triggers and fills unseen
     assert emulator.engine.positions(SYMBOL)[0].size == 0
     emulator.faults.refuse_ws(False)
-    wait_until(lambda: "resynced" in rec.statuses(since), what="StatusUpdate resynced")
+    rec.wait_statuses("reconnecting", "resynced", since=since)
 
-    final = rec.wait(OrderUpdate, order_id=tp_id, since=since, what="the TP's final state")
-    assert final.status == "Filled" and final.filled_qty == QTY and final.is_take_profit
+    final = rec.wait(OrderUpdate, order_id=tp_id, since=since, status="Filled",
+                     what="the TP's final state")
+    assert final.filled_qty == QTY and final.is_take_profit
     flat = rec.wait(PositionUpdate, lambda p: p.size == 0, since=since)
     expected_net = emulator.engine.realised_gross() - emulator.engine.fees_paid()
     assert flat.cum_realised_pnl == expected_net

@@ -1,0 +1,294 @@
+"""ExchangeStream on Binance USDⓈ-M against the loopback emulator, through the real python-binance."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import pytest
+
+import gridbot
+from gridbot.emulator.binance import BinanceEmulator
+from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
+from tests.e2e.helpers import (
+    KEY,
+    SECRET,
+    SYMBOL,
+    WAIT,
+    Recorder,
+    engine_config,
+    make_stream,
+    state_calls,
+    unrealised,
+    wait_until,
+)
+
+QTY = Decimal("0.01")
+TERMINAL = ("Filled", "Cancelled", "Rejected", "Expired", "Deactivated")
+StartStream = Callable[[], gridbot.ExchangeStream]
+
+
+@pytest.fixture
+def emulator() -> Iterator[BinanceEmulator]:
+    # Binance's emulator has no "no walk" setting: an hour-long step keeps prices where the test sets them
+    emu = BinanceEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=3600.0)
+    try:
+        emu.start()
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def start_stream(emulator: BinanceEmulator, rec: Recorder) -> Iterator[StartStream]:
+    streams: list[gridbot.ExchangeStream] = []
+
+    def start() -> gridbot.ExchangeStream:
+        stream = make_stream("binance", emulator, rec)
+        streams.append(stream)
+        stream.start(timeout=WAIT)
+        wait_until(lambda: "connected" in rec.statuses(), what="StatusUpdate connected delivered")
+        return stream
+
+    try:
+        yield start
+    finally:
+        for stream in streams:
+            stream.stop(timeout=10.0)
+
+
+def buy(emulator: BinanceEmulator, qty: Decimal = QTY) -> None:
+    emulator.engine.place_order(symbol=SYMBOL, side="Buy", order_type="Market", qty=qty)
+
+
+def place_tp(emulator: BinanceEmulator, trigger: Decimal) -> None:
+    """A reduce-only TAKE_PROFIT_MARKET algo order; the stream tells its algo id."""
+    emulator.engine.place_conditional(symbol=SYMBOL, side="Sell", order_type="Market", qty=QTY,
+                                      trigger_price=trigger)
+
+
+def test_seed_is_a_snapshot_of_positions_orders_and_wallet(emulator: BinanceEmulator, rec: Recorder,
+                                                          start_stream: StartStream) -> None:
+    buy(emulator)
+    emulator.engine.place_order(symbol=SYMBOL, side="Buy", order_type="Limit", qty=QTY,
+                                price=Decimal("59000"), client_order_id="resting-1")
+    start_stream()
+    position = rec.wait(PositionUpdate, lambda p: p.size > 0, symbol=SYMBOL)
+    assert position.is_snapshot
+    assert (position.side, position.size, position.entry_price, position.position_idx) == (
+        "Buy", QTY, Decimal("60000"), 0)
+    assert position.cum_realised_pnl is None  # REST positionRisk has no `cr`
+    order = rec.wait(OrderUpdate, client_order_id="resting-1")
+    assert order.is_snapshot
+    assert (order.status, order.side, order.order_type, order.price, order.qty) == (
+        "New", "Buy", "Limit", Decimal("59000"), QTY)
+    wallet = rec.wait(WalletUpdate, coin="USDT")
+    assert wallet.is_snapshot
+    expected_balance = Decimal("10000") - emulator.engine.fees_paid()
+    assert wallet.wallet_balance == expected_balance
+
+
+def test_live_updates_mark_merge_and_no_state_rest_in_steady_state(
+        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+    stream = start_stream()
+    emulator_calls = state_calls(emulator.rest_calls)
+    stream_calls = stream.stats.rest_calls
+    since = rec.mark()
+
+    buy(emulator)
+    position = rec.wait(PositionUpdate, lambda p: p.size == QTY, since=since)
+    assert not position.is_snapshot and position.side == "Buy" and position.entry_price == Decimal("60000")
+    fill = rec.wait(FillUpdate, since=since)
+    assert (fill.side, fill.price, fill.qty, fill.is_maker) == ("Buy", Decimal("60000"), QTY, False)
+    assert fill.fee == Decimal("60000") * QTY * Decimal("0.00055")
+    assert rec.wait(OrderUpdate, since=since, status="Filled").filled_qty == QTY
+
+    since = rec.mark()
+    emulator.engine.set_price(SYMBOL, Decimal("60123.4"))
+    ticker = rec.wait(TickerUpdate, since=since)
+    assert ticker.mark_price == Decimal("60123.4")
+    merged = rec.wait(PositionUpdate, lambda p: p.mark_price == Decimal("60123.4"), since=since)
+    assert not merged.is_snapshot and merged.size == QTY
+    assert merged.unrealised_pnl == unrealised(merged) == Decimal("1.234")
+
+    since = rec.mark()
+    emulator.engine.set_price(SYMBOL, Decimal("59900"))
+    merged = rec.wait(PositionUpdate, lambda p: p.mark_price == Decimal("59900"), since=since)
+    assert merged.unrealised_pnl == Decimal("-1.00")
+
+    assert state_calls(emulator.rest_calls) == emulator_calls
+    assert stream.stats.rest_calls == stream_calls
+    assert stream.stats.resyncs == 0 and stream.stats.reconnects == 0
+
+
+def test_algo_tp_is_tracked_through_its_child_and_the_realised_pnl_delta_matches_the_ledger(
+        emulator: BinanceEmulator, rec: Recorder) -> None:
+    pnl = gridbot.RealisedPnlTracker()
+    tps = gridbot.TakeProfitTracker()
+    tp_history: list[str | None] = []
+    lock = threading.Lock()
+
+    def on_position(position: PositionUpdate) -> None:
+        rec(position)
+        with lock:
+            pnl.update(position)
+
+    def on_order(order: OrderUpdate) -> None:
+        rec(order)
+        with lock:
+            tps.update(order)
+            current = tps.get(SYMBOL, 0)
+            if (tp_history or [None])[-1] != current:
+                tp_history.append(current)
+
+    stream = make_stream("binance", emulator, rec)
+    stream.subscribe(SYMBOL, on_position=on_position, on_order=on_order, on_fill=rec, on_wallet=rec,
+                     on_ticker=rec)
+    try:
+        stream.start(timeout=WAIT)
+        emulator_calls = state_calls(emulator.rest_calls)
+        stream_calls = stream.stats.rest_calls
+
+        buy(emulator)
+        rec.wait(PositionUpdate, lambda p: p.size == QTY)
+        # REST has no `cr`: the baseline is the first ACCOUNT_UPDATE's, 0 on a fresh account
+        wait_until(lambda: pnl.baseline(SYMBOL, 0) is not None, what="the `cr` baseline")
+        assert pnl.baseline(SYMBOL, 0) == Decimal(0)
+        place_tp(emulator, Decimal("60300"))
+        untriggered = rec.wait(OrderUpdate, status="Untriggered")
+        algo_id = untriggered.order_id
+        assert untriggered.is_take_profit and untriggered.trigger_price == Decimal("60300")
+        wait_until(lambda: tps.get(SYMBOL, 0) == algo_id, what="the algo TP tracked")
+
+        emulator.engine.set_price(SYMBOL, Decimal("60300"))
+        # TRIGGERING then TRIGGERED: both are "Triggered", the second names the order it placed (`ai`)
+        triggered = rec.wait(OrderUpdate, lambda o: o.linked_order_id is not None, order_id=algo_id,
+                             status="Triggered")
+        child_id = triggered.linked_order_id
+        assert child_id is not None and child_id != algo_id
+        rec.wait(OrderUpdate, order_id=algo_id, status="Filled")
+        child_fill = rec.wait(OrderUpdate, order_id=child_id, status="Filled")
+        assert child_fill.is_take_profit and child_fill.filled_qty == QTY
+        rec.wait(PositionUpdate, lambda p: p.size == 0)
+        expected = emulator.engine.realised_gross()  # Binance `cr` is before fees
+        assert expected == Decimal("3.0")
+        wait_until(lambda: pnl.total(SYMBOL, 0) == expected, what=f"realised PnL total {expected}")
+
+        statuses = [o.status for o in rec.orders(algo_id)]
+        assert [s for i, s in enumerate(statuses) if i == 0 or statuses[i - 1] != s] == [
+            "Untriggered", "Triggered", "Filled"]
+        wait_until(lambda: tps.get(SYMBOL, 0) is None, what="the TP cleared")
+        with lock:
+            assert tp_history == [algo_id, child_id, None]
+        assert state_calls(emulator.rest_calls) == emulator_calls
+        assert stream.stats.rest_calls == stream_calls
+    finally:
+        stream.stop(timeout=10.0)
+
+
+def test_private_drop_reconnects_and_resyncs_a_position_changed_while_down(
+        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+    stream = start_stream()
+    since = rec.mark()
+    emulator.faults.refuse_ws(True)
+    emulator.faults.drop_private()
+    wait_until(lambda: "reconnecting" in rec.statuses(since), what="StatusUpdate reconnecting")
+    buy(emulator)  # nobody is connected: only the resync can tell the stream
+    emulator.faults.refuse_ws(False)
+    rec.wait_statuses("reconnecting", "resynced", since=since)
+    position = rec.wait(PositionUpdate, lambda p: p.size == QTY, since=since)
+    assert position.is_snapshot and position.side == "Buy"
+    stats = stream.stats
+    assert stats.reconnects >= 1 and stats.resyncs >= 1
+    wait_until(lambda: stream.connected, what="connected again")
+
+    since = rec.mark()  # live pushes flow again on the new socket
+    buy(emulator)
+    live = rec.wait(PositionUpdate, lambda p: p.size == 2 * QTY, since=since)
+    assert not live.is_snapshot
+
+
+def test_public_drop_reconnects_and_tickers_resume(emulator: BinanceEmulator, rec: Recorder,
+                                                   start_stream: StartStream) -> None:
+    stream = start_stream()
+    since = rec.mark()
+    emulator.faults.drop_public()
+    wait_until(lambda: "reconnecting" in rec.statuses(since), what="StatusUpdate reconnecting")
+    wait_until(lambda: stream.stats.reconnects >= 1 and stream.connected, what="public socket back")
+    assert set(rec.statuses(since)) & {"connected", "resynced"}
+    since = rec.mark()
+    emulator.engine.set_price(SYMBOL, Decimal("60555.5"))
+    assert rec.wait(TickerUpdate, since=since).mark_price == Decimal("60555.5")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gridbot bug: BinanceAdapter.fetch_orders reports a FINISHED algo order read from GET /fapi/v1/algoOrder "
+    "as Cancelled although its triggered order filled: the documented algo row has no executedQty, so "
+    "normalize.binance._algo_row takes filled=0 and _algo_status maps FINISHED+0 to Cancelled; the adapter "
+    "would have to query the child (actualOrderId) on GET /fapi/v1/order to tell Filled from Cancelled"))
+def test_tp_filled_while_disconnected_gets_its_final_state_at_resync(
+        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+    stream = start_stream()
+    buy(emulator)
+    rec.wait(PositionUpdate, lambda p: p.size == QTY)
+    place_tp(emulator, Decimal("60300"))
+    algo_id = rec.wait(OrderUpdate, status="Untriggered").order_id
+    calls_before = emulator.rest_calls
+
+    since = rec.mark()
+    emulator.faults.refuse_ws(True)
+    emulator.faults.drop_private()
+    wait_until(lambda: "reconnecting" in rec.statuses(since), what="StatusUpdate reconnecting")
+    emulator.engine.set_price(SYMBOL, Decimal("60300"))  # the TP triggers and fills unseen
+    assert emulator.engine.positions(SYMBOL)[0].size == 0
+    emulator.faults.refuse_ws(False)
+    rec.wait_statuses("reconnecting", "resynced", since=since)
+
+    final = rec.wait(OrderUpdate, lambda o: o.status in TERMINAL, order_id=algo_id, since=since,
+                     what="the algo TP's final state")
+    assert final.is_take_profit and final.linked_order_id is not None
+    assert final.status == "Filled"
+    flat = rec.wait(PositionUpdate, lambda p: p.size == 0, since=since)
+    assert flat.is_snapshot
+    query = "GET /fapi/v1/algoOrder"
+    asked = emulator.rest_calls.get(query, 0) - calls_before.get(query, 0)
+    assert asked >= 1
+    assert stream.stats.resyncs >= 1
+
+
+def test_listen_key_expiry_resyncs_and_the_stream_keeps_delivering(
+        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+    stream = start_stream()
+    first_key = emulator.listen_key
+    since = rec.mark()
+    emulator.faults.expire_listen_key()
+    wait_until(lambda: "resynced" in rec.statuses(since), what="StatusUpdate resynced")
+    assert emulator.listen_key not in (None, first_key)
+    assert stream.stats.resyncs >= 1
+    wait_until(lambda: stream.connected, what="connected again")
+
+    since = rec.mark()
+    buy(emulator)
+    live = rec.wait(PositionUpdate, lambda p: p.size == QTY and not p.is_snapshot, since=since)
+    assert live.side == "Buy"
+    assert rec.wait(FillUpdate, since=since).qty == QTY
+
+
+def test_bad_credentials_raise_authentication_error_and_leave_no_thread(emulator: BinanceEmulator,
+                                                                       rec: Recorder) -> None:
+    before = set(threading.enumerate())
+    stream = make_stream("binance", emulator, rec, api_secret="wrong-secret")
+    try:
+        with pytest.raises(gridbot.AuthenticationError):
+            stream.start(timeout=WAIT)
+        left = [t.name for t in threading.enumerate()
+                if t not in before and t.name.startswith("gridbot-") and t.is_alive()]
+        assert left == []
+    finally:
+        stream.stop(timeout=10.0)

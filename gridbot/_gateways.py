@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 
-__all__ = ["BinanceGateway", "BybitGateway", "OrderGateway", "OrderRejected"]
+__all__ = ["BinanceGateway", "BybitGateway", "OrderGateway", "OrderRejected", "ReduceOnlyRejected"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ _T = TypeVar("_T")
 _BINANCE_AUTH_CODES = frozenset({-2014, -2015, -1022, -2008})
 _BYBIT_AUTH_CODES = frozenset({10003, 10004, 10005, 10007, 10009, 10010, 33004})
 _BINANCE_POSITION_SIDE = {0: "BOTH", 1: "LONG", 2: "SHORT"}
+# "ReduceOnly Order is rejected" / "Reduce-only rule not satisfied": nothing (left) to reduce.
+_BINANCE_REDUCE_ONLY_CODES = frozenset({-2022})
+_BYBIT_REDUCE_ONLY_CODES = frozenset({110017})
 
 
 class OrderRejected(GridbotError):
@@ -36,6 +39,10 @@ class OrderRejected(GridbotError):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ReduceOnlyRejected(OrderRejected):
+    """A reduce-only order found nothing to reduce: the position is flat or on the other side."""
 
 
 class OrderGateway(Protocol):
@@ -100,6 +107,8 @@ def _binance_call(action: str, call: Callable[[], _T]) -> _T:
         message = f"binance {action}: {exc.message} (code {exc.code}, HTTP {exc.status_code})"
         if code in _BINANCE_AUTH_CODES or exc.status_code == 401:
             raise AuthenticationError(message) from None
+        if code in _BINANCE_REDUCE_ONLY_CODES:
+            raise ReduceOnlyRejected(message, code) from None
         raise OrderRejected(message, code) from None
     except BinanceRequestException as exc:
         raise GridbotError(f"binance {action}: invalid response: {exc.message}") from None
@@ -208,6 +217,8 @@ def _bybit_call(action: str, call: Callable[[], _T]) -> _T:
         message = f"bybit {action}: {exc.message} (retCode {exc.status_code})"
         if code in _BYBIT_AUTH_CODES:
             raise AuthenticationError(message) from None
+        if code in _BYBIT_REDUCE_ONLY_CODES:
+            raise ReduceOnlyRejected(message, code) from None
         raise OrderRejected(message, code) from None
     except FailedRequestError as exc:
         message = f"bybit {action}: {exc.message} (HTTP {exc.status_code})"

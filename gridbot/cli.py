@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="make the emulated prices deterministic")
     demo.add_argument("--faults", action="store_true",
                       help="drop the sockets and expire the Binance listenKey mid-run, to show the resync")
-    demo.add_argument("--mode", choices=("hedge", "one-way"), default="hedge",
-                      help="position mode: hedge (buy levels long, sell levels short; default) or one-way")
+    demo.add_argument("--mode", choices=("one-way", "hedge"), default="one-way",
+                      help="position mode: one-way (default) or hedge (buy levels long, sell levels short)")
     demo.add_argument("--levels", type=int, default=3, help="grid levels on each side (default 3)")
     demo.add_argument("--step", type=Decimal, default=Decimal("0.1"),
                       help="distance between levels in percent (default 0.1)")
@@ -213,7 +213,7 @@ class DemoOptions:
     duration: float = 20.0
     seed: int | None = None
     faults: bool = False
-    hedge: bool = True
+    hedge: bool = False
     levels: int = 3
     step_pct: Decimal = Decimal("0.1")
     as_json: bool = False
@@ -267,6 +267,7 @@ class ExchangeRun:
         self.grids: list[GridStrategy] = []
         self.stream: ExchangeStream | None = None
         self.messages: deque[str] = deque()
+        self._faults: deque[tuple[float, str]] = deque()
         self.resync_count = 0
         self._started_at = 0.0
         self._state_calls_at_start = 0
@@ -313,14 +314,23 @@ class ExchangeRun:
 
     # ---- faults
 
-    def inject(self, fault: str) -> bool:
-        """Inject one named fault; False when this exchange has no such fault."""
-        faults = self.emulator.faults
-        if fault == "expire_listen_key" and self.exchange != "binance":
-            return False
-        getattr(faults, fault)()
+    def schedule_faults(self, duration: float) -> None:
+        """Queue the faults of :data:`FAULT_SCHEDULE` that this exchange has, at their times."""
+        self._faults = deque((at * duration, fault) for at, fault in FAULT_SCHEDULE
+                             if fault != "expire_listen_key" or self.exchange == "binance")
+
+    def inject_due_faults(self, elapsed: float) -> None:
+        """Inject the next fault once it is due and the stream is live again after the previous
+        one: one outage at a time, so each shows its own reconnect and resync."""
+        if not self._faults or elapsed < self._faults[0][0] or not self._live():
+            return
+        _, fault = self._faults.popleft()
+        getattr(self.emulator.faults, fault)()
         self.messages.append(f"{self.exchange}: fault injected: {fault}")
-        return True
+
+    def _live(self) -> bool:
+        return (self.stream is not None and self.stream.connected
+                and not any(grid.paused for grid in self.grids))
 
     # ---- the end
 
@@ -418,6 +428,7 @@ class ExchangeRun:
             "reconnects": stats.reconnects,
             "events": stats.events,
             "order_errors": sum(g.order_errors for g in self.grids),
+            "netted_take_profits": sum(g.netted for g in self.grids),
             "fill_pnl_mismatches": [
                 {"symbol": m.symbol, "position_idx": m.position_idx,
                  "from_cum_realised": str(m.from_cum_realised), "from_fills": str(m.from_fills),
@@ -466,11 +477,14 @@ def _make_gateway(exchange: Exchange, endpoints: Endpoints) -> OrderGateway:
     return BybitGateway.connect(DEMO_KEY, DEMO_SECRET, endpoints=endpoints)
 
 
-# ---- the fault schedule: (fraction of the duration, fault)
+# The fault schedule: (earliest time as a fraction of the duration, fault); each waits until the stream
+# is live again after the previous one.  Before the middle of the run, so that the slots trade again
+# after the last resync: on Binance, PnL realised while disconnected reaches the stream only with the
+# slot's next ACCOUNT_UPDATE (the REST snapshot has no ``cr``).
 FAULT_SCHEDULE: tuple[tuple[float, str], ...] = (
-    (0.25, "drop_private"),
-    (0.40, "drop_public"),
-    (0.55, "expire_listen_key"),
+    (0.2, "drop_private"),
+    (0.3, "drop_public"),
+    (0.4, "expire_listen_key"),
 )
 
 
@@ -511,15 +525,15 @@ def _stop_all(runs: list[ExchangeRun]) -> None:
 
 
 def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[str, dict[str, Any]]:
-    display = _make_display(runs, options)
-    faults = list(FAULT_SCHEDULE) if options.faults else []
+    display = _Display(runs, live=sys.stdout.isatty())
+    if options.faults:
+        for run in runs:
+            run.schedule_faults(options.duration)
     start = time.monotonic()
     with display:
         while (elapsed := time.monotonic() - start) < options.duration:
-            while faults and elapsed >= faults[0][0] * options.duration:
-                _, fault = faults.pop(0)
-                for run in runs:
-                    run.inject(fault)
+            for run in runs:
+                run.inject_due_faults(elapsed)
             display.update(elapsed)
             time.sleep(0.1)
         for run in runs:
@@ -560,7 +574,7 @@ def _summary_table(results: dict[str, dict[str, Any]]) -> Any:
         table.add_column(exchange, justify="right")
     rows = ("closes", "realised_pnl", "ledger_realised_pnl", "open_tp_ids", "open_tp_orders_on_exchange",
             "state_rest_calls_after_start",
-            "resyncs", "reconnects", "events", "order_errors", "fill_pnl_mismatches")
+            "resyncs", "reconnects", "events", "order_errors", "netted_take_profits", "fill_pnl_mismatches")
     for row in rows:
         table.add_row(row.replace("_", " "), *(_cell(row, result[row]) for result in results.values()))
     return table
@@ -615,10 +629,6 @@ class _Display:
             self._last_line = elapsed
             for run in self._runs:
                 _print(f"[{elapsed:5.1f}s] {_plain_line(run)}")
-
-
-def _make_display(runs: list[ExchangeRun], options: DemoOptions) -> _Display:
-    return _Display(runs, live=sys.stdout.isatty())
 
 
 def _drain(messages: deque[str]) -> list[str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
-from gridbot._gateways import OrderGateway, OrderRejected
+from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
@@ -219,6 +219,7 @@ class GridView:
     mm_rate: Decimal | None
     levels: tuple[tuple[int, str], ...]
     order_errors: int
+    netted: int
     mismatches: tuple[PnlMismatch, ...]
 
 
@@ -260,6 +261,7 @@ class GridStrategy:
         self.closes: list[Close] = []
         self.pnl_changes: deque[PnlChange] = deque(maxlen=_HISTORY)
         self.order_errors = 0
+        self.netted = 0   # take-profits refused because one-way netting had already closed the exposure
         if realised_baseline is not None:
             self._seed_baselines(realised_baseline)
         if self._start_price is not None:
@@ -421,6 +423,7 @@ class GridStrategy:
                 mm_rate=self.wallet.mm_rate,
                 levels=tuple((lv.index, lv.state.value) for lv in self.levels),
                 order_errors=self.order_errors,
+                netted=self.netted,
                 mismatches=tuple(self.cross_check.mismatches()),
             )
 
@@ -533,6 +536,14 @@ class GridStrategy:
         return order_id
 
     def _placement_failed(self, level: Level, role: str, exc: GridbotError) -> None:
+        if role == "tp" and isinstance(exc, ReduceOnlyRejected) and not self.config.hedge:
+            # One-way mode nets: an opposite level's fill already reduced the position this take-profit
+            # was for.  Expected, not an error: the level's exposure is gone, so arm it again.
+            self.netted += 1
+            logger.info("%s %s level %d: take-profit not needed, the one-way position was netted (%s)",
+                        self.exchange, self.config.symbol, level.index, exc)
+            self._reset(level)
+            return
         self.order_errors += 1
         level.failures += 1
         logger.warning("%s %s level %d: %s order failed: %s", self.exchange, self.config.symbol,

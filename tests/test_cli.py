@@ -26,15 +26,15 @@ SECRET = "s3cr3t-value-never-printed"
 def test_demo_defaults() -> None:
     args = cli.build_parser().parse_args(["demo"])
     assert (args.exchange, args.symbols, args.duration, args.seed, args.faults, args.json, args.mode) == (
-        "both", ["BTCUSDT", "ETHUSDT"], 20.0, None, False, False, "hedge")
+        "both", ["BTCUSDT", "ETHUSDT"], 20.0, None, False, False, "one-way")
 
 
 def test_demo_options_are_parsed() -> None:
     args = cli.build_parser().parse_args(
         ["demo", "--exchange", "bybit", "--symbols", "solusdt, BTCUSDT", "--duration", "8", "--seed", "7",
-         "--faults", "--json", "--mode", "one-way", "--levels", "2", "--step", "0.25"])
+         "--faults", "--json", "--mode", "hedge", "--levels", "2", "--step", "0.25"])
     assert (args.exchange, args.symbols, args.duration, args.seed, args.faults, args.json, args.mode,
-            args.levels, args.step) == ("bybit", ["SOLUSDT", "BTCUSDT"], 8.0, 7, True, True, "one-way", 2,
+            args.levels, args.step) == ("bybit", ["SOLUSDT", "BTCUSDT"], 8.0, 7, True, True, "hedge", 2,
                                         Decimal("0.25"))
 
 

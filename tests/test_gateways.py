@@ -16,6 +16,7 @@ from gridbot._gateways import (
     BinanceGateway,
     BybitGateway,
     OrderRejected,
+    ReduceOnlyRejected,
     binance_rest_client,
     bybit_rest_client,
 )
@@ -71,6 +72,7 @@ def test_binance_cancel_sends_the_numeric_order_id() -> None:
     (binance_error(-2015, "Invalid API-key, IP, or permissions for action."), AuthenticationError),
     (binance_error(-1022, "Signature for this request is not valid."), AuthenticationError),
     (binance_error(-2019, "Margin is insufficient."), OrderRejected),
+    (binance_error(-2022, "ReduceOnly Order is rejected."), ReduceOnlyRejected),
     (requests.ConnectionError(f"Max retries exceeded with url: {SIGNED_URL}"), ConnectError),
 ])
 def test_binance_errors_are_translated_without_the_request(error: Exception,
@@ -133,7 +135,8 @@ def test_bybit_cancel() -> None:
 @pytest.mark.parametrize(("error", "expected"), [
     (bybit_error(10003, "API key is invalid."), AuthenticationError),
     (bybit_error(10004, "error sign!"), AuthenticationError),
-    (bybit_error(110017, "Reduce-only rule not satisfied"), OrderRejected),
+    (bybit_error(110017, "Reduce-only rule not satisfied"), ReduceOnlyRejected),
+    (bybit_error(110007, "Insufficient available balance"), OrderRejected),
     (FailedRequestError(request="x", message="HTTP status code is not 200.", status_code=502, time="t",
                         resp_headers={}), ConnectError),
     (requests.ReadTimeout("read timed out"), ConnectError),
@@ -180,7 +183,7 @@ def test_orders_reach_the_loopback_exchange_and_are_cancelled(exchange: tuple[An
         "gb-test-1", "Buy", D("0.010"), D("59000.0"), 0)
     gateway.cancel("BTCUSDT", order_id)
     assert emulator.engine.open_orders() == []
-    with pytest.raises(OrderRejected):  # nothing to reduce
+    with pytest.raises(ReduceOnlyRejected):  # nothing to reduce
         gateway.place_limit("BTCUSDT", "Sell", D("0.010"), D("61000.0"), position_idx=0, reduce_only=True,
                             client_order_id="gb-test-2")
     assert not any(call.startswith("GET ") and "/time" not in call for call in emulator.rest_calls)

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from gridbot._gateways import OrderRejected
+from gridbot._gateways import OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, ConnectError
 from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, StatusUpdate, TickerUpdate, WalletUpdate
 from gridbot.grid import GridConfig, GridStrategy, LevelState, PnlCrossCheck, fan_out
@@ -322,19 +322,35 @@ def test_a_rejected_entry_is_retried_then_the_level_is_disabled() -> None:
     assert [p.side for p in gateway.placed] == ["Sell"]
 
 
-def test_a_rejected_take_profit_rearms_the_level() -> None:
+def test_a_take_profit_netted_away_in_one_way_mode_rearms_the_level_without_an_error() -> None:
     grid, gateway = make_grid(levels=1)
     grid.on_ticker(ticker("100.00"))
     entry = gateway.find("Buy", "99.00")
-    gateway.fail_with = [OrderRejected("ReduceOnly Order is rejected.", -2022)]
+    gateway.fail_with = [ReduceOnlyRejected("ReduceOnly Order is rejected.", -2022)]
     fill_entry(grid, entry)
     level = next(lv for lv in grid.levels if lv.index == -1)
     assert level.state is LevelState.IDLE
+    assert (grid.netted, grid.order_errors, level.failures) == (1, 0, 0)
     grid.on_ticker(ticker("99.50"))
     assert level.state is LevelState.ENTRY_OPEN
     rearmed = gateway.placed[-1]
     assert (rearmed.side, rearmed.price) == ("Buy", D("99.00"))
     assert rearmed.client_order_id != entry.client_order_id
+
+
+@pytest.mark.parametrize(("hedge", "error"), [
+    (True, ReduceOnlyRejected("Reduce-only rule not satisfied", 110017)),
+    (False, OrderRejected("Margin is insufficient.", -2019)),
+])
+def test_other_take_profit_rejections_are_errors_and_rearm_the_level(hedge: bool, error: Exception) -> None:
+    grid, gateway = make_grid(levels=1, hedge=hedge)
+    grid.on_ticker(ticker("100.00"))
+    entry = gateway.find("Buy", "99.00")
+    gateway.fail_with = [error]
+    fill_entry(grid, entry)
+    level = next(lv for lv in grid.levels if lv.index == -1)
+    assert level.state is LevelState.IDLE
+    assert (grid.netted, grid.order_errors, grid.view().order_errors) == (0, 1, 1)
 
 
 def test_a_connection_error_on_a_take_profit_retries_it_at_the_next_tick() -> None:

@@ -201,6 +201,7 @@ DEMO_MARKETS: dict[str, Market] = {
     "SOLUSDT": Market(Decimal("150"), Decimal("0.01"), Decimal("0.1"), Decimal("4"), 0.0008),
 }
 PRICE_INTERVAL = 0.05          # seconds between emulated price steps
+CATCH_UP_TIMEOUT = 30.0        # seconds the grid may keep trading after --duration until the stream caught up
 DRAIN_TIMEOUT = 15.0           # seconds to wait for the last events after placing stops
 STOP_TIMEOUT = 10.0
 _NON_STATE_SUFFIXES = ("/ping", "/time", "/exchangeInfo")
@@ -341,18 +342,23 @@ class ExchangeRun:
         for grid in self.grids:
             grid.cancel_entries()
 
-    def settle(self, timeout: float) -> Settled | None:
-        """Wait until the stream has delivered everything the emulator did; None on timeout."""
-        deadline = time.monotonic() + timeout
+    def settle(self, timeout: float, tick: Callable[[], None] | None = None) -> Settled | None:
+        """Wait until the stream is live and has delivered everything the emulator did; None on
+        timeout.  ``tick`` runs while waiting (the display)."""
+        deadline = last_tick = time.monotonic()
+        deadline += timeout
         while True:
             settled = self._settled()
-            if settled is not None or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if settled is not None or now >= deadline:
                 return settled
+            if tick is not None and now - last_tick >= 0.1:
+                tick()
+                last_tick = now
             time.sleep(0.02)
 
     def _settled(self) -> Settled | None:
-        stream = self.stream
-        if stream is None or not stream.connected:
+        if not self._live():
             return None
         engine = self.emulator.engine
         fills_before = len(engine.ledger)
@@ -536,10 +542,18 @@ def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[str, dict[str,
                 run.inject_due_faults(elapsed)
             display.update(elapsed)
             time.sleep(0.1)
+        def tick() -> None:
+            display.update(time.monotonic() - start)
+
+        # Still trading: wait for a moment when the stream is live and caught up with the books.
+        # After an outage a Binance slot's PnL arrives only with its next ACCOUNT_UPDATE, which
+        # only further trading brings.
+        for run in runs:
+            run.settle(CATCH_UP_TIMEOUT, tick)
         for run in runs:
             run.wind_down()
-        settled = {run.exchange: run.settle(DRAIN_TIMEOUT) for run in runs}
-        display.update(time.monotonic() - start)
+        settled = {run.exchange: run.settle(DRAIN_TIMEOUT, tick) for run in runs}
+        tick()
     return {run.exchange: run.result(settled[run.exchange]) for run in runs}
 
 

@@ -150,14 +150,19 @@ def watch(exchange: Exchange, symbol: str, *, testnet: bool = False, demo: bool 
         _err(f"gridbot watch: could not connect to {exchange}: {exc}")
         return EXIT_FAILED
     try:
-        idle = threading.Event()
-        while not idle.wait(0.5):
-            pass
+        _wait_for_interrupt()
     except KeyboardInterrupt:
         _err("gridbot watch: stopping")
     finally:
         stream.stop()
     return EXIT_OK
+
+
+def _wait_for_interrupt() -> None:
+    """Block the main thread until Ctrl-C (short waits, so the signal is handled promptly)."""
+    idle = threading.Event()
+    while not idle.wait(0.5):
+        pass
 
 
 def format_event(event: Event) -> str:

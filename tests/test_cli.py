@@ -147,11 +147,8 @@ class FakeStream:
         self.stopped = True
 
 
-class Interrupting:
-    """threading.Event whose wait() is a Ctrl-C."""
-
-    def wait(self, timeout: float | None = None) -> bool:
-        raise KeyboardInterrupt
+def ctrl_c() -> None:
+    raise KeyboardInterrupt
 
 
 @pytest.fixture
@@ -159,7 +156,7 @@ def fake_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeStream]]:
     FakeStream.instances = []
     FakeStream.start_error = None
     monkeypatch.setattr(cli, "ExchangeStream", FakeStream)
-    monkeypatch.setattr(cli.threading, "Event", Interrupting)
+    monkeypatch.setattr(cli, "_wait_for_interrupt", ctrl_c)
     yield FakeStream
 
 

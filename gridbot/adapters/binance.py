@@ -118,6 +118,14 @@ def _reconnect_delay(attempt: int) -> float:
     return ceiling * random.uniform(0.5, 1.0)
 
 
+def _refused_status(exc: BaseException) -> int | None:
+    """The HTTP status of a refused websocket upgrade (websockets' InvalidStatus / legacy
+    InvalidStatusCode), or None for any other connect failure (network, timeout)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
+    return status if isinstance(status, int) and 400 <= status < 500 else None
+
+
 def _remaining(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
@@ -245,6 +253,8 @@ class _Hooks(Protocol):
 
     def sdk_reconnecting(self, link: _Link) -> None: ...
 
+    def sdk_connect_failed(self, link: _Link, exc: Exception) -> None: ...
+
     def sdk_read_loop_ended(self, link: _Link) -> None: ...
 
     def sdk_error(self, link: _Link, error: dict[str, Any]) -> None: ...
@@ -265,7 +275,14 @@ class _ObservedSocket(ReconnectingWebsocket):  # type: ignore[misc]
     _gb_hooks: _Hooks
 
     async def connect(self) -> None:
-        await super().connect()
+        try:
+            await super().connect()
+        except Exception as exc:
+            try:
+                self._gb_hooks.sdk_connect_failed(self._gb_link, exc)
+            except BaseException:
+                logger.exception("binance %s: link hook failed", self._gb_link.channel)
+            raise
         _notify(self._gb_hooks.sdk_connected, self._gb_link)
 
     async def before_reconnect(self) -> None:
@@ -878,6 +895,17 @@ class BinanceAdapter:
             link.connected = False
             if self._current[link.channel] is link and not link.retired:
                 self._set_up(link.channel, False, "the SDK is reconnecting")
+
+    def sdk_connect_failed(self, link: _Link, exc: Exception) -> None:
+        """A reconnect of the user socket refused by the exchange (an HTTP status instead of the upgrade)
+        means its listen key is gone — expired while we were disconnected, so no ``listenKeyExpired``
+        frame came.  The SDK would retry the dead key up to five times with growing waits (15-30 s);
+        retire the link now so the supervisor rebuilds it with a new key."""
+        status = _refused_status(exc)
+        if link.channel != "private" or not link.ever_connected or status is None:
+            return
+        if not (link.retired or self._closing):
+            self._on_dead(link, f"the exchange refused the user socket (HTTP {status}): stale listen key")
 
     def sdk_read_loop_ended(self, link: _Link) -> None:
         if not (link.retired or self._closing):

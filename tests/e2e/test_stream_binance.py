@@ -292,3 +292,29 @@ def test_bad_credentials_raise_authentication_error_and_leave_no_thread(emulator
         assert left == []
     finally:
         stream.stop(timeout=10.0)
+
+
+def test_listen_key_expired_while_disconnected_is_renewed_at_the_first_refusal(
+        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+    """The socket drops and the key expires with nobody connected, so no listenKeyExpired frame arrives.
+
+    python-binance would retry the dead key up to five times with growing waits (at least ~4 s, often
+    15-30 s) before giving up; gridbot must take the exchange's refusal of the first reconnect as the
+    sign of a stale key and rebuild with a new one at once (the SDK's first retry waits 1-2 s)."""
+    stream = start_stream()
+    first_key = emulator.listen_key
+    since = rec.mark()
+    emulator.faults.drop_private()
+    emulator.faults.expire_listen_key()  # nobody is connected: the frame is lost
+
+    def renewed_and_resynced() -> bool:
+        after_drop = iter(rec.statuses(since))
+        resynced_after_reconnecting = "reconnecting" in after_drop and "resynced" in after_drop
+        renewed = emulator.listen_key not in (None, first_key)
+        return resynced_after_reconnecting and renewed and stream.connected
+
+    wait_until(renewed_and_resynced, timeout=3.5, what="new key and resync before the SDK's retries end")
+
+    since = rec.mark()
+    buy(emulator)
+    assert rec.wait(FillUpdate, since=since).qty == QTY

@@ -79,6 +79,7 @@ from gridbot.events import Event, OrderUpdate
 from gridbot.normalize import Ignored
 from gridbot.normalize.binance import (
     algo_orders_from_rest,
+    finished_algo_order_from_rest,
     orders_from_rest,
     parse_market_message,
     parse_user_message,
@@ -554,13 +555,28 @@ class BinanceAdapter:
                     f"querying algo order {order.order_id} (GET /fapi/v1/algoOrder)",
                     functools.partial(client.futures_get_algo_order, algoId=order.order_id))
                 if row is not None:
-                    events.extend(algo_orders_from_rest([row]))
+                    events.extend(self._finished_algo_order(order, row))
             else:
                 row = self._rest_order(
                     f"querying order {order.symbol} {order.order_id} (GET /fapi/v1/order)",
                     functools.partial(client.futures_get_order, symbol=order.symbol, orderId=order.order_id))
                 if row is not None:
                     events.extend(orders_from_rest([row]))
+        return events
+
+    def _finished_algo_order(self, order: OrderUpdate, row: dict[str, Any]) -> list[Event]:
+        """The algo order's final state; for a triggered one, also the order it placed, whose fill
+        decides Filled or Cancelled (the algo row has no filled quantity)."""
+        child_id = row.get("actualOrderId")
+        if row.get("algoStatus") != "FINISHED" or child_id in (None, "", 0, "0"):
+            return list(algo_orders_from_rest([row]))
+        query = functools.partial(self._require_seed_rest().futures_get_order, symbol=order.symbol,
+                                  orderId=child_id)
+        child = self._rest_order(
+            f"querying order {order.symbol} {child_id} placed by algo {order.order_id} (GET /fapi/v1/order)",
+            query)
+        events: list[Event] = list(orders_from_rest([child])) if child is not None else []
+        events.append(finished_algo_order_from_rest(row, child))
         return events
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:

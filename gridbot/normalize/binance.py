@@ -35,6 +35,7 @@ Choices where Binance gives less than the event model has:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
@@ -54,6 +55,7 @@ from gridbot.normalize._common import Ignored, ListenKeyExpired, dec, opt_dec, t
 __all__ = [
     "EXCHANGE",
     "algo_orders_from_rest",
+    "finished_algo_order_from_rest",
     "orders_from_rest",
     "parse_market_message",
     "parse_user_message",
@@ -172,6 +174,20 @@ def orders_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[OrderUpdate]:
 def algo_orders_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[OrderUpdate]:
     """``GET /fapi/v1/openAlgoOrders`` rows (conditional orders of the Algo Service)."""
     return _each_row(rows, "openAlgoOrders", _algo_row)
+
+
+def finished_algo_order_from_rest(row: Mapping[str, Any], child: Mapping[str, Any] | None) -> OrderUpdate:
+    """A ``GET /fapi/v1/algoOrder`` row, completed with the ``GET /fapi/v1/order`` row of the order it
+    triggered (``actualOrderId``).
+
+    The algo row carries no filled quantity, so alone a FINISHED algo order cannot be told Filled from
+    Cancelled; the child's ``executedQty`` and ``avgPrice`` decide.
+    """
+    if child is None:
+        return _each_row([row], "algoOrder", _algo_row)[0]
+    merged = {**row, "executedQty": child.get("executedQty"), "actualPrice": child.get("avgPrice")}
+    order = _each_row([merged], "algoOrder", _algo_row)[0]
+    return replace(order, raw=row)
 
 
 # --------------------------------------------------------------------------- user-data messages

@@ -16,6 +16,7 @@ from gridbot.normalize import Ignored, ListenKeyExpired
 from gridbot.normalize.binance import (
     EXCHANGE,
     algo_orders_from_rest,
+    finished_algo_order_from_rest,
     orders_from_rest,
     parse_market_message,
     parse_user_message,
@@ -586,3 +587,35 @@ def test_messages_without_event_type_or_not_mappings_raise() -> None:
         parse_user_message({"E": 1})
     with pytest.raises(NormalizationError):
         parse_user_message(["ACCOUNT_UPDATE"])  # type: ignore[arg-type]
+
+
+# Synthetic: the documented openAlgoOrders row as GET /fapi/v1/algoOrder returns it once FINISHED, and the
+# GET /fapi/v1/order row of the order it triggered (field names from the docs; values made up).
+def _finished_algo_row() -> dict[str, Any]:
+    row = dict(load("rest_open_algo_orders.json")[0])
+    row.update(algoStatus="FINISHED", actualOrderId="8389765", updateTime=1750515000000)
+    return row
+
+
+def _child_row(executed: str, avg: str, status: str) -> dict[str, Any]:
+    return {"orderId": 8389765, "symbol": "BNBUSDT", "status": status, "clientOrderId": "c", "price": "750",
+            "avgPrice": avg, "origQty": "0.01", "executedQty": executed, "type": "LIMIT",
+            "origType": "TAKE_PROFIT", "side": "SELL", "positionSide": "BOTH", "stopPrice": "0",
+            "reduceOnly": True, "updateTime": 1750515000000}
+
+
+def test_synthetic_finished_algo_with_a_filled_child_is_filled() -> None:
+    row = _finished_algo_row()
+    order = finished_algo_order_from_rest(row, _child_row("0.01", "750.5", "FILLED"))
+    assert (order.order_id, order.status) == ("2148627", "Filled")
+    assert (order.filled_qty, order.avg_price) == (D("0.01"), D("750.5"))
+    assert order.linked_order_id == "8389765" and order.is_snapshot and order.raw is row
+
+
+def test_synthetic_finished_algo_whose_child_did_not_fill_is_cancelled() -> None:
+    order = finished_algo_order_from_rest(_finished_algo_row(), _child_row("0", "0", "CANCELED"))
+    assert (order.status, order.filled_qty) == ("Cancelled", D("0"))
+
+
+def test_synthetic_finished_algo_without_its_child_row_cannot_claim_a_fill() -> None:
+    assert finished_algo_order_from_rest(_finished_algo_row(), None).status == "Cancelled"

@@ -210,7 +210,8 @@ def test_public_drop_reconnects_and_tickers_resume(emulator: BybitEmulator, rec:
     emulator.faults.drop_public()
     wait_until(lambda: "reconnecting" in rec.statuses(since), what="StatusUpdate reconnecting")
     wait_until(lambda: stream.stats.reconnects >= 1 and stream.connected, what="public socket back")
-    assert set(rec.statuses(since)) & {"connected", "resynced"}
+    # the worker counts the reconnect before it queues the status; the dispatcher delivers it a moment later
+    wait_until(lambda: set(rec.statuses(since)) & {"connected", "resynced"}, what="StatusUpdate connected")
     since = rec.mark()
     emulator.engine.set_price(SYMBOL, Decimal("60555.5"))
     assert rec.wait(TickerUpdate, since=since).mark_price == Decimal("60555.5")

@@ -41,6 +41,9 @@ DispatchMode = Literal["thread", "manual"]
 StatusCallback = Callable[[StatusUpdate], None]
 
 _RESYNC_BACKOFF_FIRST = 0.5
+# A gap reported while the socket is up waits this long before its resync: python-binance reports the
+# error that precedes its own reconnect as a gap, and the reconnect resyncs anyway (one outage, one resync).
+_GAP_GRACE = 0.5
 _RESYNC_BACKOFF_MAX = 30.0
 _RAW_LOG_CHARS = 500
 
@@ -433,8 +436,8 @@ class ExchangeStream:
             logger.warning("%s %s: possible gap in the stream: %s", self.exchange, link.channel, link.detail)
             if link.channel == "private":
                 self._resync_needed = True
-                if all(self._links_up.values()):
-                    self._schedule_resync(0.0)
+                if all(self._links_up.values()) and self._resync_due is None:
+                    self._schedule_resync(_GAP_GRACE)
         elif link.state == "up":
             self._link_up(link)
 
@@ -443,6 +446,7 @@ class ExchangeStream:
         self._links_up[link.channel] = False
         if link.channel == "private":
             self._resync_needed = True
+            self._resync_due = None  # resync once the socket is back, not against a dying one
         if was_up and not self._reconnecting:
             self._reconnecting = True
             self._emit_status("reconnecting", f"{link.channel}: {link.detail}")

@@ -335,6 +335,22 @@ class TestReconnects:
         s.stop()
         assert len(adapter.snapshot_calls) == 2
 
+    def test_gap_then_reconnect_is_one_resync(
+        self, fake: list[FakeAdapter], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # python-binance reports the error before its own reconnect as a gap: resync once, after the reconnect
+        monkeypatch.setattr(stream_module, "_GAP_GRACE", 5.0)
+        s, adapter, rec = started(fake)
+        s.start(timeout=5)
+        adapter.sink.link("private", "gap", "ConnectionClosedError")
+        adapter.sink.link("private", "down", "the SDK is reconnecting")
+        adapter.sink.link("private", "up", "the SDK reconnected")
+        wait_until(lambda: "resynced" in rec.statuses)
+        adapter.push(fill("marker"))
+        wait_until(lambda: len(rec.of(FillUpdate)) == 1)  # the worker is past every link report
+        s.stop()
+        assert len(adapter.snapshot_calls) == 2 and s.stats.resyncs == 1
+
     def test_failed_resync_is_retried(self, fake: list[FakeAdapter]) -> None:
         s, adapter, rec = started(fake)
         s.start(timeout=5)

@@ -36,8 +36,8 @@ WebSockets (aiohttp answers client pings):
   and ``/ws/<stream>`` (raw frames), ``/stream?streams=``; ``SUBSCRIBE``/``UNSUBSCRIBE`` answered
   ``{"result": null, "id": N}``, ``LIST_SUBSCRIPTIONS`` with the list.  ``<sym>@markPrice@1s`` and
   ``<sym>@markPrice`` carry markPriceUpdate (e, E, s, p, ap, i, P, r, T) after every engine price change:
-  each ``price_interval`` (a ``engine.step()``; settable while running, e.g. 0.05 s in tests) and each
-  ``engine.set_price``.
+  each ``price_interval`` (an ``engine.step()``; settable while running, 0.05 s in tests; 0: no walk)
+  and each ``engine.set_price``.
 
 Frames to one socket are sent in engine event order: the engine listener (under the engine lock, on any
 thread) translates each event at once and hands the frames to the server loop with
@@ -195,6 +195,12 @@ def _fmt(value: Decimal | None) -> str:
 
 def _dumps(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
+
+
+def _check_price_interval(seconds: float) -> float:
+    if not seconds >= 0:
+        raise ValueError(f"price_interval must be >= 0 seconds (0: no random walk), got {seconds!r}")
+    return seconds
 
 
 def _wall_ms() -> int:
@@ -1178,7 +1184,7 @@ class BinanceEmulator:
         self._clock: Callable[[], int] = clock or _wall_ms
         self._api_key = api_key
         self._api_secret = api_secret.encode()
-        self._price_interval = price_interval
+        self._price_interval = _check_price_interval(price_interval)
         self._engine = Engine(self._config, self._clock)
         self._translator = _Translator(self._sink)
         self._engine.add_listener(self._translator.on_event)
@@ -1190,7 +1196,8 @@ class BinanceEmulator:
         self._state_lock = threading.Lock()
         self._server: LoopbackServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timers: list[Ticker] = []
+        self._key_timer: Ticker | None = None
+        self._price_timer: Ticker | None = None
         self._symbols = {cfg.symbol: cfg for cfg in self._config.symbols}
 
     # ---- public surface
@@ -1216,16 +1223,26 @@ class BinanceEmulator:
 
     @property
     def price_interval(self) -> float:
-        """Seconds between price steps (and markPriceUpdate pushes); settable while running."""
+        """Seconds between price steps and markPriceUpdate pushes (0: no random walk; prices move only
+        through ``engine.set_price``); settable while running."""
         return self._price_interval
 
     @price_interval.setter
     def price_interval(self, seconds: float) -> None:
-        if not seconds > 0:
-            raise ValueError(f"price_interval must be > 0, got {seconds!r}")
-        self._price_interval = seconds
-        if self._timers:
-            self._timers[0].interval = seconds
+        with self._state_lock:
+            self._price_interval = _check_price_interval(seconds)
+            self._apply_price_interval()
+
+    def _apply_price_interval(self) -> None:
+        """Start, retune or stop the price loop to match ``price_interval`` (under the state lock)."""
+        timer, server = self._price_timer, self._server
+        if timer is not None and self._price_interval > 0:
+            timer.interval = self._price_interval
+        elif timer is not None:
+            timer.cancel()
+            self._price_timer = None
+        elif server is not None and self._price_interval > 0:
+            self._price_timer = server.every(self._price_interval, self._tick)
 
     @property
     def listen_key(self) -> str | None:
@@ -1238,21 +1255,25 @@ class BinanceEmulator:
                 return
             server = LoopbackServer(self._build_app, name="binance-emulator")
             server.start(timeout=timeout)
-            self._server = server
-            self._loop = server.loop
-            self._timers = [
-                server.every(self._price_interval, self._tick),
-                server.every(_KEY_CHECK_INTERVAL, self._check_listen_key),
-            ]
+            try:
+                self._server = server
+                self._loop = server.loop
+                self._key_timer = server.every(_KEY_CHECK_INTERVAL, self._check_listen_key)
+                self._apply_price_interval()
+            except BaseException:
+                self._server, self._loop = None, None
+                server.stop(timeout=timeout)
+                raise
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._state_lock:
             server, self._server = self._server, None
             if server is None:
                 return
-            for timer in self._timers:
-                timer.cancel()
-            self._timers = []
+            for timer in (self._price_timer, self._key_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._price_timer = self._key_timer = None
             self._loop = None
             server.stop(timeout=timeout)
             self._hub = _Hub()

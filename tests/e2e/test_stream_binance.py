@@ -31,8 +31,8 @@ StartStream = Callable[[], gridbot.ExchangeStream]
 
 @pytest.fixture
 def emulator() -> Iterator[BinanceEmulator]:
-    # Binance's emulator has no "no walk" setting: an hour-long step keeps prices where the test sets them
-    emu = BinanceEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=3600.0)
+    # no random walk: prices stay where the test sets them
+    emu = BinanceEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
     try:
         emu.start()
         yield emu

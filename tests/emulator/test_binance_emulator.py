@@ -625,3 +625,22 @@ def test_stop_is_idempotent_and_endpoints_need_a_running_server() -> None:
     emu.stop()
     emu.stop()
     wait_until(lambda: emu._server is None)
+
+
+def test_price_interval_zero_means_no_walk_and_can_be_changed_while_running() -> None:
+    import threading
+
+    with pytest.raises(ValueError):
+        BinanceEmulator(price_interval=-1)
+    with BinanceEmulator(price_interval=0) as still:
+        symbol = still.engine.symbols[0]
+        start = still.engine.prices(symbol).last
+        still.price_interval = 0.01  # the walk starts
+        deadline = threading.Event()
+        for _ in range(500):
+            if still.engine.prices(symbol).last != start:
+                break
+            deadline.wait(0.01)
+        assert still.engine.prices(symbol).last != start
+        still.price_interval = 0  # and stops
+    assert not [t for t in threading.enumerate() if t.name.startswith("gridbot-emulator") and t.is_alive()]

@@ -818,11 +818,34 @@ def test_real_sdk_reconnect_is_reported_down_then_up(wire: WireServer, make_adap
     wait_until(lambda: sink.frames("private") == [{"e": "ACCOUNT_UPDATE"}])
 
 
-def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink) -> None:
+def test_real_sdk_non_json_frame_is_counted_and_skipped(wire: WireServer, make_adapter: Any,
+                                                         sink: RecordingSink) -> None:
+    counters = Counters()
+    adapter = make_adapter(endpoints=wire.endpoints, counters=counters)
+    adapter.open(["BTCUSDT"], timeout=5)
+
+    # 1.0.37 ends its read loop for good on a non-JSON frame (a gap and a rebuild); gridbot skips it.
+    wire.send("private", "this is not JSON")
+    wire.send("private", {"e": "ACCOUNT_UPDATE"})
+    wait_until(lambda: sink.frames("private") == [{"e": "ACCOUNT_UPDATE"}])
+    assert counters.snapshot().bad_messages == 1
+    assert sink.links("private") == [] and wire.paths("private") == ["/private/ws?listenKey=LK1"]
+
+
+def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink,
+                                            mocker: Any) -> None:
+    original = mod._ObservedSocket._handle_message
+
+    def dies_on_cue(self: Any, evt: Any) -> Any:
+        if evt == "die":
+            raise RuntimeError("read loop killer")  # the SDK ends its read loop on any other error
+        return original(self, evt)
+
+    mocker.patch.object(mod._ObservedSocket, "_handle_message", dies_on_cue)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
-    wire.send("public", "this is not JSON")  # 1.0.37 ends its read loop for good on a non-JSON frame
+    wire.send("public", "die")
     wait_until(lambda: sink.links("public") == ["gap", "down", "up"])  # its error dict, its death
 
     wait_until(lambda: len(wire.paths("public")) == 2)

@@ -620,11 +620,20 @@ def test_rejected_key_on_reconnect_reports_failed_and_stops_retrying(
     assert opened.connected is False
 
 
-def test_non_json_frame_forces_a_reconnect(
-    opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink
+def test_non_json_frame_is_counted_and_skipped_without_a_reconnect(
+    exchange: FakeExchange, fake_http: None, sink: RecordingSink
 ) -> None:
-    exchange.app("private").push("this is not json")
-    wait_until(lambda: sink.links("private") == [("private", "down"), ("private", "up")])
+    counters = Counters()
+    adapter = make_adapter(sink, counters)
+    adapter.open(["BTCUSDT"], timeout=3.0)
+    try:
+        exchange.app("private").push("this is not json")
+        exchange.app("private").push({"topic": "wallet", "data": []})
+        wait_until(lambda: {"topic": "wallet", "data": []} in sink.frames("private"))
+        assert counters.snapshot().bad_messages == 1
+        assert sink.links("private") == [] and len(exchange.apps_of("private")) == 1
+    finally:
+        adapter.close(timeout=3.0)
 
 
 # ---------------------------------------------------------------------------------------------- symbols

@@ -38,6 +38,9 @@ class FakeAdapter:
         self.snapshot_error: BaseException | None = None
         self.open_error: BaseException | None = None
         self.final_orders: list[Event] = []
+        self.fills: list[FillUpdate] = []  # the exchange's trade history, served by fetch_fills
+        self.fill_calls: list[tuple[str, int, int]] = []
+        self.fill_error: BaseException | None = None
         self.fetch_orders_calls: list[list[str]] = []
         self.added: list[str] = []
         self.removed: list[str] = []
@@ -73,6 +76,14 @@ class FakeAdapter:
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         self.fetch_orders_calls.append([o.order_id for o in orders])
         return list(self.final_orders)
+
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        self.fill_calls.append((symbol, since_ms, until_ms))
+        self.counters.add("rest_calls")
+        if self.fill_error is not None:
+            raise self.fill_error
+        return sorted((f for f in self.fills if f.symbol == symbol and since_ms <= f.timestamp <= until_ms),
+                      key=lambda f: f.timestamp)
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         if payload == "bad":
@@ -125,7 +136,7 @@ def position(size: str = "1", *, side: str = "Buy", ts: int = 10, cum: str | Non
         exchange="bybit", timestamp=ts, is_snapshot=snap, symbol=symbol, position_idx=idx,
         side=side if D(size) else "", size=D(size), entry_price=D(entry), mark_price=None,
         unrealised_pnl=D("0"), cum_realised_pnl=None if cum is None else D(cum),
-        raw={} if seq is None else {"seq": seq},
+        seq=seq,
     )
 
 

@@ -10,7 +10,7 @@ judged against it:
 3. at an equal version (same ``seq``, or same time), a candidate whose content equals what was
    delivered is a duplicate; different content is a real update (Bybit does not bump ``seq`` for
    leverage, risk-limit or TP/SL changes, and several updates can share one millisecond);
-4. an order's filled quantity never decreases; nothing follows its terminal status.
+4. an open order's filled quantity never decreases; nothing follows its terminal status.
 
 Pure bookkeeping: no I/O, no clock; owned by the stream's worker thread.
 """
@@ -87,6 +87,7 @@ class VersionBook:
             isinstance(event, OrderUpdate)
             and isinstance(last, OrderUpdate)
             and event.filled_qty < last.filled_qty
+            and event.status not in TERMINAL_ORDER_STATUSES  # an end is never withheld
         ):
             return "stale"
         equal_version = (new_seq is not None and new_seq == old_seq) or event.timestamp == last.timestamp

@@ -943,7 +943,8 @@ class BinanceAdapter:
 
     def sdk_bad_frame(self, link: _Link, frame: Any, exc: Exception) -> None:
         self._counters.add("bad_messages")
-        logger.error("binance %s: dropped a frame that is not JSON (%s); raw=%.200r", link.channel, exc, frame)
+        logger.error("binance %s: dropped a frame that is not JSON (%s); raw=%.200r",
+                     link.channel, exc, frame)
 
     def _report_gap(self, link: _Link, error: dict[str, Any]) -> None:
         if link.retired or self._closing or str(error.get("type")) in _FATAL_ERROR_TYPES:

@@ -698,7 +698,8 @@ class BybitAdapter:
                 if fill.symbol == symbol and start <= fill.timestamp <= end:
                     found[fill.trade_id] = fill
             start = end + 1
-        ordered = sorted(found.values(), key=lambda f: (f.timestamp, -1 if f.seq is None else f.seq, f.trade_id))
+        ordered = sorted(found.values(),
+                         key=lambda f: (f.timestamp, -1 if f.seq is None else f.seq, f.trade_id))
         with_slots = self._with_fill_slots(list[Event](ordered))
         return [event for event in with_slots if isinstance(event, FillUpdate)]
 

@@ -21,6 +21,7 @@ from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate
 from gridbot.normalize import Ignored, bybit
 from gridbot.normalize.bybit import (
     TickerMerger,
+    fills_from_rest,
     orders_from_rest,
     parse_private_message,
     positions_from_rest,
@@ -897,3 +898,76 @@ def test_module_constants() -> None:
         "positions_from_rest",
         "wallets_from_rest",
     }
+
+
+# ---------------------------------------------------------------------------------------------- forced closes
+
+
+@pytest.mark.parametrize(("exec_type", "marked"), [("BustTrade", "Liquidation"), ("AdlTrade", "Adl")])
+def test_synthetic_forced_close_executions_are_marked_fills(exec_type: str, marked: str) -> None:
+    msg = load("private.execution.stream.json")
+    msg["data"][0]["execType"] = exec_type
+    [fill] = events(msg)
+    assert (fill.exec_type, fill.realised_pnl) == (marked, D("0.05"))
+    assert fill.trade_id == "0ab1bdf7-4219-438b-b30a-32ec863018f7"
+
+
+def test_trade_execution_is_marked_trade() -> None:
+    [fill] = events(load("private.execution.stream.json"))
+    assert fill.exec_type == "Trade" and fill.is_snapshot is False
+
+
+# ---------------------------------------------------------------------------------------------- REST backfill
+
+
+@golden("rest.execution_list.response.json")
+def test_rest_execution_list_docs_example() -> None:
+    response = load("rest.execution_list.response.json")
+    [fill] = fills_from_rest(response)
+    assert fill == FillUpdate(
+        exchange="bybit",
+        timestamp=1672282722429,
+        is_snapshot=True,
+        symbol="ETHPERP",
+        order_id="8c065341-7b52-4ca9-ac2c-37e31ac55c94",
+        trade_id="e0cbe81d-0f18-5866-9415-cf319b5dab3b",
+        side="Buy",
+        price=D("1190.15"),
+        qty=D("0.1"),
+        fee=D("0.071409"),
+        fee_asset="",
+        realised_pnl=None,  # the REST row has no execPnl: None, never an error
+        is_maker=False,
+        position_idx=0,
+        seq=4688002127,
+    )
+    assert fill.raw is response["result"]["list"][0]
+
+
+def test_synthetic_rest_execution_list_oldest_first_forced_kept_funding_skipped() -> None:
+    response = load("rest.execution_list.response.json")
+    row = response["result"]["list"][0]
+    rows = [
+        dict(row, execId="c", execTime="300", seq=9),
+        dict(row, execId="f", execTime="250", execType="Funding"),
+        dict(row, execId="b2", execTime="200", seq=8, execType="BustTrade"),
+        dict(row, execId="b1", execTime="200", seq=7, execType="AdlTrade"),
+        dict(row, execId="a", execTime="100", seq=5, execPnl="1.5"),
+    ]
+    response["result"]["list"] = rows
+    fills = fills_from_rest(response)
+    assert [(f.trade_id, f.exec_type) for f in fills] == [
+        ("a", "Trade"), ("b1", "Adl"), ("b2", "Liquidation"), ("c", "Trade")]
+    assert fills[0].realised_pnl == D("1.5")
+
+
+def test_rest_execution_list_bad_answers_raise() -> None:
+    response = load("rest.execution_list.response.json")
+    for broken in (
+        dict(response, retCode=10001),
+        dict(response, result={"list": "nope"}),
+        dict(response, result={"category": "linear", "list": ["a", "b"]}),
+        dict(response, result={"category": "linear", "list": [{"execType": "Trade"}]}),
+    ):
+        with pytest.raises(NormalizationError):
+            fills_from_rest(broken)

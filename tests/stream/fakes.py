@@ -109,12 +109,15 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.statuses: list[str] = []
+        self.timeline: list[Any] = []  # events and statuses, in delivery order
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
+        self.timeline.append(event)
 
     def status(self, update: Any) -> None:
         self.statuses.append(update.state)
+        self.timeline.append(update)
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]

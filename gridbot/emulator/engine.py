@@ -56,7 +56,8 @@ Known differences from the real exchanges
 No order book, no partial fills, no slippage (a marketable limit fills at its own price, not better);
 no funding charges, no automatic liquidation or ADL (only ``liquidate``); cross margin in one coin only
 (no isolated margin, no multi-assets mode), fees not reserved, conditionals reserve nothing, the
-bracket of a hedge-mode slot is found from that slot's own notional (⚠ Binance does not say); no time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
+bracket of a hedge-mode slot is found from that slot's own notional (⚠ Binance does not say); no
+time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
 index = last; prices move only on ``step``/``set_price``.
 """
 

@@ -12,6 +12,7 @@ from gridbot.events import (
     WalletUpdate,
 )
 from gridbot.stats import StreamStats
+from gridbot.journal import Journal
 from gridbot.stream import ExchangeStream
 from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
 
@@ -23,6 +24,7 @@ __all__ = [
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",

@@ -17,6 +17,7 @@ __all__ = [
     "ORDER_STATUSES",
     "TERMINAL_ORDER_STATUSES",
     "Event",
+    "Exchange",
     "FillUpdate",
     "OrderStatus",
     "OrderUpdate",
@@ -25,6 +26,8 @@ __all__ = [
     "TickerUpdate",
     "WalletUpdate",
 ]
+
+Exchange = Literal["binance", "bybit"]
 
 OrderStatus = Literal[
     "New",

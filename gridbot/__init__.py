@@ -11,8 +11,8 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
-from gridbot.stats import StreamStats
 from gridbot.journal import Journal
+from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
 from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
 

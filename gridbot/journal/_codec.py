@@ -116,7 +116,7 @@ class Codec:
         """The event stored in ``row`` (a result row whose column names are ``names``)."""
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}
-        for name, value in zip(names, row):
+        for name, value in zip(names, row, strict=False):
             if name == "extra":
                 extra = json.loads(value) if value else {}
             elif name in self._decoders:

@@ -14,13 +14,21 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from gridbot.errors import GridbotError
-from gridbot.events import Event, FillUpdate, OrderUpdate, PositionUpdate, StatusUpdate, TickerUpdate, WalletUpdate
+from gridbot.events import (
+    Event,
+    FillUpdate,
+    OrderUpdate,
+    PositionUpdate,
+    StatusUpdate,
+    TickerUpdate,
+    WalletUpdate,
+)
 from gridbot.journal._codec import codec_for
 from gridbot.journal._lock import WriterLock
 from gridbot.journal._schema import SCHEMA_VERSION, TABLES, migrate, schema_version
@@ -31,6 +39,7 @@ __all__ = ["Journal", "Restored"]
 logger = logging.getLogger(__name__)
 
 Synchronous = Literal["NORMAL", "FULL"]
+_T = TypeVar("_T")
 
 # A restart dedupes backfilled fills against the journaled ones from this long before the symbol's
 # backfill cursor (REST answers overlap the cursor by a few ms; this is a wide margin).
@@ -273,7 +282,7 @@ def _filters(**equal: str | None) -> tuple[list[str], list[Any]]:
     return where, args
 
 
-def _translated(open_it: Any, path: str) -> Any:
+def _translated(open_it: Callable[[], _T], path: str) -> _T:
     """Run ``open_it``; an SQLite error becomes a GridbotError that names the file."""
     try:
         return open_it()

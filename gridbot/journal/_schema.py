@@ -40,23 +40,23 @@ _COMMON = ("exchange", "timestamp", "is_snapshot")
 TABLES: dict[str, TableSpec] = {
     "fills": TableSpec(
         "fills", "FillUpdate", ("exchange", "symbol", "trade_id"),
-        _COMMON + ("symbol", "trade_id", "order_id", "side", "price", "qty", "fee", "fee_asset",
-                   "realised_pnl", "is_maker", "position_idx"),
+        (*_COMMON, "symbol", "trade_id", "order_id", "side", "price", "qty", "fee", "fee_asset",
+         "realised_pnl", "is_maker", "position_idx"),
     ),
     "orders": TableSpec(
         "orders", "OrderUpdate", ("exchange", "symbol", "order_id"),
-        _COMMON + ("symbol", "order_id", "client_order_id", "side", "order_type", "status", "price",
-                   "qty", "filled_qty", "avg_price", "trigger_price", "reduce_only", "position_idx",
-                   "is_take_profit", "linked_order_id"),
+        (*_COMMON, "symbol", "order_id", "client_order_id", "side", "order_type", "status", "price",
+         "qty", "filled_qty", "avg_price", "trigger_price", "reduce_only", "position_idx",
+         "is_take_profit", "linked_order_id"),
     ),
     "positions": TableSpec(
         "positions", "PositionUpdate", ("exchange", "symbol", "position_idx"),
-        _COMMON + ("symbol", "position_idx", "side", "size", "entry_price", "mark_price",
-                   "unrealised_pnl", "cum_realised_pnl"),
+        (*_COMMON, "symbol", "position_idx", "side", "size", "entry_price", "mark_price",
+         "unrealised_pnl", "cum_realised_pnl"),
     ),
     "wallets": TableSpec(
         "wallets", "WalletUpdate", ("exchange", "coin"),
-        _COMMON + ("coin", "wallet_balance", "available_balance", "equity"),
+        (*_COMMON, "coin", "wallet_balance", "available_balance", "equity"),
     ),
 }
 

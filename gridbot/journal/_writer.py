@@ -94,7 +94,8 @@ _STREAM_CURSOR = (
 _UPSERT_PNL = (
     "INSERT INTO pnl (exchange, symbol, position_idx, cum_realised_pnl, realised, timestamp) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (exchange, symbol, position_idx) DO UPDATE SET "
-    "cum_realised_pnl = excluded.cum_realised_pnl, realised = excluded.realised, timestamp = excluded.timestamp"
+    "cum_realised_pnl = excluded.cum_realised_pnl, realised = excluded.realised, "
+    "timestamp = excluded.timestamp"
 )
 _INSERT_PNL_CHANGE = (
     "INSERT INTO pnl_changes (exchange, symbol, position_idx, delta, cum_realised_pnl, timestamp, "
@@ -193,6 +194,10 @@ class Writer:
             except sqlite3.Error:
                 self._pnl = pnl_before
                 self.write_errors += 1
+                if self._closed:
+                    logger.exception("journal %s: closing; %d item(s) could not be written (a restart "
+                                     "fetches them again)", self._path, len(batch))
+                    break
                 logger.exception("journal %s: writing %d item(s) failed; retrying in %.1f s",
                                  self._path, len(batch), backoff)
                 if conn.in_transaction:
@@ -210,9 +215,11 @@ class Writer:
         for item in batch:
             try:
                 new_fills += self._write_item(conn, item, now)
-            except sqlite3.Error:
-                raise
-            except Exception:
+            except (sqlite3.OperationalError, sqlite3.InternalError):
+                raise  # the file or the disk: retry the whole batch
+            except Exception as exc:
+                if type(exc) is sqlite3.DatabaseError:
+                    raise  # a damaged file: retrying is all that can be done
                 # Bad input, not a bad disk: skip this item, keep the rest of the batch.
                 self.write_errors += 1
                 logger.exception("journal %s: could not journal %r; skipped", self._path, item)

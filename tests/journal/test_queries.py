@@ -47,7 +47,8 @@ def test_public_and_created_on_disk(path: str) -> None:
 
 
 def test_fills_are_kept_once_in_exchange_order(journal: Journal, path: str) -> None:
-    late, early, same_ms = fill("t3", timestamp=3_000), fill("t1", timestamp=1_000), fill("t2", timestamp=3_000)
+    late, early = fill("t3", timestamp=3_000), fill("t1", timestamp=1_000)
+    same_ms = fill("t2", timestamp=3_000)
     write(journal, late, early, late, same_ms, early)
     assert journal.fills() == [early, late, same_ms]  # by time, then arrival
     assert sql(path, "SELECT COUNT(*) FROM fills") == [(3,)]

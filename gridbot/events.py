@@ -66,6 +66,8 @@ class _EventBase:
     timestamp: int
     is_snapshot: bool = False
     raw: Mapping[str, Any] = field(default_factory=_no_raw, compare=False, repr=False)
+    # Delivered at start from a journal: the last state the previous run delivered (see gridbot.Journal).
+    restored: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

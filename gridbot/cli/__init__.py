@@ -25,6 +25,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "commands", "configure_logging", "
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "watch",
+    "journal",
 )
 
 

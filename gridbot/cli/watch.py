@@ -108,7 +108,7 @@ def format_event(event: Event) -> str:
         if field.name in ("exchange", "raw"):
             continue
         value = getattr(event, field.name)
-        if value is None or value == "" or (field.name == "is_snapshot" and not value):
+        if value is None or value == "" or (field.name in ("is_snapshot", "restored") and not value):
             continue
         parts.append(f"{field.name}={value}")
     return " ".join(parts)

@@ -34,6 +34,11 @@ Semantics
 - Wallet: balance = start + realised - fees; equity = balance + unrealised; initial margin =
   notional at mark / leverage; available = equity - initial margin - open-order margin (floor 0);
   maintenance margin = notional * rate; mm_rate = maintenance margin / equity.
+- Forced closes: ``liquidate(symbol, position_idx, price, kind)`` closes a whole slot at ``price`` with
+  an exchange-made Market order (``Order.forced`` / ``Fill.forced`` = "liquidation" | "adl"; taker fee
+  for a liquidation, none for ADL).  The engine never liquidates on its own: a test decides when.
+- History: ``fills()`` keeps every fill (forced ones too) in execution order; ``Fill.seq`` is the slot's
+  ``seq`` after the fill, so an execution and the position update it causes share it (Bybit's cross seq).
 - Events are delivered to listeners synchronously while the engine lock is held, in the order they
   happen; per fill: OrderEvent("Trade", with ``fill``) -> FillEvent -> PositionEvent -> WalletEvent.
   Listeners may read the engine but must not change it (``EngineError("reentrant_call")``); a listener
@@ -42,7 +47,8 @@ Semantics
 Known differences from the real exchanges
 -----------------------------------------
 No order book, no partial fills, no slippage (a marketable limit fills at its own price, not better);
-no funding charges, liquidation, ADL, leverage or margin-mode changes, per-symbol leverage or risk
+no funding charges, no automatic liquidation or ADL (only ``liquidate``), no leverage or margin-mode
+changes, per-symbol leverage or risk
 tiers; margin is simplified (single cross account in one coin, fees not reserved, conditionals reserve
 nothing); no time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
 index = last; prices move only on ``step``/``set_price``.
@@ -149,6 +155,7 @@ class Order:
     updated_time: int
     post_only: bool = False
     reason: str = ""  # why it was Rejected / Cancelled by the engine ("" when asked for)
+    forced: str = ""  # "" | "liquidation" | "adl": an exchange-made close (Engine.liquidate)
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,8 @@ class Fill:
     realised_pnl: Decimal  # gross, before fees
     position_idx: int
     timestamp: int
+    forced: str = ""  # "" | "liquidation" | "adl" (the order's ``forced``)
+    seq: int = 0  # the slot's ``seq`` after this fill (Bybit's cross sequence ties both)
 
 
 @dataclass(frozen=True)
@@ -332,6 +341,7 @@ class Engine:
         self._orders: dict[int, Order] = {}
         self._open: dict[int, None] = {}  # ordered set of open order ids (placement order)
         self._ledger: list[LedgerEntry] = []
+        self._fills: list[Fill] = []
         self._realised_total = _ZERO
         self._fees_total = _ZERO
         self._wallet_time = clock()
@@ -526,6 +536,39 @@ class Engine:
                 self._end_order(order, "Cancelled", "Cancelled", now)
             return self._orders[order.order_id]
 
+    def liquidate(self, symbol: str, position_idx: int, price: Decimal, kind: str = "liquidation") -> Order:
+        """Force-close a whole slot at ``price``, as the exchange does: ``kind`` "liquidation" (the
+        liquidation engine takes the position over; taker fee) or "adl" (auto-deleveraging; no fee).
+
+        The close is a Market order of the exchange (``forced`` = kind, reduce-only, no client id): it
+        emits OrderEvent "New" then "Trade" (with the fill, whose ``forced`` is set), FillEvent,
+        PositionEvent and WalletEvent like any fill, and appears in :meth:`fills` and the ledger.  The
+        price need not be the mark (it is not moved); it must be on the tick grid.  Open reducing
+        orders of the slot end as on any close.  A flat slot raises ``EngineError("no_position")``.
+        """
+        if kind not in ("liquidation", "adl"):
+            raise EngineError("bad_kind", f"kind must be 'liquidation' or 'adl', got {kind!r}")
+        with self._mutation() as now:
+            self._market(symbol)
+            if position_idx not in self._valid_indices():
+                raise EngineError("bad_position_idx", f"position_idx {position_idx} is invalid in this mode")
+            self._validate_price(symbol, price, "price")
+            size = self._size(symbol, position_idx)
+            if size == 0:
+                raise EngineError("no_position", f"{symbol} idx {position_idx} is flat: nothing to close")
+            order = Order(
+                order_id=next(self._order_ids), client_order_id="", symbol=symbol,
+                side=SELL if size > 0 else BUY, order_type=MARKET, qty=abs(size), price=None,
+                trigger_price=None, reduce_only=True, position_idx=position_idx, status="New",
+                filled_qty=_ZERO, avg_price=_ZERO, is_conditional=False, kind="", parent_id=None,
+                child_id=None, created_time=now, updated_time=now, forced=kind,
+            )
+            self._store_open(order)
+            self._emit(OrderEvent(order, "New", now))
+            fee_rate = self._config.taker_fee if kind == "liquidation" else _ZERO
+            self._fill(order, price, is_maker=False, now=now, fee_rate=fee_rate)
+            return self._orders[order.order_id]
+
     def _find_open(self, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
         if order_id is not None:
             order = self._orders.get(order_id)
@@ -695,14 +738,16 @@ class Engine:
         self._open.pop(parent.order_id, None)
         self._emit(OrderEvent(ended, ended.status, now))
 
-    def _fill(self, order: Order, price: Decimal, *, is_maker: bool, now: int) -> None:
+    def _fill(self, order: Order, price: Decimal, *, is_maker: bool, now: int,
+              fee_rate: Decimal | None = None) -> None:
         """Fill the whole order (a reducing one capped at the position) and account for it."""
         if self.is_reducing(order) and not self._can_reduce(order):
             self._end_order(order, "Cancelled", "Cancelled", now, reason="position_closed")
             return
         slot = self._slot(order.symbol, order.position_idx)
         qty = min(order.qty, abs(slot.size)) if self.is_reducing(order) else order.qty
-        fee_rate = self._config.maker_fee if is_maker else self._config.taker_fee
+        if fee_rate is None:
+            fee_rate = self._config.maker_fee if is_maker else self._config.taker_fee
         fee = price * qty * fee_rate
         realised = self._apply_to_slot(slot, order.side, qty, price)
         slot.cum_gross += realised
@@ -714,7 +759,9 @@ class Engine:
         self._wallet_time = now
         fill = Fill(trade_id=next(self._trade_ids), order_id=order.order_id, symbol=order.symbol,
                     side=order.side, price=price, qty=qty, fee=fee, fee_rate=fee_rate, is_maker=is_maker,
-                    realised_pnl=realised, position_idx=order.position_idx, timestamp=now)
+                    realised_pnl=realised, position_idx=order.position_idx, timestamp=now,
+                    forced=order.forced, seq=slot.seq)
+        self._fills.append(fill)
         self._ledger.append(LedgerEntry(trade_id=fill.trade_id, symbol=fill.symbol,
                                         position_idx=fill.position_idx, side=fill.side, qty=qty, price=price,
                                         realised_gross=realised, fee=fee, timestamp=now))
@@ -828,6 +875,13 @@ class Engine:
             if order is None:
                 raise EngineError("unknown_order", f"no order {order_id}")
             return order
+
+    def fills(self, symbol: str | None = None) -> tuple[Fill, ...]:
+        """Every fill so far (forced closes included), in execution order (ascending ``trade_id``)."""
+        with self._lock:
+            if symbol is not None:
+                self._market(symbol)
+            return tuple(f for f in self._fills if symbol is None or f.symbol == symbol)
 
     @property
     def ledger(self) -> tuple[LedgerEntry, ...]:

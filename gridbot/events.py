@@ -20,14 +20,21 @@ __all__ = [
     "Exchange",
     "FillUpdate",
     "OrderStatus",
+    "OrderType",
     "OrderUpdate",
+    "PositionSide",
     "PositionUpdate",
+    "Side",
+    "StatusState",
     "StatusUpdate",
     "TickerUpdate",
     "WalletUpdate",
 ]
 
 Exchange = Literal["binance", "bybit"]
+Side = Literal["Buy", "Sell"]
+PositionSide = Literal["Buy", "Sell", ""]  # "" flat
+OrderType = Literal["Limit", "Market"]
 
 OrderStatus = Literal[
     "New",
@@ -69,7 +76,7 @@ class PositionUpdate(_EventBase):
 
     symbol: str
     position_idx: int
-    side: str  # "Buy" long, "Sell" short, "" flat
+    side: PositionSide  # "Buy" long, "Sell" short, "" flat
     size: Decimal  # always >= 0; the side carries the direction
     entry_price: Decimal
     mark_price: Decimal | None
@@ -95,8 +102,8 @@ class OrderUpdate(_EventBase):
     symbol: str
     order_id: str
     client_order_id: str
-    side: str  # "Buy" | "Sell"
-    order_type: str  # "Limit" | "Market"
+    side: Side
+    order_type: OrderType
     status: OrderStatus
     price: Decimal
     qty: Decimal
@@ -116,7 +123,7 @@ class FillUpdate(_EventBase):
     symbol: str
     order_id: str
     trade_id: str
-    side: str
+    side: Side
     price: Decimal
     qty: Decimal
     fee: Decimal

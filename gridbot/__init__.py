@@ -11,6 +11,7 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
+from gridbot.journal import Journal
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
 from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
@@ -23,6 +24,7 @@ __all__ = [
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",

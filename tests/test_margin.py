@@ -109,7 +109,8 @@ def test_an_adjusted_bracket_multiplier_gives_no_maintenance_margin() -> None:
     # The docs do not say whether floors/caps already include notionalCoef: no guess.
     parsed = parse_leverage_brackets(load("rest_leverage_bracket.json"))["ETHUSDT"]
     assert parsed.ambiguous and maintenance_margin(D("5000"), parsed) is None
-    plain = parse_leverage_brackets({**load("rest_leverage_bracket_symbol.json"), "notionalCoef": 1})["ETHUSDT"]
+    unadjusted = {**load("rest_leverage_bracket_symbol.json"), "notionalCoef": 1}
+    plain = parse_leverage_brackets(unadjusted)["ETHUSDT"]
     assert not plain.ambiguous and maintenance_margin(D("5000"), plain) == D("32.5")
 
 

@@ -33,8 +33,8 @@ def test_account_config_update_multi_assets_mode() -> None:
     assert config.multi_assets is True and dict(config.leverage) == {}
 
 
-@pytest.mark.parametrize("body", [{}, {"ac": {"s": "BTCUSDT", "l": 0}}, {"ac": {"l": 5}}, {"ai": {"j": "yes"}},
-                                  {"ac": {"s": "BTCUSDT", "l": 2.5}}])
+@pytest.mark.parametrize("body", [{}, {"ac": {"s": "BTCUSDT", "l": 0}}, {"ac": {"l": 5}},
+                                  {"ai": {"j": "yes"}}, {"ac": {"s": "BTCUSDT", "l": 2.5}}])
 def test_account_config_update_malformed(body: dict[str, Any]) -> None:
     with pytest.raises(NormalizationError):
         account_config_from_push({"e": "ACCOUNT_CONFIG_UPDATE", "E": 1, "T": 1, **body})

@@ -43,6 +43,11 @@ GOLDEN_FIXTURES = {
     "rest_open_algo_orders.json",
     "rest_position_risk_v3.json",
     "trade_lite.json",
+    # account view: golden tests in tests/test_margin.py and tests/normalize/test_binance_account.py
+    "leverage_bracket_faq_btcusdt.json",
+    "rest_account_v2.json",
+    "rest_leverage_bracket.json",
+    "rest_leverage_bracket_symbol.json",
 }
 
 

@@ -12,6 +12,7 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
+from gridbot.journal import Journal
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
 from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
@@ -26,6 +27,7 @@ __all__ = [
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",

@@ -18,14 +18,24 @@ __all__ = [
     "TERMINAL_ORDER_STATUSES",
     "AccountUpdate",
     "Event",
+    "Exchange",
     "FillUpdate",
     "OrderStatus",
+    "OrderType",
     "OrderUpdate",
+    "PositionSide",
     "PositionUpdate",
+    "Side",
+    "StatusState",
     "StatusUpdate",
     "TickerUpdate",
     "WalletUpdate",
 ]
+
+Exchange = Literal["binance", "bybit"]
+Side = Literal["Buy", "Sell"]
+PositionSide = Literal["Buy", "Sell", ""]  # "" flat
+OrderType = Literal["Limit", "Market"]
 
 OrderStatus = Literal[
     "New",
@@ -57,6 +67,8 @@ class _EventBase:
     timestamp: int
     is_snapshot: bool = False
     raw: Mapping[str, Any] = field(default_factory=_no_raw, compare=False, repr=False)
+    # Delivered at start from a journal: the last state the previous run delivered (see gridbot.Journal).
+    restored: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,7 +77,7 @@ class PositionUpdate(_EventBase):
 
     symbol: str
     position_idx: int
-    side: str  # "Buy" long, "Sell" short, "" flat
+    side: PositionSide  # "Buy" long, "Sell" short, "" flat
     size: Decimal  # always >= 0; the side carries the direction
     entry_price: Decimal
     mark_price: Decimal | None
@@ -114,8 +126,8 @@ class OrderUpdate(_EventBase):
     symbol: str
     order_id: str
     client_order_id: str
-    side: str  # "Buy" | "Sell"
-    order_type: str  # "Limit" | "Market"
+    side: Side
+    order_type: OrderType
     status: OrderStatus
     price: Decimal
     qty: Decimal
@@ -135,7 +147,7 @@ class FillUpdate(_EventBase):
     symbol: str
     order_id: str
     trade_id: str
-    side: str
+    side: Side
     price: Decimal
     qty: Decimal
     fee: Decimal

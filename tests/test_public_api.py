@@ -12,6 +12,7 @@ EXPECTED = {
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",

@@ -87,6 +87,7 @@ def test_binance_account_is_computed_after_the_whole_seed(fake: list[FakeAdapter
         assert latest is not None and latest.is_snapshot and latest.computed
         assert (latest.maintenance_margin, latest.margin_balance, latest.mm_rate) == (D("200"), D("10000"), D("0.02"))
         assert latest.initial_margin == D("2500") and latest.available_balance == D("7500")
+        assert s.book.account() == latest and s.book.snapshot().account == latest  # readable without callbacks
     finally:
         s.stop()
 

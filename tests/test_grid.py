@@ -11,6 +11,7 @@ import pytest
 from gridbot._gateways import OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, ConnectError
 from gridbot.events import (
+    AccountUpdate,
     FillUpdate,
     OrderUpdate,
     PositionSide,
@@ -477,7 +478,11 @@ def test_view_reports_wallet_positions_and_marks() -> None:
     grid, _ = make_grid(levels=1)
     grid.on_ticker(ticker("100.00"))
     grid.on_wallet(WalletUpdate(exchange="bybit", timestamp=1, coin="USDT", wallet_balance=D("10000"),
-                                available_balance=D("9000"), equity=D("10001"), mm_rate=D("0.002")))
+                                available_balance=None, equity=D("10001")))
+    grid.on_account(AccountUpdate(exchange="bybit", timestamp=1, margin_coin="USD", wallet_balance=D("10000"),
+                                  unrealised_pnl=D("1"), margin_balance=D("10001"), initial_margin=D("1000"),
+                                  maintenance_margin=D("20"), available_balance=D("9000"), mm_rate=D("0.002"),
+                                  computed=False))
     grid.on_position(position("0", size="0.01", side="Buy"))
     view = grid.view()
     assert (view.symbol, view.mark_price, view.wallet_balance, view.available_balance, view.mm_rate) == (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -19,8 +19,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "binance"
 FAQ = parse_leverage_brackets(json.loads((FIXTURES / "leverage_bracket_faq_btcusdt.json").read_text()))
 
 
-def position(size: str, *, side: str = "Buy", entry: str = "50000", mark: str | None = "50000", idx: int = 0,
-             symbol: str = "BTCUSDT", raw: dict[str, Any] | None = None, snap: bool = False) -> PositionUpdate:
+def position(size: str, *, side: Literal["Buy", "Sell"] = "Buy", entry: str = "50000", mark: str | None = "50000",
+             idx: int = 0, symbol: str = "BTCUSDT", raw: dict[str, Any] | None = None,
+             snap: bool = False) -> PositionUpdate:
     return PositionUpdate(
         exchange="binance", timestamp=5, is_snapshot=snap, symbol=symbol, position_idx=idx, side=side if D(size) else "",
         size=D(size), entry_price=D(entry), mark_price=None if mark is None else D(mark),
@@ -34,7 +35,7 @@ def wallet(wb: str, cw: str | None = None, *, coin: str = "USDT", seed: bool = F
                         equity=None, raw=raw)
 
 
-def order(oid: str, *, side: str = "Buy", reduce_only: bool = False, status: str = "New", idx: int = 0) -> OrderUpdate:
+def order(oid: str, *, side: Literal["Buy", "Sell"] = "Buy", reduce_only: bool = False, status: str = "New", idx: int = 0) -> OrderUpdate:
     return OrderUpdate(
         exchange="binance", timestamp=6, symbol="BTCUSDT", order_id=oid, client_order_id="", side=side,
         order_type="Limit", status=status, price=D("49000"), qty=D("0.1"), filled_qty=D("0"),  # type: ignore[arg-type]
@@ -101,7 +102,7 @@ def test_mark_move_changes_pnl_tier_and_rate() -> None:
     assert moved is not None
     assert moved.unrealised_pnl == D("100") and moved.margin_balance == D("10100")
     assert moved.maintenance_margin == D("50100") * D("0.005") - D("50")  # tier 2 now
-    assert moved.mm_rate == moved.maintenance_margin / D("10100")  # type: ignore[operator]
+    assert moved.mm_rate == moved.maintenance_margin / D("10100")
     assert b.changed_view(3, False) is None  # nothing changed: nothing to deliver
 
 

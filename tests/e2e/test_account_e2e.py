@@ -99,6 +99,7 @@ def test_binance_live_account_equals_the_account_endpoint(binance: BinanceEmulat
             return diffs if within(diffs, required) else None
 
         diffs = wait_until(check, what=f"the stream's account view to equal /fapi/v2/account ({required})")
+        assert diffs is not None
         for name, d in diffs.items():
             worst[name] = max(worst.get(name, D(0)), d)
         return diffs

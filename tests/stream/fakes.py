@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from gridbot import ExchangeStream, NormalizationError
 from gridbot.adapters._base import Channel, Decoded, Sink
@@ -125,7 +125,7 @@ def make_stream(fake: list[FakeAdapter], **kwargs: Any) -> tuple[ExchangeStream,
     return s, fake[-1], rec
 
 
-def position(size: str = "1", *, side: str = "Buy", ts: int = 10, cum: str | None = "0", idx: int = 0,
+def position(size: str = "1", *, side: Literal["Buy", "Sell"] = "Buy", ts: int = 10, cum: str | None = "0", idx: int = 0,
              entry: str = "100", symbol: str = "BTCUSDT", snap: bool = False, seq: int | None = None) -> PositionUpdate:
     return PositionUpdate(
         exchange="bybit", timestamp=ts, is_snapshot=snap, symbol=symbol, position_idx=idx,

@@ -75,7 +75,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                              "(default BTCUSDT,ETHUSDT)")
     parser.add_argument("--duration", type=positive_float, default=20.0, metavar="SECONDS",
                         help="seconds of trading before winding down (default 20)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=None,
                         help="seed of the emulated price walk, for a repeatable run")
     parser.add_argument("--faults", action="store_true",
                         help="drop the private and public sockets and expire the Binance listenKey "

@@ -127,8 +127,8 @@ COMMAND = Command(
         "  events                      events the stream delivered\n"
         "  order errors                orders the exchange refused\n"
         "  netted take profits         one-way TPs not needed because netting had closed the exposure\n"
-        "  fill pnl mismatches         slots whose fills and cumulative PnL disagree (expected only after\n"
-        "                              a reconnect: fills pushed while disconnected are not replayed)\n\n"
+        "  fill pnl mismatches         slots whose fills and cumulative PnL disagree: should be none\n"
+        "                              (fills made while disconnected are backfilled at the resync)\n\n"
         "exit codes: 0 the books agree, 1 failed to start or the books disagree, 2 usage, 130 Ctrl-C"),
     configure=_configure,
     run=_run,

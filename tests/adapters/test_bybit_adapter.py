@@ -1234,7 +1234,7 @@ def test_real_pybit_unreachable_port(sink: RecordingSink, fake_http: None) -> No
 
 def executions_page(rows: list[tuple[str, int, str]], cursor: str | None) -> dict[str, Any]:
     """A ``/v5/execution/list`` page of (execId, execTime, execType), newest first as Bybit sorts."""
-    response = fixture("rest.execution_list.response.json")
+    response: dict[str, Any] = fixture("rest.execution_list.response.json")
     template = response["result"]["list"][0]
     response["result"]["list"] = [
         {**template, "symbol": "BTCUSDT", "orderId": f"o-{exec_id}", "execId": exec_id, "execTime": str(ts),

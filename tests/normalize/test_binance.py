@@ -678,8 +678,8 @@ def test_rest_user_trades_sorted_by_id_and_strict() -> None:
     rows = [dict(row, id=12, time=2), dict(row, id=3, time=9), dict(row, id=10, time=2)]
     assert [f.trade_id for f in fills_from_rest(rows)] == ["3", "10", "12"]
     assert fills_from_rest([dict(row, realizedPnl=None)])[0].realised_pnl is None
-    bad_pages: list[list[Any]] = [["a", "b"], [dict(row, maker="false")],
-                                  [{k: v for k, v in row.items() if k != "id"}], [dict(row, price=7819.01)]]
-    for bad in bad_pages:
+    bad_answers: list[list[Any]] = [["a", "b"], [dict(row, maker="false")],
+                                    [{k: v for k, v in row.items() if k != "id"}], [dict(row, price=7819.01)]]
+    for bad in bad_answers:
         with pytest.raises(NormalizationError):
             fills_from_rest(bad)

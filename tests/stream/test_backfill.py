@@ -66,6 +66,8 @@ class TestBackfill:
         s.stop()
         assert in_order(rec) == ["connected", "1", "reconnecting", "2", "3", "resynced", "4", "stopped"]
         assert s.stats.backfilled_fills == 2
+        [resynced] = [e for e in rec.timeline if isinstance(e, StatusUpdate) and e.state == "resynced"]
+        assert "2 fill(s) backfilled, in " in resynced.detail and resynced.detail.endswith(" ms")
         [(symbol, since, until)] = adapter.fill_calls
         assert symbol == "BTCUSDT" and since <= t0 + 1 and until >= t0 + 40
 

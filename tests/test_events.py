@@ -31,7 +31,7 @@ def test_events_are_frozen_slotted_and_keyword_only() -> None:
         p.size = Decimal("1")  # type: ignore[misc]
     assert not hasattr(p, "__dict__")
     with pytest.raises(TypeError):
-        TickerUpdate("bybit", 1)  # type: ignore[misc]
+        TickerUpdate("bybit", 1)  # type: ignore[call-arg]
 
 
 def test_defaults_for_snapshot_flag_and_status_detail() -> None:

@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -28,7 +28,7 @@ def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_module, "_RESYNC_BACKOFF_FIRST", 0.01)
 
 
-def bn_position(size: str, *, idx: int = 0, side: str = "Buy", mark: str | None = "50000", snap: bool = False,
+def bn_position(size: str, *, idx: int = 0, side: Literal["Buy", "Sell"] = "Buy", mark: str | None = "50000", snap: bool = False,
                 ts: int = 10) -> PositionUpdate:
     return PositionUpdate(
         exchange="binance", timestamp=ts, is_snapshot=snap, symbol="BTCUSDT", position_idx=idx,
@@ -118,7 +118,8 @@ def test_binance_mark_moves_and_pushes_recompute_once_each(fake: list[FakeAdapte
         drain(s)
         assert len(got) == 3 and got[-1].unrealised_pnl == D("100")
         # A leverage change (ACCOUNT_CONFIG_UPDATE) moves the initial margin.
-        adapter.push(AccountConfig(exchange="binance", timestamp=30, leverage={"BTCUSDT": 10}))
+        adapter.push(AccountConfig(  # type: ignore[arg-type]  # a config item, decoded like an event
+            exchange="binance", timestamp=30, leverage={"BTCUSDT": 10}))
         drain(s)
         assert len(got) == 4 and got[-1].initial_margin == (D("100200") + D("50100")) / 10
         # A resting order that could open a position: available balance becomes unknown.

@@ -1,8 +1,10 @@
 """gridbot: the live state of a futures account for a synchronous grid strategy, from exchange WebSockets."""
 
+from gridbot.book import BookSnapshot, SocketStatus, StateBook, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import (
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
@@ -11,24 +13,32 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
+from gridbot.journal import Journal
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
-from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
+from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
 
 __all__ = [
+    "AccountState",
+    "AccountUpdate",
     "AuthenticationError",
+    "BookSnapshot",
     "ConnectError",
     "Endpoints",
     "Event",
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",
     "RealisedPnlTracker",
+    "SocketStatus",
+    "StateBook",
     "StatusUpdate",
     "StreamStats",
+    "StreamStatus",
     "TakeProfitTracker",
     "TickerUpdate",
     "WalletState",

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
+from gridbot._account import AccountBatch, AccountConfig, BinanceAccountBook, Delivered
+from gridbot.book import StateBook
 from gridbot.events import (
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
@@ -26,22 +30,97 @@ from gridbot.events import (
 )
 from gridbot.stats import Counters
 
-__all__ = ["Callbacks", "DispatchQueue", "Router", "Subscriptions"]
+__all__ = ["CallbackErrorLog", "Callbacks", "DispatchQueue", "Router", "Subscriptions", "check_callback"]
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[Any], None]
+Callback = Callable[[Any], object]
+# A callback's return value is ignored: ``object`` lets ``list.append`` or a lambda be one.
+PositionCallback = Callable[[PositionUpdate], object]
+WalletCallback = Callable[[WalletUpdate], object]
+OrderCallback = Callable[[OrderUpdate], object]
+TickerCallback = Callable[[TickerUpdate], object]
+FillCallback = Callable[[FillUpdate], object]
+AccountCallback = Callable[[AccountUpdate], object]
+StatusCallback = Callable[[StatusUpdate], object]
+ERROR_LOG_INTERVAL = 10.0  # seconds between summary lines of one repeating callback error
+
+
+def check_callback(name: str, callback: object) -> None:
+    """TypeError unless ``callback`` is None or callable: caught at registration, not on every event."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{name} must be a callable taking one event (or None), "
+                        f"not {type(callback).__name__} {callback!r:.60}")
 
 
 @dataclass(frozen=True, slots=True)
 class Callbacks:
-    """The callbacks of one symbol; any of them may be None."""
+    """The callbacks of one symbol; any of them may be None.  Non-callables raise TypeError."""
 
-    on_position: Callback | None = None
-    on_wallet: Callback | None = None
-    on_order: Callback | None = None
-    on_ticker: Callback | None = None
-    on_fill: Callback | None = None
+    on_position: PositionCallback | None = None
+    on_wallet: WalletCallback | None = None
+    on_order: OrderCallback | None = None
+    on_ticker: TickerCallback | None = None
+    on_fill: FillCallback | None = None
+    on_account: AccountCallback | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            check_callback(field.name, getattr(self, field.name))
+
+
+class CallbackErrorLog:
+    """Logs raising callbacks without flooding the log: the first error of each (callback, exception
+    type) with its traceback, then at most one line per ``interval`` with how many more there were.
+    :meth:`flush` writes the counts still pending (the stream calls it at stop).  The exact total is
+    ``stats.callback_errors``; this only decides what is worth a log line."""
+
+    def __init__(self, exchange: str, *, interval: float = ERROR_LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._exchange = exchange
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (kind, exception type name) -> [time of the last line, errors since, latest message]
+        self._seen: dict[tuple[str, str], list[Any]] = {}
+
+    def record(self, kind: str, event: Event, exc: BaseException) -> None:
+        key = (kind, type(exc).__name__)
+        now = self._clock()
+        summary: tuple[int, str] | None = None
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is not None:
+                entry[1] += 1
+                entry[2] = _describe(exc)
+                if now - entry[0] >= self._interval:
+                    summary = (entry[1], entry[2])
+                    entry[0], entry[1] = now, 0
+            else:
+                self._seen[key] = [now, 0, ""]
+        if entry is None:
+            logger.error("%s callback %s raised on %s (the stream keeps running; repeats of this error "
+                         "are counted, one line per %g s)", self._exchange, kind, type(event).__name__,
+                         self._interval, exc_info=exc)
+        elif summary is not None:
+            self._summary(key, *summary)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending = [(key, entry[1], entry[2]) for key, entry in self._seen.items() if entry[1]]
+            for key, _, _ in pending:
+                self._seen[key][1] = 0
+        for key, count, latest in pending:
+            self._summary(key, count, latest)
+
+    def _summary(self, key: tuple[str, str], count: int, latest: str) -> None:
+        logger.error("%s callback %s raised %s %d more time(s) since the last report (latest: %s)",
+                     self._exchange, key[0], key[1], count, latest)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 class Subscriptions:
@@ -93,7 +172,7 @@ class DispatchQueue:
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
         self._cond = threading.Condition()
-        self._items: deque[Event | _TickerSlot] = deque()
+        self._items: deque[Delivered | _TickerSlot] = deque()
         self._tickers: dict[str, TickerUpdate] = {}
         self._closed = False
 
@@ -103,7 +182,7 @@ class DispatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Delivered) -> None:
         with self._cond:
             if isinstance(event, TickerUpdate):
                 if event.symbol in self._tickers:
@@ -115,7 +194,7 @@ class DispatchQueue:
                 self._items.append(event)
             self._cond.notify()
 
-    def get(self, timeout: float | None) -> Event | None:
+    def get(self, timeout: float | None) -> Delivered | None:
         """The next event, waiting up to ``timeout`` seconds (None: forever).
 
         None on timeout, or at once when the queue is closed and empty.
@@ -137,8 +216,12 @@ class DispatchQueue:
 class Router:
     """Calls the right callbacks for each event; merges mark prices into positions.
 
+    On Binance it also keeps the account book and delivers the computed :class:`AccountUpdate` after
+    each position, wallet, order, configuration or mark change that moves it (one per delivered ticker
+    at most, so conflated tickers conflate it too).
+
     Only one thread may deliver at a time (the stream guarantees it).  A raising callback is
-    logged with its traceback and counted; it never stops delivery.
+    counted and logged through :class:`CallbackErrorLog` (rate-limited); it never stops delivery.
     """
 
     def __init__(
@@ -147,48 +230,116 @@ class Router:
         subscriptions: Subscriptions,
         on_status: Callback | None,
         counters: Counters,
+        *,
+        error_log: CallbackErrorLog | None = None,
+        book: StateBook | None = None,
     ) -> None:
+        check_callback("on_status", on_status)
         self._exchange = exchange
         self._subscriptions = subscriptions
         self._on_status = on_status
         self._counters = counters
+        self.errors = error_log if error_log is not None else CallbackErrorLog(exchange)
+        self.book = book if book is not None else StateBook()
         self._marks: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, int], PositionUpdate] = {}
         self._lock = threading.RLock()
+        self._accounts = (  # the Binance account view, computed here (gridbot._account)
+            BinanceAccountBook(exchange, tracked=lambda symbol: subscriptions.get(symbol) is not None)
+            if exchange == "binance"
+            else None
+        )
+        self._batch_open = False
+        self._pending: tuple[int, bool] | None = None  # (timestamp, is_snapshot) of a held change
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: Delivered) -> None:
         with self._lock:
+            if isinstance(event, AccountBatch):
+                self._account_batch(event)
+                return
+            if isinstance(event, AccountConfig):
+                self._update_account(event, event.timestamp, event.is_snapshot)
+                return
             self._counters.add("events")
             self._route(event)
 
     def _route(self, event: Event) -> None:
+        self._record(event)
         if isinstance(event, StatusUpdate):
             self._call(self._on_status, event, "on_status")
         elif isinstance(event, WalletUpdate):
-            self._deliver_wallet(event)
+            self._deliver_account_wide("on_wallet", event)
+            self._update_account(event, event.timestamp, event.is_snapshot)
+        elif isinstance(event, AccountUpdate):
+            self._deliver_account_wide("on_account", event)
         elif isinstance(event, TickerUpdate):
             self._deliver_ticker(event)
         elif isinstance(event, PositionUpdate):
-            self._deliver_position(event)
+            position = self._deliver_position(event)
+            self._update_account(position, position.timestamp, position.is_snapshot)
         elif isinstance(event, OrderUpdate):
             self._deliver_to_symbol(event.symbol, "on_order", event)
+            self._update_account(event, event.timestamp, event.is_snapshot)
         elif isinstance(event, FillUpdate):
             self._deliver_to_symbol(event.symbol, "on_fill", event)
 
+    def _record(self, event: Event) -> None:
+        """The book learns each event just before its callbacks run; positions in
+        :meth:`_deliver_position`, once valued at the mark the callback will see."""
+        if isinstance(event, PositionUpdate):
+            return
+        if isinstance(event, (StatusUpdate, WalletUpdate, AccountUpdate)):
+            self.book._apply(event)  # account-wide
+        elif self._subscriptions.get(event.symbol) is not None:
+            self.book._apply(event)
+
     def forget_symbol(self, symbol: str) -> None:
         """Drop the mark and positions of an unsubscribed symbol (safe from any thread)."""
+        self.book._forget(symbol)
         with self._lock:
             self._marks.pop(symbol, None)
-        for slot in [s for s in self._positions if s[0] == symbol]:
-            del self._positions[slot]
+            for slot in [s for s in self._positions if s[0] == symbol]:
+                del self._positions[slot]
+            if self._accounts is not None:
+                self._accounts.forget_symbol(symbol)
 
-    def _deliver_wallet(self, wallet: WalletUpdate) -> None:
-        seen: set[int] = set()
+    def _deliver_account_wide(self, kind: str, event: Event) -> None:
+        """Every subscription's ``kind`` callback, each distinct callback once (compared by equality, so
+        the same bound method registered for several symbols counts once)."""
+        called: list[Callback] = []
         for callbacks in self._subscriptions.all():
-            callback = callbacks.on_wallet
-            if callback is not None and id(callback) not in seen:
-                seen.add(id(callback))
-                self._call(callback, wallet, "on_wallet")
+            callback = getattr(callbacks, kind)
+            if callback is not None and callback not in called:
+                called.append(callback)
+                self._call(callback, event, kind)
+
+    def _update_account(self, item: Delivered, timestamp: int, is_snapshot: bool) -> None:
+        """Feed the Binance account book; deliver its view when it changed."""
+        accounts = self._accounts
+        if accounts is None or not accounts.apply(item):
+            return
+        if self._batch_open:
+            self._pending = (timestamp, is_snapshot)
+            return
+        self._emit_account(timestamp, is_snapshot)
+
+    def _account_batch(self, marker: AccountBatch) -> None:
+        """Hold the account view while a batch is applied; compute it once at its end."""
+        if marker.start:
+            self._batch_open = True
+            return
+        self._batch_open = False
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._emit_account(*pending)
+
+    def _emit_account(self, timestamp: int, is_snapshot: bool) -> None:
+        accounts = self._accounts
+        view = accounts.changed_view(timestamp, is_snapshot) if accounts is not None else None
+        if view is not None:
+            self._counters.add("events")
+            self.book._apply(view)
+            self._deliver_account_wide("on_account", view)
 
     def _deliver_ticker(self, ticker: TickerUpdate) -> None:
         callbacks = self._subscriptions.get(ticker.symbol)
@@ -199,20 +350,31 @@ class Router:
         if mark is None or self._marks.get(ticker.symbol) == mark:
             return
         self._marks[ticker.symbol] = mark
+        moved_any = False
         for (symbol, _), position in list(self._positions.items()):
             if symbol == ticker.symbol and position.size > 0:
                 moved = replace(position, timestamp=ticker.timestamp, is_snapshot=False)
                 self._counters.add("events")
-                self._deliver_position(moved)
+                moved = self._deliver_position(moved)
+                if self._accounts is not None:
+                    moved_any = self._accounts.apply(moved) or moved_any
+        if moved_any:
+            if self._batch_open:
+                self._pending = (ticker.timestamp, False)
+            else:
+                self._emit_account(ticker.timestamp, False)
 
-    def _deliver_position(self, position: PositionUpdate) -> None:
+    def _deliver_position(self, position: PositionUpdate) -> PositionUpdate:
+        """Deliver ``position`` valued at the latest mark; returns what was delivered."""
         mark = self._marks.get(position.symbol)
         if mark is not None:
             position = with_mark(position, mark)
         if self._subscriptions.get(position.symbol) is None:
-            return
+            return position
         self._positions[(position.symbol, position.position_idx)] = position
+        self.book._apply(position)
         self._deliver_to_symbol(position.symbol, "on_position", position)
+        return position
 
     def _deliver_to_symbol(self, symbol: str, kind: str, event: Event) -> None:
         callbacks = self._subscriptions.get(symbol)
@@ -224,14 +386,9 @@ class Router:
             return
         try:
             callback(event)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - a user callback may raise anything: counted, logged
             self._counters.add("callback_errors")
-            logger.exception(
-                "%s callback %s raised on %s (the stream keeps running)",
-                self._exchange,
-                kind,
-                type(event).__name__,
-            )
+            self.errors.record(kind, event, exc)
 
 
 def with_mark(position: PositionUpdate, mark: Decimal) -> PositionUpdate:

@@ -16,15 +16,27 @@ __all__ = [
     "OPEN_ORDER_STATUSES",
     "ORDER_STATUSES",
     "TERMINAL_ORDER_STATUSES",
+    "AccountUpdate",
     "Event",
+    "Exchange",
+    "ExecType",
     "FillUpdate",
     "OrderStatus",
+    "OrderType",
     "OrderUpdate",
+    "PositionSide",
     "PositionUpdate",
+    "Side",
+    "StatusState",
     "StatusUpdate",
     "TickerUpdate",
     "WalletUpdate",
 ]
+
+Exchange = Literal["binance", "bybit"]
+Side = Literal["Buy", "Sell"]
+PositionSide = Literal["Buy", "Sell", ""]  # "" flat
+OrderType = Literal["Limit", "Market"]
 
 OrderStatus = Literal[
     "New",
@@ -43,6 +55,11 @@ TERMINAL_ORDER_STATUSES: frozenset[str] = frozenset(
 )
 ORDER_STATUSES: frozenset[str] = OPEN_ORDER_STATUSES | TERMINAL_ORDER_STATUSES
 
+ExecType = Literal["Trade", "Liquidation", "Adl"]
+"""How a fill came about: an ordinary trade, a liquidation (Binance ``x`` CALCULATED with an
+``autoclose-`` order, Bybit ``BustTrade``) or auto-deleveraging (Binance ``adl_autoclose``, Bybit
+``AdlTrade``)."""
+
 StatusState = Literal["connected", "reconnecting", "resynced", "stopped", "failed"]
 
 
@@ -56,6 +73,8 @@ class _EventBase:
     timestamp: int
     is_snapshot: bool = False
     raw: Mapping[str, Any] = field(default_factory=_no_raw, compare=False, repr=False)
+    # Delivered at start from a journal: the last state the previous run delivered (see gridbot.Journal).
+    restored: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,23 +83,49 @@ class PositionUpdate(_EventBase):
 
     symbol: str
     position_idx: int
-    side: str  # "Buy" long, "Sell" short, "" flat
+    side: PositionSide  # "Buy" long, "Sell" short, "" flat
     size: Decimal  # always >= 0; the side carries the direction
     entry_price: Decimal
     mark_price: Decimal | None
     unrealised_pnl: Decimal
     cum_realised_pnl: Decimal | None
+    seq: int | None = None
+    """The exchange's sequence of this slot where it sends one (Bybit's cross sequence; -1 = never
+    traded), else None.  It orders trades only: Bybit does not bump it for settings changes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WalletUpdate(_EventBase):
-    """Balances of one coin; a field is None where the exchange does not send it."""
+    """Balances of one coin in that coin's units; a field is None where the exchange does not send it.
+
+    Account-wide figures (margin balance, maintenance margin, MM rate) are in :class:`AccountUpdate`.
+    """
 
     coin: str
     wallet_balance: Decimal | None
     available_balance: Decimal | None
     equity: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountUpdate(_EventBase):
+    """The account's risk view, in ``margin_coin`` ("USDT" Binance single-asset, "USD" Bybit UTA).
+
+    ``mm_rate`` = maintenance margin / margin balance (liquidation at 1).  ``computed`` is True when
+    gridbot derived the figures (Binance: wallet, positions at the merged mark, leverage brackets) and
+    False when the exchange sent them (Bybit's wallet topic).  A field is None where it is not known
+    or not defined (e.g. isolated positions or multi-assets mode on Binance) -- never a guess.
+    """
+
+    margin_coin: str
+    wallet_balance: Decimal | None
+    unrealised_pnl: Decimal | None
+    margin_balance: Decimal | None
+    initial_margin: Decimal | None
+    maintenance_margin: Decimal | None
+    available_balance: Decimal | None
     mm_rate: Decimal | None
+    computed: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,8 +135,8 @@ class OrderUpdate(_EventBase):
     symbol: str
     order_id: str
     client_order_id: str
-    side: str  # "Buy" | "Sell"
-    order_type: str  # "Limit" | "Market"
+    side: Side
+    order_type: OrderType
     status: OrderStatus
     price: Decimal
     qty: Decimal
@@ -106,19 +151,25 @@ class OrderUpdate(_EventBase):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FillUpdate(_EventBase):
-    """One execution; ``realised_pnl`` is this fill's PnL before fees."""
+    """One execution; ``realised_pnl`` is this fill's PnL before fees, None where the exchange's
+    answer does not carry it (Bybit's REST execution list, used to backfill a gap, has no ``execPnl``).
+
+    ``exec_type`` marks forced closes ("Liquidation", "Adl"); ``seq`` is Bybit's cross sequence.
+    """
 
     symbol: str
     order_id: str
     trade_id: str
-    side: str
+    side: Side
     price: Decimal
     qty: Decimal
     fee: Decimal
     fee_asset: str
-    realised_pnl: Decimal
+    realised_pnl: Decimal | None
     is_maker: bool
     position_idx: int
+    exec_type: ExecType = "Trade"
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,4 +192,6 @@ class StatusUpdate(_EventBase):
     detail: str = ""
 
 
-Event = PositionUpdate | WalletUpdate | OrderUpdate | FillUpdate | TickerUpdate | StatusUpdate
+Event = (
+    PositionUpdate | WalletUpdate | AccountUpdate | OrderUpdate | FillUpdate | TickerUpdate | StatusUpdate
+)

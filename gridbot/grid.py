@@ -8,10 +8,10 @@ slot 0.
 
 State comes from the stream, never from REST polling: realised PnL from ``cum_realised_pnl`` deltas
 (:class:`RealisedPnlTracker`), cross-checked against the fills' own PnL; open take-profit ids from
-:class:`TakeProfitTracker`; balance and MM rate from :class:`WalletState`.  Orders are placed through
-an :class:`~gridbot._gateways.OrderGateway` (REST, control only).  While the stream reconnects the
-strategy places nothing; after the resync it catches up (take-profits for entries that filled meanwhile,
-re-armed levels).
+:class:`TakeProfitTracker`; balance from :class:`WalletState`, MM rate from :class:`AccountState`.
+Orders are placed through an :class:`~gridbot._gateways.OrderGateway` (REST, control only).  While the
+stream reconnects the strategy places nothing; after the resync it catches up (take-profits for entries
+that filled meanwhile, re-armed levels).
 
 Every callback takes one lock, so the strategy can be read from another thread (a terminal view) and
 events delivered while an order request is in flight wait for it.
@@ -26,20 +26,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
+    AccountUpdate,
     FillUpdate,
     OrderUpdate,
     PositionUpdate,
+    Side,
     StatusUpdate,
     TickerUpdate,
     WalletUpdate,
 )
-from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
+from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
 
 __all__ = ["Close", "GridConfig", "GridStrategy", "GridView", "Level", "LevelState", "PnlChange",
            "PnlCrossCheck", "PnlMismatch", "fan_out"]
@@ -88,7 +90,7 @@ class Level:
     """One grid level: ``index`` < 0 buys below the start price, > 0 sells above it."""
 
     index: int
-    side: str
+    side: Side
     price: Decimal
     tp_price: Decimal
     position_idx: int
@@ -101,7 +103,7 @@ class Level:
     cancel_requested: bool = False
 
     @property
-    def tp_side(self) -> str:
+    def tp_side(self) -> Side:
         return "Sell" if self.side == "Buy" else "Buy"
 
 
@@ -112,7 +114,7 @@ class Close:
     symbol: str
     level: int
     position_idx: int
-    side: str            # the take-profit's side
+    side: Side           # the take-profit's side
     qty: Decimal
     entry_price: Decimal
     exit_price: Decimal
@@ -147,8 +149,10 @@ class PnlChange:
 @dataclass(frozen=True)
 class PnlMismatch:
     """A slot whose cumulative-PnL deltas and fills disagree.  ``after_gap``: the stream reconnected
-    since start, and fills pushed while it was disconnected are never delivered (the resync brings
-    positions and orders, not executions), so a difference there is expected."""
+    since start.  That is no excuse any more: a resync delivers the fills made while the socket was
+    down (backfilled by REST), so every mismatch is worth a look.  Slots where a fill came without
+    its PnL (Bybit's REST execution list has no ``execPnl``) cannot be checked and are reported by
+    :meth:`PnlCrossCheck.unverified` instead."""
 
     symbol: str
     position_idx: int
@@ -171,18 +175,24 @@ class PnlCrossCheck:
         self._deltas: dict[_Slot, Decimal] = {}
         self._fills: dict[_Slot, Decimal] = {}
         self._pending: dict[_Slot, Decimal] = {}
+        self._unknown: dict[_Slot, int] = {}
         self.gaps = 0
 
     def note_gap(self) -> None:
         """The stream is reconnecting: fills may be missed from here on."""
         self.gaps += 1
 
-    def fill_pnl(self, fill: FillUpdate) -> Decimal:
-        """What one fill contributes to the cumulative figure."""
+    def fill_pnl(self, fill: FillUpdate) -> Decimal | None:
+        """What one fill contributes to the cumulative figure; None when the fill has no PnL."""
+        if fill.realised_pnl is None:
+            return None
         return fill.realised_pnl - fill.fee if self.net_of_fees else fill.realised_pnl
 
     def add_fill(self, slot: _Slot, fill: FillUpdate) -> None:
         amount = self.fill_pnl(fill)
+        if amount is None:
+            self._unknown[slot] = self._unknown.get(slot, 0) + 1
+            return
         self._fills[slot] = self._fills.get(slot, _ZERO) + amount
         self._pending[slot] = self._pending.get(slot, _ZERO) + amount
 
@@ -191,9 +201,15 @@ class PnlCrossCheck:
         self._deltas[slot] = self._deltas.get(slot, _ZERO) + delta
         return self._pending.pop(slot, _ZERO)
 
+    def unverified(self) -> dict[_Slot, int]:
+        """Slots that received fills without a PnL, and how many: their totals cannot be compared."""
+        return dict(self._unknown)
+
     def mismatches(self) -> list[PnlMismatch]:
         found = []
         for slot in sorted(self._deltas.keys() | self._fills.keys()):
+            if slot in self._unknown:
+                continue
             deltas, fills = self._deltas.get(slot, _ZERO), self._fills.get(slot, _ZERO)
             if deltas != fills:
                 found.append(PnlMismatch(slot[0], slot[1], deltas, fills, after_gap=self.gaps > 0))
@@ -215,12 +231,13 @@ class GridView:
     realised_pnl: Decimal
     recent_closes: tuple[PnlChange, ...]
     wallet_balance: Decimal | None
-    available_balance: Decimal | None
+    available_balance: Decimal | None  # the account's (AccountUpdate), in margin_coin
     mm_rate: Decimal | None
     levels: tuple[tuple[int, str], ...]
     order_errors: int
     netted: int
     mismatches: tuple[PnlMismatch, ...]
+    margin_balance: Decimal | None = None  # the account's (AccountUpdate), in margin_coin
 
 
 class GridStrategy:
@@ -247,6 +264,7 @@ class GridStrategy:
         self.pnl = RealisedPnlTracker()
         self.take_profits = TakeProfitTracker()
         self.wallet = WalletState(coin)
+        self.account = AccountState()
         net = exchange == "bybit" if pnl_net_of_fees is None else pnl_net_of_fees
         self.cross_check = PnlCrossCheck(net_of_fees=net)
         self._levels: dict[int, Level] = {}
@@ -287,6 +305,7 @@ class GridStrategy:
         stream.subscribe(
             self.config.symbol, on_position=self.on_position, on_wallet=self.on_wallet,
             on_order=self.on_order, on_ticker=self.on_ticker, on_fill=self.on_fill,
+            on_account=self.on_account,
         )
 
     # ------------------------------------------------------------------ callbacks
@@ -340,11 +359,15 @@ class GridStrategy:
                 self.cross_check.add_fill((fill.symbol, idx), fill)
             if fill.order_id in self._tp_fills:
                 pnl, fees = self._tp_fills[fill.order_id]
-                self._tp_fills[fill.order_id] = (pnl + fill.realised_pnl, fees + fill.fee)
+                self._tp_fills[fill.order_id] = (pnl + (fill.realised_pnl or _ZERO), fees + fill.fee)
 
     def on_wallet(self, wallet: WalletUpdate) -> None:
         with self._lock:
             self.wallet.update(wallet)
+
+    def on_account(self, account: AccountUpdate) -> None:
+        with self._lock:
+            self.account.update(account)
 
     def on_order(self, order: OrderUpdate) -> None:
         with self._lock:
@@ -419,12 +442,13 @@ class GridStrategy:
                 realised_pnl=self.realised_pnl(),
                 recent_closes=tuple(c for c in self.pnl_changes if c.is_close)[-5:],
                 wallet_balance=self.wallet.wallet_balance,
-                available_balance=self.wallet.available_balance,
-                mm_rate=self.wallet.mm_rate,
+                available_balance=self.account.available_balance,
+                mm_rate=self.account.mm_rate,
                 levels=tuple((lv.index, lv.state.value) for lv in self.levels),
                 order_errors=self.order_errors,
                 netted=self.netted,
                 mismatches=tuple(self.cross_check.mismatches()),
+                margin_balance=self.account.margin_balance,
             )
 
     # ------------------------------------------------------------------ order lifecycle
@@ -591,11 +615,12 @@ class _Subscribable(Protocol):
         self,
         symbol: str,
         *,
-        on_position: Callable[[Any], None] | None = None,
-        on_wallet: Callable[[Any], None] | None = None,
-        on_order: Callable[[Any], None] | None = None,
-        on_ticker: Callable[[Any], None] | None = None,
-        on_fill: Callable[[Any], None] | None = None,
+        on_position: Callable[[PositionUpdate], object] | None = None,
+        on_wallet: Callable[[WalletUpdate], object] | None = None,
+        on_order: Callable[[OrderUpdate], object] | None = None,
+        on_ticker: Callable[[TickerUpdate], object] | None = None,
+        on_fill: Callable[[FillUpdate], object] | None = None,
+        on_account: Callable[[AccountUpdate], object] | None = None,
     ) -> None: ...
 
 

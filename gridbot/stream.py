@@ -9,8 +9,10 @@ Threads (all started by gridbot, all joined by :meth:`ExchangeStream.stop`):
   ``dispatch="manual"`` the caller runs them in :meth:`ExchangeStream.dispatch_pending`.
 
 Seeding loses nothing: the sockets are subscribed first and their frames wait in the inbox while
-the worker fetches the REST snapshot; pushes older than the snapshot's row of the same identity are
-then dropped, newer ones applied.  The same happens after every reconnect.
+the worker fetches the REST snapshot; per identity, whatever is older than what was already
+delivered is dropped (:mod:`gridbot._versions`), pushes and snapshot rows alike.  After every
+reconnect or gap the same happens, and the fills the gap swallowed are fetched and delivered
+(:mod:`gridbot._backfill`) before the ``resynced`` status.
 """
 
 from __future__ import annotations
@@ -23,9 +25,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gridbot._dispatch import Callbacks, DispatchQueue, Router, Subscriptions
+from gridbot._account import AccountBatch, AccountConfig
+from gridbot._backfill import FillWatermarks, backfill_fills
+from gridbot._dispatch import (
+    AccountCallback,
+    Callbacks,
+    DispatchQueue,
+    FillCallback,
+    OrderCallback,
+    PositionCallback,
+    Router,
+    Subscriptions,
+    TickerCallback,
+    WalletCallback,
+)
 from gridbot._pipeline import Pipeline
 from gridbot.adapters._base import Adapter, Channel, LinkState, Sink
+from gridbot.book import StateBook, StreamState, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import Event, OrderUpdate, StatusUpdate
@@ -38,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 Exchange = Literal["binance", "bybit"]
 DispatchMode = Literal["thread", "manual"]
-StatusCallback = Callable[[StatusUpdate], None]
+StatusCallback = Callable[[StatusUpdate], object]
 
 _RESYNC_BACKOFF_FIRST = 0.5
 # A gap reported while the socket is up waits this long before its resync: python-binance reports the
@@ -126,10 +142,35 @@ def _make_adapter(
 
 
 class ExchangeStream:
-    """Positions, wallet, orders, fills and prices of one account, as callbacks per symbol.
+    """Positions, wallet, orders, fills and prices of one futures account, as callbacks per symbol
+    and as a state book (:attr:`book`) a synchronous loop can read without callbacks.
 
-    See DESIGN §1.  Callbacks of one stream never run concurrently; events of one kind for one
-    symbol arrive in exchange order; a raising callback is logged and counted, never fatal.
+    Callbacks of one stream never run concurrently; events of one kind for one symbol arrive in
+    exchange order; a raising callback is counted (``stats.callback_errors``) and logged (the first
+    with its traceback, repeats as a periodic count), never fatal.
+
+    Args:
+        exchange: ``"binance"`` (USDⓈ-M futures through python-binance) or ``"bybit"`` (v5 linear
+            through pybit).
+        api_key, api_secret: the account's API keys (read-only permission is enough to watch).  Never
+            logged, repr'd or raised.
+        testnet: use the exchange's testnet hosts.
+        demo: use demo trading (Bybit demo trading; Binance's demo hosts).
+        endpoints: replacement REST and WebSocket hosts (a loopback emulator, a proxy); they win over
+            ``testnet`` and ``demo``.
+        snapshot: seed positions, open orders and the wallet over REST at start and after every
+            reconnect (default).  ``False``: only what the sockets push from now on, and nothing is
+            recovered after an outage - for streams that must make no REST read at all.
+        dispatch: ``"thread"`` (default): callbacks run on a gridbot thread as events arrive.
+            ``"manual"``: nothing runs until you call :meth:`dispatch_pending` from your own loop,
+            which runs the queued callbacks in your thread (keep calling it until it returns 0 after
+            :meth:`stop` to receive the final ``stopped`` status).
+        on_status: called with a :class:`~gridbot.events.StatusUpdate` on every connection change
+            (``connected``, ``reconnecting``, ``resynced``, ``stopped``, ``failed``).
+
+    Raises:
+        ValueError: an unknown ``exchange`` or ``dispatch``, or missing keys.
+        TypeError: ``on_status`` is not callable.
     """
 
     def __init__(
@@ -157,8 +198,10 @@ class ExchangeStream:
         self._counters = Counters()
         self._subscriptions = Subscriptions()
         self._queue = DispatchQueue(self._counters)
-        self._router = Router(exchange, self._subscriptions, on_status, self._counters)
+        self._book = StateBook()
+        self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._pipeline = Pipeline()
+        self._fill_marks = FillWatermarks()
         self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
         self._adapter = _make_adapter(
             exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
@@ -192,19 +235,28 @@ class ExchangeStream:
         self,
         symbol: str,
         *,
-        on_position: Callable[[Any], None] | None = None,
-        on_wallet: Callable[[Any], None] | None = None,
-        on_order: Callable[[Any], None] | None = None,
-        on_ticker: Callable[[Any], None] | None = None,
-        on_fill: Callable[[Any], None] | None = None,
+        on_position: PositionCallback | None = None,
+        on_wallet: WalletCallback | None = None,
+        on_order: OrderCallback | None = None,
+        on_ticker: TickerCallback | None = None,
+        on_fill: FillCallback | None = None,
+        on_account: AccountCallback | None = None,
     ) -> None:
         """Register callbacks for ``symbol`` (upper-cased); before or after :meth:`start`.
 
-        A symbol added while running gets its ticker stream and is seeded like one added before.
-        Subscribing an already subscribed symbol replaces its callbacks.
+        Each callback takes its event type (``on_position`` a PositionUpdate, ...); its return value
+        is ignored.  Every callback is optional: a symbol subscribed with none still fills
+        :attr:`book`.  ``on_wallet`` and ``on_account`` are account-wide: each distinct callback
+        (compared by equality, so a bound method counts once) is called once per update, whichever
+        symbols share it.  A symbol added while running gets its ticker stream and is seeded like
+        one added before.  Subscribing an already subscribed symbol replaces its callbacks.
+
+        Raises:
+            TypeError: a callback is neither callable nor None.
+            ValueError: ``symbol`` is empty.
         """
         symbol = _normalize_symbol(symbol)
-        callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill)
+        callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
         is_new = self._subscriptions.set(symbol, callbacks)
         if is_new and self._live and not self._stopped:
             self._adapter.add_symbol(symbol)
@@ -233,6 +285,9 @@ class ExchangeStream:
             if self._started:
                 raise GridbotError("start() was already called; a stream starts once")
             self._started = True
+        live_since = _now_ms()
+        for symbol in self._subscriptions.symbols():
+            self._fill_marks.went_live(symbol, live_since)
         deadline = time.monotonic() + timeout
         if self._dispatch_mode == "thread":
             self._dispatcher = self._thread("dispatch", self._run_dispatcher)
@@ -241,6 +296,8 @@ class ExchangeStream:
         except BaseException:
             self._abort_start(deadline)
             raise
+        for channel in ("private", "public"):
+            self._book._socket_changed(channel, "up", "opened")  # before the worker sees any change
         self._worker = self._thread("worker", lambda: self._run_worker(deadline))
         if not self._seed_done.wait(_remaining(deadline)):
             self._abort_start(deadline)
@@ -286,6 +343,7 @@ class ExchangeStream:
             self._emit_status("stopped", "stop() called")
         self._queue.close()
         self._join(self._dispatcher, deadline, current)
+        self._router.errors.flush()
 
     def _join(self, thread: threading.Thread | None, deadline: float, current: threading.Thread) -> None:
         if thread is None or thread is current:
@@ -307,6 +365,38 @@ class ExchangeStream:
     def connected(self) -> bool:
         """True only while every socket is up."""
         return self._live and not self._stopped and self._adapter.connected
+
+    @property
+    def book(self) -> StateBook:
+        """The account state delivered so far: positions, open orders, take-profit ids, tickers,
+        wallet, sockets (see :mod:`gridbot.book`); readable from any thread, no callback needed."""
+        return self._book
+
+    def status(self) -> StreamStatus:
+        """Connection state, each socket, the subscribed symbols, open positions and counters."""
+        book = self._book.snapshot()
+        return StreamStatus(
+            exchange=self.exchange,
+            state=self._state(),
+            connected=self.connected,
+            sockets=self._book.sockets(),
+            symbols=tuple(self._subscriptions.symbols()),
+            positions=tuple(p for p in book.positions if p.size > 0),
+            open_orders=len(book.open_orders),
+            last_event_at=book.last_event_at,
+            stats=self.stats,
+        )
+
+    def _state(self) -> StreamState:
+        if self._stopped:
+            return "stopped"
+        if not self._started:
+            return "new"
+        if not self._live:
+            return "starting"
+        if any(s.state == "failed" for s in self._book.sockets()):
+            return "failed"
+        return "connected" if self.connected and not self._reconnecting else "reconnecting"
 
     @property
     def stats(self) -> StreamStats:
@@ -394,10 +484,12 @@ class ExchangeStream:
             self._seed_symbol(item.symbol)
         elif isinstance(item, _ForgetSymbol):
             self._pipeline.forget_symbol(item.symbol)
+            self._fill_marks.forget(item.symbol)
 
     # ------------------------------------------------------------------ frames
 
     def _handle_frame(self, frame: _Frame) -> None:
+        self._book._message_seen(frame.channel)
         try:
             decoded = self._adapter.decode(frame.channel, frame.payload)
         except NormalizationError as exc:
@@ -414,9 +506,19 @@ class ExchangeStream:
             logger.info("%s: listenKey expired at %d; the adapter renews it and gridbot resyncs",
                         self.exchange, decoded.timestamp)
             return
-        for event in decoded:
-            if self._pipeline.accept(event):
-                self._queue.put(event)
+        accepted = [e for e in decoded if isinstance(e, AccountConfig) or self._pipeline.accept(e)]
+        self._put_together(accepted, timestamp=0, is_snapshot=False)
+
+    def _put_together(self, events: list[Any], *, timestamp: int, is_snapshot: bool) -> None:
+        """Queue events that change the account together; on Binance, whose account view gridbot
+        computes, inside batch markers so the view is computed once, on the whole change."""
+        marked = self.exchange == "binance" and len(events) > 1
+        if marked:
+            self._queue.put(AccountBatch(start=True))
+        for event in events:
+            self._queue.put(event)
+        if marked:
+            self._queue.put(AccountBatch(start=False, timestamp=timestamp, is_snapshot=is_snapshot))
 
     def _bad_message(self, frame: _Frame, reason: str) -> None:
         self._counters.add("bad_messages")
@@ -426,6 +528,7 @@ class ExchangeStream:
     # ------------------------------------------------------------------ links and resyncs
 
     def _handle_link(self, link: _Link) -> None:
+        self._book._socket_changed(link.channel, link.state, link.detail)
         if link.state == "failed":
             logger.error("%s %s socket failed: %s", self.exchange, link.channel, link.detail)
             self._emit_status("failed", f"{link.channel}: {link.detail}")
@@ -435,6 +538,7 @@ class ExchangeStream:
         elif link.state == "gap":
             logger.warning("%s %s: possible gap in the stream: %s", self.exchange, link.channel, link.detail)
             if link.channel == "private":
+                self._fill_marks.open_gap(self._pipeline)
                 self._resync_needed = True
                 if all(self._links_up.values()) and self._resync_due is None:
                     self._schedule_resync(_GAP_GRACE)
@@ -445,6 +549,7 @@ class ExchangeStream:
         was_up = self._links_up[link.channel]
         self._links_up[link.channel] = False
         if link.channel == "private":
+            self._fill_marks.open_gap(self._pipeline)
             self._resync_needed = True
             self._resync_due = None  # resync once the socket is back, not against a dying one
         if was_up and not self._reconnecting:
@@ -468,11 +573,13 @@ class ExchangeStream:
         self._resync_due = time.monotonic() + delay
 
     def _resync(self) -> None:
-        """Fetch the snapshot again after a reconnect or gap; retried with backoff on failure."""
+        """Fetch the snapshot and the gap's fills after a reconnect or gap; retried with backoff on
+        failure (what a failed attempt delivered is not delivered again: the pipeline drops it)."""
         self._resync_due = None
         symbols = self._subscriptions.symbols()
+        began = time.monotonic()
         try:
-            self._apply_snapshot(symbols, include_wallet=True)
+            backfilled = self._apply_snapshot(symbols, include_wallet=True, backfill=True)
         except GridbotError as exc:
             logger.warning("%s: resync failed (%s); retrying in %.1f s",
                            self.exchange, exc, self._resync_backoff)
@@ -483,7 +590,10 @@ class ExchangeStream:
         self._resync_needed = False
         self._reconnecting = False
         self._counters.add("resyncs")
-        self._emit_status("resynced", f"snapshot of {len(symbols)} symbol(s) applied")
+        took_ms = (time.monotonic() - began) * 1000
+        logger.info("%s: resync took %.0f ms; %d fill(s) backfilled", self.exchange, took_ms, backfilled)
+        self._emit_status("resynced", f"snapshot of {len(symbols)} symbol(s) applied, "
+                                      f"{backfilled} fill(s) backfilled, in {took_ms:.0f} ms")
 
     def _initial_seed(self, deadline: float) -> None:
         """The first snapshot; retried until ``start()``'s deadline, except for rejected keys."""
@@ -511,6 +621,7 @@ class ExchangeStream:
     def _seed_symbol(self, symbol: str) -> None:
         if self._subscriptions.get(symbol) is None:
             return
+        self._fill_marks.went_live(symbol, _now_ms())
         try:
             self._apply_snapshot([symbol], include_wallet=False)
         except GridbotError as exc:
@@ -518,13 +629,34 @@ class ExchangeStream:
             self._resync_needed = True
             self._schedule_resync(self._resync_backoff)
 
-    def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool) -> None:
+    def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool, backfill: bool = False) -> int:
+        """Fetch and deliver a snapshot of ``symbols``; with ``backfill``, then the fills the gap may
+        have swallowed.  Everything is fetched before anything is delivered where possible, so a
+        failing request leaves little to retry.  Returns the number of fills backfilled."""
         events = self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet)
-        reconciled = self._pipeline.reconcile(events, symbols, timestamp=_now_ms())
-        for event in reconciled.events:
-            self._queue.put(event)
+        found = backfill_fills(self._adapter, self._pipeline, self._fill_marks, symbols, _now_ms()) \
+            if backfill else None
+        config = self._adapter.fetch_account_config(symbols, full=include_wallet)
+        reconciled = self._pipeline.reconcile(events, symbols)
+        together: list[Any] = list(reconciled.events)
+        if config is not None:
+            together.append(config)
+        self._put_together(together, timestamp=_now_ms(), is_snapshot=True)
         if reconciled.vanished_orders:
             self._finish_vanished(reconciled.vanished_orders)
+        if found is None:
+            return 0
+        delivered = 0
+        for fill in found.fills:
+            if self._pipeline.accept_fill(fill):
+                self._queue.put(fill)
+                delivered += 1
+        self._fill_marks.close_gap()
+        if delivered:
+            self._counters.add("backfilled_fills", delivered)
+            logger.info("%s: %d fill(s) made during the gap delivered from REST (%d fetched)",
+                        self.exchange, delivered, found.fetched)
+        return delivered
 
     def _finish_vanished(self, orders: list[OrderUpdate]) -> None:
         """Orders that were open before the gap and are not any more: fetch how they ended."""

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from decimal import Decimal as D
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from gridbot import cli
+from gridbot.cli import _demo_run, _display
+from gridbot.cli import demo as demo_command
+from gridbot.cli import watch as watch_command
 from gridbot.errors import AuthenticationError, ConnectError
-from gridbot.events import StatusUpdate, TickerUpdate
+from gridbot.events import PositionUpdate, StatusUpdate, TickerUpdate
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-value-never-printed"
@@ -44,20 +50,83 @@ def test_demo_options_are_parsed() -> None:
     ["demo", "--symbols", ""],
     ["demo", "--exchange", "kraken"],
     ["demo", "--duration", "0"],
+    ["demo", "--duration", "abc"],
+    ["demo", "--duration", "inf"],
     ["demo", "--mode", "netting"],
+    ["demo", "--seed", "abc"],
+    ["demo", "--seed", "-1"],
+    ["demo", "--exchange"],
+    ["demo", "--bogus"],
+    ["demo", "--levels", "0"],
+    ["demo", "--levels", "-3"],
+    ["demo", "--levels", "1000"],
+    ["demo", "--levels", "2.5"],
+    ["demo", "--step", "0"],
+    ["demo", "--step", "abc"],
+    ["demo", "--step", "nan"],
+    ["demo", "--step", "-1"],
+    ["demo", "--levels", "50", "--step", "2"],
     ["watch", "--symbol", "BTCUSDT"],
+    ["watch", "--exchange", "bybit", "--symbol", ""],
+    ["watch", "--exchange", "bybit", "--symbol", "BTC/USDT"],
     ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--api-key", "k"],
+    ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--rest-url", "http://127.0.0.1:1"],
+    ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--rest-url", "127.0.0.1:1", "--ws-url", "ws://x"],
     [],
 ])
-def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(argv)
-    assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+def test_bad_arguments_are_one_line_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert "error:" in err and "--help" in err
+    assert "Traceback" not in err and "_positive" not in err and "invalid" not in err.replace(
+        "invalid choice", "")
+
+
+@pytest.mark.parametrize("argv", [
+    ["-v", "demo", "--duration", "1"],
+    ["demo", "-v", "--duration", "1"],
+    ["demo", "--duration", "1", "--verbose"],
+])
+def test_verbose_is_accepted_before_or_after_the_command(argv: list[str]) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert args.verbose is True
+
+
+def test_verbose_defaults_to_off() -> None:
+    assert getattr(cli.build_parser().parse_args(["demo"]), "verbose", False) is False
+
+
+def _subparser(name: str) -> Any:
+    return cli.build_parser()._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr,index]
+
+
+@pytest.mark.parametrize("name", cli.COMMAND_MODULES)
+def test_every_option_has_help_and_the_command_a_description(name: str) -> None:
+    parser = _subparser(name)
+    assert parser.description and len(parser.description) > 40
+    for action in parser._actions:
+        assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+def test_demo_help_explains_levels_step_and_the_summary_rows() -> None:
+    text = _subparser("demo").format_help()
+    assert "percent" in text and "take-profit" in text
+    for row in _display.SUMMARY_ROWS:
+        assert row.replace("_", " ") in text, row
+
+
+def test_commands_are_registered_modules() -> None:
+    assert [c.name for c in cli.commands()] == list(cli.COMMAND_MODULES)
 
 
 def test_secrets_cannot_be_passed_as_arguments() -> None:
-    help_text = cli.build_parser()._subparsers._group_actions[0].choices["watch"].format_help()  # type: ignore[union-attr]
+    help_text = _subparser("watch").format_help()
     assert "--api-key" not in help_text and "--api-secret" not in help_text
     assert "GRIDBOT_API_KEY" in help_text
 
@@ -74,16 +143,16 @@ def test_state_calls_are_the_account_reads() -> None:
 
 
 def test_plain_prints_equal_decimals_equally() -> None:
-    assert cli.plain(Decimal("5.4777790")) == cli.plain(Decimal("5.47777900")) == "5.477779"
-    assert cli.plain(Decimal("100")) == "100"
-    assert cli.plain(Decimal("-0.000")) == "0"
+    assert demo_command.plain(Decimal("5.4777790")) == demo_command.plain(Decimal("5.47777900")) == "5.477779"
+    assert demo_command.plain(Decimal("100")) == "100"
+    assert demo_command.plain(Decimal("-0.000")) == "0"
 
 
 def test_format_event_shows_fields_without_raw() -> None:
     event = TickerUpdate(exchange="bybit", timestamp=1, symbol="BTCUSDT", mark_price=Decimal("60000.10"),
                          last_price=None, index_price=None, funding_rate=Decimal("0.0001"),
                          next_funding_time=None, raw={"secretish": "x"})
-    assert cli.format_event(event) == (
+    assert watch_command.format_event(event) == (
         "TickerUpdate bybit timestamp=1 symbol=BTCUSDT mark_price=60000.10 funding_rate=0.0001")
 
 
@@ -92,14 +161,14 @@ def test_format_event_shows_fields_without_raw() -> None:
 
 @pytest.fixture
 def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cli.KEY_ENV, raising=False)
-    monkeypatch.delenv(cli.SECRET_ENV, raising=False)
+    monkeypatch.delenv(watch_command.KEY_ENV, raising=False)
+    monkeypatch.delenv(watch_command.SECRET_ENV, raising=False)
 
 
 @pytest.fixture
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cli.KEY_ENV, "key-id")
-    monkeypatch.setenv(cli.SECRET_ENV, SECRET)
+    monkeypatch.setenv(watch_command.KEY_ENV, "key-id")
+    monkeypatch.setenv(watch_command.SECRET_ENV, SECRET)
 
 
 @pytest.mark.usefixtures("no_keys")
@@ -112,7 +181,7 @@ def test_watch_without_keys_exits_2_with_a_clear_message(capsys: pytest.CaptureF
 @pytest.mark.usefixtures("no_keys")
 def test_watch_with_only_the_key_exits_2(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv(cli.KEY_ENV, "key-id")
+    monkeypatch.setenv(watch_command.KEY_ENV, "key-id")
     assert cli.main(["watch", "--exchange", "binance", "--symbol", "BTCUSDT"]) == 2
     assert "GRIDBOT_API_SECRET" in capsys.readouterr().err
 
@@ -155,8 +224,8 @@ def ctrl_c() -> None:
 def fake_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeStream]]:
     FakeStream.instances = []
     FakeStream.start_error = None
-    monkeypatch.setattr(cli, "ExchangeStream", FakeStream)
-    monkeypatch.setattr(cli, "_wait_for_interrupt", ctrl_c)
+    monkeypatch.setattr(watch_command, "ExchangeStream", FakeStream)
+    monkeypatch.setattr(watch_command, "_wait_for_interrupt", ctrl_c)
     yield FakeStream
 
 
@@ -167,7 +236,7 @@ def test_watch_prints_events_until_ctrl_c(fake_stream: type[FakeStream],
     assert code == 0
     [stream] = fake_stream.instances
     assert (stream.exchange, stream.symbol, stream.kwargs["testnet"], stream.kwargs["demo"]) == (
-        "bybit", "btcusdt", True, True)
+        "bybit", "BTCUSDT", True, True)
     assert (stream.kwargs["api_key"], stream.kwargs["api_secret"]) == ("key-id", SECRET)
     assert set(stream.callbacks) == {"on_position", "on_wallet", "on_order", "on_ticker", "on_fill"}
     assert stream.stopped
@@ -198,6 +267,32 @@ def test_watch_reports_unreachable_hosts(fake_stream: type[FakeStream],
     assert "could not connect to binance" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(60)
+def test_watch_can_be_pointed_at_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rest-url``/``--ws-url``: the real stream against a loopback Bybit, printing live events."""
+    from gridbot.emulator import BybitEmulator
+    from gridbot.emulator.engine import EngineConfig, SymbolConfig
+    from tests.e2e.helpers import wait_until
+
+    monkeypatch.setenv(watch_command.KEY_ENV, "watch-key")
+    monkeypatch.setenv(watch_command.SECRET_ENV, SECRET)
+    lines: list[str] = []
+    config = EngineConfig(symbols=(SymbolConfig("BTCUSDT", Decimal("60000")),), seed=3)
+    with BybitEmulator(config, api_key="watch-key", api_secret=SECRET, price_interval=0.02) as exchange:
+        def until_a_ticker() -> None:
+            wait_until(lambda: any(line.startswith("TickerUpdate bybit") for line in lines), what="a ticker")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(watch_command, "_wait_for_interrupt", until_a_ticker)
+        monkeypatch.setattr(watch_command, "say", lines.append)
+        code = cli.main(["watch", "--exchange", "bybit", "--symbol", "BTCUSDT",
+                         "--rest-url", exchange.endpoints.rest, "--ws-url", exchange.endpoints.ws])
+    assert code == 0
+    assert any(line.startswith("StatusUpdate bybit") and "state=connected" in line for line in lines)
+    assert any(line.startswith("TickerUpdate bybit") and "symbol=BTCUSDT" in line for line in lines)
+    assert SECRET not in "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------ demo failures
 
 
@@ -216,7 +311,7 @@ class BrokenEmulator:
 def test_demo_that_cannot_start_exits_1(monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     BrokenEmulator.stopped = 0
-    monkeypatch.setattr(cli, "_make_emulator", lambda exchange, options: BrokenEmulator())
+    monkeypatch.setattr(_demo_run, "_make_emulator", lambda exchange, options: BrokenEmulator())
     assert cli.main(["demo", "--duration", "1", "--json"]) == 1
     out, err = capsys.readouterr()
     assert "the binance demo failed to start" in err and "address already in use" in err
@@ -232,16 +327,66 @@ def _run_demo(*extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+class TerminalRun:
+    """``gridbot demo --faults`` on a pseudo-terminal of 80x24, its output collected by a thread."""
+
+    def __init__(self) -> None:
+        import fcntl
+        import os
+        import pty
+        import struct
+        import termios
+        import threading
+
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+        argv = [sys.executable, "-m", "gridbot", "demo", "--duration", "8", "--seed", "1", "--faults"]
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env)
+        os.close(slave)
+        self._master = master
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._read, name="test-pty-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import os
+
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            self.output.extend(chunk)
+        os.close(self._master)
+
+    def wait(self, timeout: float) -> tuple[int, str, str]:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return code, self.output.decode("utf-8", "replace"), ""
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 @pytest.fixture(scope="module")
 def demo_runs() -> dict[str, tuple[int, str, str]]:
-    """Both demo runs at once (they are I/O bound): 'plain' and 'faults' -> (exit code, stdout, stderr)."""
+    """The demo runs at once (they are I/O bound): 'plain' and 'faults' -> (exit code, stdout, stderr);
+    'terminal' -> (exit code, everything written to the 80x24 terminal, "")."""
     processes = {"plain": _run_demo(), "faults": _run_demo("--faults")}
+    terminal = TerminalRun()
     results = {}
     try:
         for name, process in processes.items():
             out, err = process.communicate(timeout=120)
             results[name] = (process.returncode, out, err)
+        results["terminal"] = terminal.wait(timeout=120)
     finally:
+        terminal.kill()
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
@@ -252,8 +397,9 @@ def demo_runs() -> dict[str, tuple[int, str, str]]:
 def _summary(run: tuple[int, str, str]) -> dict[str, Any]:
     code, out, err = run
     assert code == 0, f"demo exited {code}\nstdout:\n{out}\nstderr:\n{err}"
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = json.loads(out)  # stdout is exactly one JSON document: `gridbot demo --json | jq` works
     assert set(summary) == {"binance", "bybit"}
+    assert "gridbot demo: summary" in err  # the table and progress went to stderr
     return summary  # type: ignore[no-any-return]
 
 
@@ -268,6 +414,10 @@ def test_demo_end_to_end(demo_runs: dict[str, tuple[int, str, str]]) -> None:
         assert result["resyncs"] == 0, exchange
         assert result["fill_pnl_mismatches"] == [], exchange
         assert len(result["open_tp_ids"]) == result["open_tp_orders_on_exchange"], (exchange, result)
+        # The account view at the end (Bybit: sent; Binance: computed by gridbot).
+        assert Decimal(result["margin_balance"]) > 0 and Decimal(result["mm_rate"]) >= 0, (exchange, result)
+        assert "available_balance" in result, exchange
+    assert summary["bybit"]["available_balance"] is not None
     assert "test-secret" not in demo_runs["plain"][1] + demo_runs["plain"][2]
 
 
@@ -279,4 +429,161 @@ def test_demo_end_to_end_with_faults(demo_runs: dict[str, tuple[int, str, str]])
         assert result["realised_pnl"] == result["ledger_realised_pnl"], (exchange, result)
         assert result["state_rest_calls_after_start"] == 0, exchange
         assert result["resyncs"] >= 1, (exchange, result)
-    assert "fault injected: expire_listen_key" in demo_runs["faults"][1]
+    assert "fault injected: expire_listen_key" in demo_runs["faults"][2]
+
+
+# ------------------------------------------------------------------------------------------ display
+
+
+class FakeStreamForView:
+    connected = True
+
+
+class FakeRun:
+    """What the display reads of an ExchangeRun."""
+
+    def __init__(self, exchange: str, views: list[Any]) -> None:
+        self.exchange = exchange
+        self._views = views
+        self.stream = FakeStreamForView()
+        self.events_per_second = 123.0
+        self.resync_count = 2
+        self.messages: deque[str] = deque([f"{exchange}: stream resynced (snapshot of 3 symbol(s) applied)"])
+
+    def views(self) -> list[Any]:
+        return self._views
+
+    def sample_rate(self) -> None:
+        pass
+
+    def state_rest_calls_after_start(self) -> int:
+        return 0
+
+
+def _view(exchange: str, symbol: str, hedge: bool = False) -> Any:
+    from gridbot.grid import GridView, PnlChange
+
+    def slot(idx: int, side: Literal["Buy", "Sell"]) -> PositionUpdate:
+        return PositionUpdate(exchange=exchange, timestamp=1, symbol=symbol, position_idx=idx, side=side,
+                              size=D("0.123"), entry_price=D("98765.4321"), mark_price=D("99999.99"),
+                              unrealised_pnl=D("-1234.567812345"), cum_realised_pnl=D("1"))
+
+    positions = (slot(1, "Buy"), slot(2, "Sell")) if hedge else (slot(0, "Sell"),)
+    close = PnlChange(symbol, 0, D("-12.345678912"), D(0), D(2), D(1), 1)
+    return GridView(
+        exchange=exchange, symbol=symbol, paused=False, placing=True, mark_price=D("99999.999999"),
+        positions=positions, open_tp_ids=tuple(str(10**20 + i) for i in range(50)), closes=1234,
+        realised_pnl=D("-123.456798765"), recent_closes=(close,), wallet_balance=D("9637.3562253001"),
+        available_balance=D("10000"), mm_rate=D("0.0018153"), levels=(), order_errors=0, netted=0,
+        mismatches=(),
+    )
+
+
+def _render(runs: list[Any], options: Any) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    display = _display.Display(runs, options, out=io.StringIO(), live=False)
+    display.update(12.3)
+    display._lines.extend(f"WARNING a long log line {i} " + "x" * 100 for i in range(_display.LOG_LINES))
+    out = io.StringIO()
+    Console(file=out, width=80, height=24, color_system=None, force_terminal=False).print(display.render())
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("hedge", [False, True])
+def test_the_live_view_fits_80x24_with_three_symbols_on_both_exchanges(hedge: bool) -> None:
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    runs = [FakeRun(exchange, [_view(exchange, s, hedge) for s in symbols])
+            for exchange in ("binance", "bybit")]
+    options = _demo_run.DemoOptions(exchanges=("binance", "bybit"), symbols=symbols, seed=12345,
+                                    faults=True, hedge=hedge)
+    lines = _render(runs, options)
+    assert len(lines) <= 24, "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    text = "\n".join(lines)
+    assert "…" not in text.split("\nlog\n")[0]  # nothing truncated but the log lines
+    assert text.count("WARNING a long log line") == _display.LOG_LINES
+    assert text.count("bybit") >= 1 and text.count("SOLUSDT") == 2  # the Bybit half is not cut off
+    assert "99999.99 " not in text  # BTC mark at its 0.1 tick: 100000.0
+    assert "100000.0" in text and "9637.36" in text and "10000.00" in text  # balances to the cent
+    assert "-123.4568" in text and "-12.3457" in text  # PnL to 0.0001
+    assert "100000000000000000000" not in text  # TP ids are counted, not listed
+    assert "50" in text
+
+
+def test_numbers_are_quantized_for_display_only() -> None:
+    assert _display.price("BTCUSDT", D("60000")) == "60000.0"
+    assert _display.price("ETHUSDT", D("2990.4")) == "2990.40"
+    assert _display.price("BTCUSDT", None) == "-"
+    assert _display.qty("ETHUSDT", D("0.6")) == "0.60"
+    assert _display.money(D("10000")) == "10000.00" and _display.money(D("9637.3562253001")) == "9637.36"
+    assert _display.pnl(D("0")) == "+0.0000" and _display.pnl(D("-0.00001")) == "+0.0000"
+    assert _display.pnl(D("-1.23456")) == "-1.2346"
+    assert _display.rate(D("0.0018153")) == "0.18%" and _display.rate(None) == "-"
+
+
+def test_log_records_go_into_the_live_view_not_to_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import logging
+
+    root = logging.getLogger()
+    terminal = io.StringIO()
+    handler = logging.StreamHandler(terminal)
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    try:
+        runs: list[Any] = [FakeRun("bybit", [_view("bybit", "BTCUSDT")])]
+        options = _demo_run.DemoOptions(exchanges=("bybit",), symbols=("BTCUSDT",))
+        display = _display.Display(runs, options, out=io.StringIO(), live=True)
+        with display:
+            logging.getLogger("gridbot.stream").warning("bybit private: possible gap in the stream")
+            display.update(1.0)
+            shown = "\n".join(str(line) for line in display._lines)
+        logging.getLogger("gridbot.stream").warning("after the view")
+    finally:
+        root.handlers = saved
+    assert "WARNING bybit private: possible gap in the stream" in shown
+    assert "bybit: stream resynced" in shown
+    assert terminal.getvalue() == "after the view\n"  # nothing reached the terminal while the view was live
+
+
+_RAW_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (WARNING|ERROR|INFO)")
+
+
+@pytest.mark.timeout(150)
+def test_demo_with_faults_in_an_80x24_terminal_shows_one_clean_view(
+        demo_runs: dict[str, tuple[int, str, str]]) -> None:
+    """Replays what the demo wrote to its terminal through a terminal emulator (pyte): the live view is
+    redrawn in place from start to the summary - one frame header in the whole scrollback, no log line
+    written around it, both exchanges on screen - and the summary follows."""
+    import pyte
+
+    code, written, _ = demo_runs["terminal"]
+    assert code == 0, written[-3000:]
+    screen = pyte.HistoryScreen(80, 24, history=5000)
+    stream = pyte.ByteStream(screen)
+    frames_with_both = 0
+    data = written.encode()
+    for start in range(0, len(data), 4096):  # look at the screen as it evolves, not only at the end
+        stream.feed(data[start:start + 4096])
+        shown = screen.display
+        assert not any(_RAW_LOG_LINE.search(line) for line in shown), "\n".join(shown)
+        starts = {line.split(" ", 1)[0] for line in shown}
+        if {"binance", "bybit"} <= starts:
+            frames_with_both += 1
+    everything = [line.rstrip() for line in [*_history_lines(screen), *screen.display]]
+    assert frames_with_both > 0
+    assert sum(1 for line in everything if line.startswith("gridbot demo ")) == 1, "\n".join(everything)
+    assert sum(1 for line in everything if "gridbot demo: summary" in line) == 1
+    assert any("fault injected: expire_listen_key" in line for line in everything)
+    assert not any(_RAW_LOG_LINE.search(line) for line in everything)
+    assert any("state rest calls after start" in line for line in screen.display)
+
+
+def _history_lines(screen: Any) -> list[str]:
+    lines = []
+    for row in screen.history.top:
+        lines.append("".join(row[x].data for x in sorted(row)) if row else "")
+    return lines

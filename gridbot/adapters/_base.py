@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, Literal, Protocol
 
-from gridbot.events import Event, OrderUpdate
+from gridbot._account import AccountConfig
+from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize import Ignored, ListenKeyExpired
 
 __all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
 
 Channel = Literal["private", "public"]
 LinkState = Literal["up", "down", "gap", "failed"]
-Decoded = list[Event] | Ignored | ListenKeyExpired
+Decoded = Sequence[Event | AccountConfig] | Ignored | ListenKeyExpired
 
 
 class Sink(Protocol):
@@ -60,10 +61,21 @@ class Adapter(Protocol):
         (or another GridbotError) on failure, translated from the SDK's exception.
         """
 
+    def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> AccountConfig | None:
+        """REST: what a computed account view needs besides the snapshot's events (Binance: leverage
+        brackets of symbols not fetched before, leverage, margin type, multi-assets mode); None where the
+        exchange sends its account figures (Bybit).  ``full``: the account-wide seed.  Counts each request."""
+
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         """REST: the final state of orders that were open before a gap and are missing from the
         open-orders snapshot (filled or cancelled while disconnected), so trackers learn how they
         ended.  Orders the exchange no longer knows are left out.  Counts each request."""
+
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        """REST: every fill of ``symbol`` with ``since_ms <= time <= until_ms`` (exchange ms), oldest
+        first, ``is_snapshot=True`` — the fills a gap may have swallowed.  The adapter splits the
+        window and pages as its exchange documents.  Counts each request; raises like
+        ``fetch_snapshot`` (a malformed answer is an error, never "no fills")."""
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         """Normalize one raw frame (runs on the stream's worker thread; may keep decoder state,

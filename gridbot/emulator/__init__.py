@@ -20,9 +20,11 @@ are listed in the docstrings of :mod:`gridbot.emulator.engine`, :mod:`gridbot.em
 and :mod:`gridbot.emulator.bybit`.
 """
 
+from gridbot.emulator._clients import ccxt_urls
 from gridbot.emulator.binance import BinanceEmulator, BinanceFaults
 from gridbot.emulator.bybit import BybitEmulator, BybitFaults
 from gridbot.emulator.engine import Engine, EngineConfig, EngineError, SymbolConfig
+from gridbot.emulator.margin import LeverageBracket, leverage_brackets
 
 __all__ = [
     "BinanceEmulator",
@@ -32,5 +34,8 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "EngineError",
+    "LeverageBracket",
     "SymbolConfig",
+    "ccxt_urls",
+    "leverage_brackets",
 ]

@@ -18,8 +18,9 @@ Choices where Binance gives less than the event model has:
   wallet balance less isolated margin, still including margin held by cross positions and open orders).
   Neither is the balance available for new orders, so pushed WalletUpdates carry
   ``available_balance=None`` ("not sent"), and only the REST seed (balance v3 ``availableBalance``) sets
-  it.  Consumers must keep the last known value when a push carries None.  ``equity`` and ``mm_rate``
-  are never sent by these messages: None.
+  it.  Consumers must keep the last known value when a push carries None.  ``equity`` is never sent by
+  these messages: None.  The account figures (margin balance, maintenance margin, MM rate) are computed
+  by the stream (gridbot._account), not sent by Binance.
 - Position: ``mark_price`` is None on pushes (ACCOUNT_UPDATE has none; the stream merges the ticker's);
   REST positionRisk has ``markPrice``.  REST has no ``cr``, so seeded positions carry
   ``cum_realised_pnl=None``.
@@ -30,6 +31,12 @@ Choices where Binance gives less than the event model has:
   how much), else Cancelled.  ``linked_order_id`` is the child order id ``ai`` once TRIGGERED/FINISHED.
 - Order type LIQUIDATION (documented for ORDER_TRADE_UPDATE) is "Market": a forced close must not be
   dropped as an unknown enum, or its fill would be lost.
+- Forced closes: ``x`` = CALCULATED ("Liquidation Execution"; the zh-CN page: liquidation *or* ADL)
+  gives a FillUpdate like TRADE, ``exec_type`` "Adl" when the order's client id is ``adl_autoclose``
+  (documented), else "Liquidation".  Which fill fields it carries is not documented: a missing ``t``
+  becomes the trade id ``calc-<orderId>-<T>``, a missing or zero ``l`` means no fill.
+- ``GET /fapi/v1/userTrades`` rows (gap backfill) become FillUpdates with ``exec_type`` "Trade" (the row
+  does not tell a forced close) and ``is_snapshot`` True; ``commission`` is taken with its sign, as ``n``.
 """
 
 from __future__ import annotations
@@ -43,10 +50,14 @@ from typing import Any, Final, TypeVar
 from gridbot.errors import NormalizationError
 from gridbot.events import (
     Event,
+    ExecType,
     FillUpdate,
     OrderStatus,
+    OrderType,
     OrderUpdate,
+    PositionSide,
     PositionUpdate,
+    Side,
     TickerUpdate,
     WalletUpdate,
 )
@@ -55,6 +66,7 @@ from gridbot.normalize._common import Ignored, ListenKeyExpired, dec, opt_dec, t
 __all__ = [
     "EXCHANGE",
     "algo_orders_from_rest",
+    "fills_from_rest",
     "finished_algo_order_from_rest",
     "orders_from_rest",
     "parse_market_message",
@@ -71,8 +83,8 @@ _ZERO: Final = Decimal(0)
 _SHAPE_ERRORS: Final = (KeyError, TypeError, AttributeError)
 
 _POSITION_IDX: Final[Mapping[str, int]] = MappingProxyType({"BOTH": 0, "LONG": 1, "SHORT": 2})
-_SIDES: Final[Mapping[str, str]] = MappingProxyType({"BUY": "Buy", "SELL": "Sell"})
-_ORDER_TYPES: Final[Mapping[str, str]] = MappingProxyType(
+_SIDES: Final[Mapping[str, Side]] = MappingProxyType({"BUY": "Buy", "SELL": "Sell"})
+_ORDER_TYPES: Final[Mapping[str, OrderType]] = MappingProxyType(
     {
         "LIMIT": "Limit",
         "STOP": "Limit",
@@ -106,6 +118,8 @@ _ALGO_STATUSES: Final[Mapping[str, OrderStatus]] = MappingProxyType(
     }
 )
 _TAKE_PROFIT_TYPES: Final = frozenset({"TAKE_PROFIT", "TAKE_PROFIT_MARKET"})
+_FILL_EXECUTIONS: Final = frozenset({"TRADE", "CALCULATED"})
+_ADL_CLIENT_ID: Final = "adl_autoclose"
 _ALGO_LINKED_STATUSES: Final = frozenset({"TRIGGERED", "FINISHED"})
 
 
@@ -164,6 +178,14 @@ def positions_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[PositionUpdat
 def wallets_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[WalletUpdate]:
     """``GET /fapi/v3/balance`` rows: ``balance`` and ``availableBalance`` per asset."""
     return _each_row(rows, "balance", _wallet_row)
+
+
+def fills_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[FillUpdate]:
+    """``GET /fapi/v1/userTrades`` rows, sorted by trade id (the docs do not state an order; a
+    symbol's trade ids grow with time)."""
+    fills = _each_row(rows, "userTrades", _trade_row)
+    fills.sort(key=lambda fill: _id_key(fill.trade_id))
+    return fills
 
 
 def orders_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[OrderUpdate]:
@@ -228,7 +250,6 @@ def _wallet_push(row: Mapping[str, Any], timestamp: int, msg: Mapping[str, Any])
         wallet_balance=dec(row["wb"], "wb", msg),
         available_balance=None,  # `cw` is the cross wallet balance, not the available balance
         equity=None,
-        mm_rate=None,
     )
 
 
@@ -236,7 +257,8 @@ def _order_trade_update(msg: Mapping[str, Any]) -> list[Event]:
     order = msg["o"]
     timestamp = _order_time(order, msg)
     update = _order_push(order, timestamp, msg)
-    if order.get("x") == "TRADE":
+    execution = order.get("x")
+    if execution in _FILL_EXECUTIONS and (execution == "TRADE" or _dec_or_zero(order.get("l"), "l", msg)):
         return [update, _fill_push(order, update, timestamp, msg)]
     return [update]
 
@@ -270,13 +292,17 @@ def _order_push(order: Mapping[str, Any], timestamp: int, msg: Mapping[str, Any]
 def _fill_push(
     order: Mapping[str, Any], update: OrderUpdate, timestamp: int, msg: Mapping[str, Any]
 ) -> FillUpdate:
+    forced = order.get("x") == "CALCULATED"
+    trade_id = order.get("t") if forced else order["t"]
+    if forced and not trade_id:
+        trade_id = f"calc-{update.order_id}-{timestamp}"
     return FillUpdate(
         exchange=EXCHANGE,
         timestamp=timestamp,
         raw=msg,
         symbol=update.symbol,
         order_id=update.order_id,
-        trade_id=str(order["t"]),
+        trade_id=str(trade_id),
         side=update.side,
         price=dec(order["L"], "L", msg),
         qty=dec(order["l"], "l", msg),
@@ -285,7 +311,12 @@ def _fill_push(
         realised_pnl=_dec_or_zero(order.get("rp"), "rp", msg),
         is_maker=order.get("m") is True,
         position_idx=update.position_idx,
+        exec_type=_forced_type(update.client_order_id) if forced else "Trade",
     )
+
+
+def _forced_type(client_order_id: str) -> ExecType:
+    return "Adl" if client_order_id.startswith(_ADL_CLIENT_ID) else "Liquidation"
 
 
 def _algo_push(msg: Mapping[str, Any]) -> OrderUpdate:
@@ -390,7 +421,6 @@ def _wallet_row(row: Mapping[str, Any]) -> WalletUpdate:
         wallet_balance=dec(row["balance"], "balance", row),
         available_balance=opt_dec(row.get("availableBalance"), "availableBalance", row),
         equity=None,
-        mm_rate=None,
     )
 
 
@@ -451,6 +481,35 @@ def _algo_row(row: Mapping[str, Any]) -> OrderUpdate:
     )
 
 
+def _trade_row(row: Mapping[str, Any]) -> FillUpdate:
+    idx = _lookup(_POSITION_IDX, row.get("positionSide", "BOTH"), "positionSide", row)
+    maker = row["maker"]
+    if not isinstance(maker, bool):
+        raise NormalizationError(f"binance userTrades field 'maker' is not a boolean: {maker!r}", row)
+    return FillUpdate(
+        exchange=EXCHANGE,
+        timestamp=to_int(row["time"], "time", row),
+        is_snapshot=True,
+        raw=row,
+        symbol=row["symbol"],
+        order_id=str(to_int(row["orderId"], "orderId", row)),
+        trade_id=str(to_int(row["id"], "id", row)),
+        side=_lookup(_SIDES, row["side"], "side", row),
+        price=dec(row["price"], "price", row),
+        qty=dec(row["qty"], "qty", row),
+        fee=_dec_or_zero(row.get("commission"), "commission", row),
+        fee_asset=str(row.get("commissionAsset") or ""),
+        realised_pnl=opt_dec(row.get("realizedPnl"), "realizedPnl", row),
+        is_maker=maker,
+        position_idx=idx,
+    )
+
+
+def _id_key(trade_id: str) -> tuple[int, str]:
+    """Numeric ids sort as numbers."""
+    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
+
+
 def _each_row(
     rows: Iterable[Mapping[str, Any]], what: str, build: Callable[[Mapping[str, Any]], _T]
 ) -> list[_T]:
@@ -475,7 +534,7 @@ def _lookup(table: Mapping[str, _T], value: Any, name: str, raw: Any) -> _T:
         raise NormalizationError(f"binance field {name!r} has an unknown value: {value!r}", raw) from None
 
 
-def _order_type(value: Any, name: str, raw: Any) -> str:
+def _order_type(value: Any, name: str, raw: Any) -> OrderType:
     """LIMIT, STOP, TAKE_PROFIT -> Limit; MARKET and every *_MARKET type -> Market."""
     order_type = _ORDER_TYPES.get(value) if isinstance(value, str) else None
     if order_type is not None:
@@ -499,7 +558,7 @@ def _linked_order_id(status: Any, actual_id: Any) -> str | None:
     return None
 
 
-def _position_side(idx: int, amount: Decimal) -> str:
+def _position_side(idx: int, amount: Decimal) -> PositionSide:
     """One-way: the sign of the amount; hedge: the slot, or "" when the slot is flat."""
     if not amount:
         return ""

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from gridbot import ExchangeStream, NormalizationError
 from gridbot.adapters._base import Channel, Decoded, Sink
@@ -38,6 +38,11 @@ class FakeAdapter:
         self.snapshot_error: BaseException | None = None
         self.open_error: BaseException | None = None
         self.final_orders: list[Event] = []
+        self.fills: list[FillUpdate] = []  # the exchange's trade history, served by fetch_fills
+        self.fill_calls: list[tuple[str, int, int]] = []
+        self.fill_error: BaseException | None = None
+        self.account_config: Any = None
+        self.account_config_calls: list[tuple[list[str], bool]] = []
         self.fetch_orders_calls: list[list[str]] = []
         self.added: list[str] = []
         self.removed: list[str] = []
@@ -70,9 +75,21 @@ class FakeAdapter:
             raise self.snapshot_error
         return [e for e in self.snapshot if getattr(e, "symbol", None) in symbols or isinstance(e, WalletUpdate)]
 
+    def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> Any:
+        self.account_config_calls.append((list(symbols), full))
+        return self.account_config
+
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         self.fetch_orders_calls.append([o.order_id for o in orders])
         return list(self.final_orders)
+
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        self.fill_calls.append((symbol, since_ms, until_ms))
+        self.counters.add("rest_calls")
+        if self.fill_error is not None:
+            raise self.fill_error
+        return sorted((f for f in self.fills if f.symbol == symbol and since_ms <= f.timestamp <= until_ms),
+                      key=lambda f: f.timestamp)
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         if payload == "bad":
@@ -98,12 +115,15 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.statuses: list[str] = []
+        self.timeline: list[Any] = []  # events and statuses, in delivery order
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
+        self.timeline.append(event)
 
     def status(self, update: Any) -> None:
         self.statuses.append(update.state)
+        self.timeline.append(update)
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -119,13 +139,13 @@ def make_stream(fake: list[FakeAdapter], **kwargs: Any) -> tuple[ExchangeStream,
     return s, fake[-1], rec
 
 
-def position(size: str = "1", *, side: str = "Buy", ts: int = 10, cum: str | None = "0", idx: int = 0,
+def position(size: str = "1", *, side: Literal["Buy", "Sell"] = "Buy", ts: int = 10, cum: str | None = "0", idx: int = 0,
              entry: str = "100", symbol: str = "BTCUSDT", snap: bool = False, seq: int | None = None) -> PositionUpdate:
     return PositionUpdate(
         exchange="bybit", timestamp=ts, is_snapshot=snap, symbol=symbol, position_idx=idx,
         side=side if D(size) else "", size=D(size), entry_price=D(entry), mark_price=None,
         unrealised_pnl=D("0"), cum_realised_pnl=None if cum is None else D(cum),
-        raw={} if seq is None else {"seq": seq},
+        seq=seq,
     )
 
 
@@ -155,7 +175,7 @@ def ticker(mark: str, *, ts: int = 10, symbol: str = "BTCUSDT") -> TickerUpdate:
 
 def wallet(balance: str, *, ts: int = 10, snap: bool = False) -> WalletUpdate:
     return WalletUpdate(exchange="bybit", timestamp=ts, is_snapshot=snap, coin="USDT",
-                        wallet_balance=D(balance), available_balance=None, equity=None, mm_rate=None)
+                        wallet_balance=D(balance), available_balance=None, equity=None)
 
 
 def no_gridbot_threads() -> bool:

@@ -32,7 +32,8 @@ from gridbot.events import (
 from gridbot.journal._codec import codec_for
 from gridbot.journal._lock import WriterLock
 from gridbot.journal._schema import SCHEMA_VERSION, TABLES, migrate, schema_version
-from gridbot.journal._writer import Cursor, Writer, connect
+from gridbot.journal._cursors import FillCursors
+from gridbot.journal._writer import Writer, connect
 
 __all__ = ["Journal", "Restored"]
 
@@ -56,6 +57,7 @@ class Restored:
     wallets: list[WalletUpdate]
     fills: list[FillUpdate]  # the recent ones, exchange order: the dedupe memory of a backfill
     backfill_from: dict[str, int]  # symbol -> ms: every fill before it is journaled
+    live_since: dict[str, int]  # symbol -> ms: when it first went live on this journal
 
 
 def _now_ms() -> int:
@@ -164,10 +166,13 @@ class Journal:
             return
         self._writer.put(event)
 
-    def record_cursor(self, exchange: str, symbol: str, backfill_from_ms: int) -> None:
-        """The stream's fill bookkeeping: every fill of ``symbol`` before this time is delivered."""
-        if self._writer is not None:
-            self._writer.put(Cursor(exchange, symbol, backfill_from_ms))
+    def track_fills(self, exchange: str) -> FillCursors:
+        """The stream's fill bookkeeping, journaled with every batch (see ``_cursors``)."""
+        self._check_writable()
+        cursors = FillCursors(exchange)
+        assert self._writer is not None
+        self._writer.track(cursors)
+        return cursors
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is committed; False on timeout."""
@@ -187,6 +192,8 @@ class Journal:
             self._attached.add(exchange)
 
     def detach(self, exchange: str) -> None:
+        if self._writer is not None:
+            self._writer.untrack(exchange)
         with self._read_lock:
             self._attached.discard(exchange)
 
@@ -238,8 +245,10 @@ class Journal:
 
     def restore(self, exchange: str) -> Restored:
         """The bookkeeping a stream of ``exchange`` resumes from (see ExchangeStream's journal)."""
-        cursors = {s: int(ms) for s, ms in self._query(
-            "SELECT symbol, backfill_from_ms FROM cursors WHERE exchange = ?", [exchange])}
+        rows = self._query("SELECT symbol, backfill_from_ms, live_since_ms FROM cursors WHERE exchange = ?",
+                           [exchange])
+        cursors = {symbol: int(since) for symbol, since, _ in rows}
+        live = {symbol: int(since if live is None else live) for symbol, since, live in rows}
         fills: list[FillUpdate] = []
         for symbol, since in cursors.items():
             fills.extend(self.fills(symbol, since - _RESTORE_FILL_MARGIN_MS, exchange=exchange))
@@ -250,6 +259,7 @@ class Journal:
             wallets=self.wallets(exchange=exchange),
             fills=fills[-_RESTORE_FILL_LIMIT:],
             backfill_from=cursors,
+            live_since=live,
         )
 
     def _select(self, table: str, where: list[str], args: list[Any], *, order: str) -> list[Any]:

@@ -168,7 +168,8 @@ CREATE TABLE pnl_changes (
     journaled_ms      INTEGER NOT NULL
 );
 -- The stream's fill bookkeeping per symbol: a restart backfills fills from backfill_from_ms
--- (every fill before it is in the journal); last_fill_ms is the newest journaled fill.
+-- (every fill before it is in the journal); last_fill_ms is the newest journaled fill;
+-- live_since_ms (v2) when the symbol first went live on this journal.
 CREATE TABLE cursors (
     exchange          TEXT    NOT NULL,
     symbol            TEXT    NOT NULL,
@@ -193,10 +194,16 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V1)
 
 
+def _v2_live_since(conn: sqlite3.Connection) -> None:
+    """When each symbol first went live on this journal: a restart never replays older fills."""
+    conn.execute("ALTER TABLE cursors ADD COLUMN live_since_ms INTEGER")
+
+
 # Migration N takes a file from version N-1 to N.  Add a function here (never edit an old one) and
 # bump SCHEMA_VERSION; tests/journal/test_schema.py checks that every version upgrades to the latest.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
+    2: _v2_live_since,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

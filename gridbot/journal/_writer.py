@@ -20,9 +20,10 @@ from typing import Any
 
 from gridbot.events import OPEN_ORDER_STATUSES, FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
 from gridbot.journal._codec import codec_for, decimal_text
+from gridbot.journal._cursors import FillCursors
 from gridbot.journal._schema import TABLES, TableSpec
 
-__all__ = ["Cursor", "Flush", "Writer", "connect"]
+__all__ = ["Flush", "Writer", "connect"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +32,6 @@ _RETRY_FIRST = 0.1
 _RETRY_MAX = 5.0
 _ZERO = Decimal(0)
 _Slot = tuple[str, str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """The stream's fill bookkeeping for one symbol: every fill before ``backfill_from_ms`` is delivered."""
-
-    exchange: str
-    symbol: str
-    backfill_from_ms: int
 
 
 class Flush:
@@ -88,8 +80,9 @@ _FILL_CURSOR = (
     "last_fill_ms = MAX(COALESCE(cursors.last_fill_ms, excluded.last_fill_ms), excluded.last_fill_ms)"
 )
 _STREAM_CURSOR = (
-    "INSERT INTO cursors (exchange, symbol, backfill_from_ms) VALUES (?, ?, ?) "
-    "ON CONFLICT (exchange, symbol) DO UPDATE SET backfill_from_ms = excluded.backfill_from_ms"
+    "INSERT INTO cursors (exchange, symbol, backfill_from_ms, live_since_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (exchange, symbol) DO UPDATE SET backfill_from_ms = excluded.backfill_from_ms, "
+    "live_since_ms = COALESCE(cursors.live_since_ms, excluded.live_since_ms)"
 )
 _UPSERT_PNL = (
     "INSERT INTO pnl (exchange, symbol, position_idx, cum_realised_pnl, realised, timestamp) "
@@ -114,8 +107,17 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._cursor_sources: list[FillCursors] = []
         self.committed_fills = 0
         self.write_errors = 0
+
+    def track(self, cursors: FillCursors) -> None:
+        """Journal ``cursors`` with every batch (see :mod:`gridbot.journal._cursors`)."""
+        self._cursor_sources = [*[c for c in self._cursor_sources if c.exchange != cursors.exchange],
+                                cursors]
+
+    def untrack(self, exchange: str) -> None:
+        self._cursor_sources = [c for c in self._cursor_sources if c.exchange != exchange]
 
     # -------------------------------------------------------------- any thread
 
@@ -193,6 +195,8 @@ class Writer:
                 break
             except sqlite3.Error:
                 self._pnl = pnl_before
+                for source in self._cursor_sources:
+                    source.mark_changed()
                 self.write_errors += 1
                 if self._closed:
                     logger.exception("journal %s: closing; %d item(s) could not be written (a restart "
@@ -223,8 +227,21 @@ class Writer:
                 # Bad input, not a bad disk: skip this item, keep the rest of the batch.
                 self.write_errors += 1
                 logger.exception("journal %s: could not journal %r; skipped", self._path, item)
+        sources = self._cursor_sources
+        for source in sources:
+            self._write_cursors(conn, source)
         conn.execute("COMMIT")
         self.committed_fills += new_fills
+        fills = [item for item in batch if isinstance(item, FillUpdate)]
+        for source in sources:
+            source.committed(f for f in fills if f.exchange == source.exchange)
+
+    @staticmethod
+    def _write_cursors(conn: sqlite3.Connection, source: FillCursors) -> None:
+        """In the batch's transaction, before its fills count as committed: a cursor never runs ahead."""
+        cursors = source.cursors()
+        for symbol, (live_since, backfill_from) in (cursors or {}).items():
+            conn.execute(_STREAM_CURSOR, (source.exchange, symbol, backfill_from, live_since))
 
     def _write_item(self, conn: sqlite3.Connection, item: Any, now: int) -> int:
         """Write one item; returns 1 for a fill the journal did not have yet."""
@@ -238,8 +255,6 @@ class Writer:
             conn.execute(_UPSERT_ORDER, (*values, now))
         elif isinstance(item, WalletUpdate):
             conn.execute(_UPSERT_WALLET, (*codec_for(_WALLETS).values(item), now))
-        elif isinstance(item, Cursor):
-            conn.execute(_STREAM_CURSOR, (item.exchange, item.symbol, item.backfill_from_ms))
         return 0
 
     @staticmethod

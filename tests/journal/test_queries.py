@@ -137,12 +137,29 @@ def test_restore_gives_the_stream_its_bookkeeping(journal: Journal) -> None:
     write(journal, position("5"), order("1"), order("2", "Cancelled"), wallet("100", "90"),
           fill("old", timestamp=1_000), fill("new", timestamp=9_000_000), fill("eth", symbol="ETHUSDT"),
           fill("other", exchange="binance"))
-    journal.record_cursor("bybit", "BTCUSDT", 9_000_000)
+    cursors = journal.track_fills("bybit")
+    cursors.publish({"BTCUSDT": (500, 9_000_000)})
+    journal.record(position("6", timestamp=9_000_001))  # cursors are written with a batch
     assert journal.flush()
     restored = journal.restore("bybit")
-    assert [p.cum_realised_pnl for p in restored.positions] == [D("5")]
+    assert [p.cum_realised_pnl for p in restored.positions] == [D("6")]
     assert [o.order_id for o in restored.open_orders] == ["1"]
     assert [w.wallet_balance for w in restored.wallets] == [D("100")]
     assert restored.backfill_from == {"BTCUSDT": 9_000_000, "ETHUSDT": 1_000}
+    assert restored.live_since == {"BTCUSDT": 500, "ETHUSDT": 1_000}
     # the dedupe memory covers an hour before each cursor: "old" (2.5 h earlier) is not needed
     assert [f.trade_id for f in restored.fills] == ["eth", "new"]
+
+
+def test_the_backfill_cursor_never_runs_ahead_of_uncommitted_fills(journal: Journal) -> None:
+    cursors = journal.track_fills("bybit")
+    cursors.publish({"BTCUSDT": (100, 5_000)})  # the stream's bound: every older fill was accepted
+    in_flight = fill("backfilled", timestamp=2_000)
+    cursors.accepted(in_flight)  # accepted (a gap's fill), not delivered yet
+    write(journal, fill("live", timestamp=5_000))
+    assert journal.restore("bybit").backfill_from == {"BTCUSDT": 2_000}
+    write(journal, in_flight)  # its own batch still journals the older cursor...
+    assert journal.restore("bybit").backfill_from == {"BTCUSDT": 2_000}
+    write(journal, position("1"))  # ...the next one, once it is committed, the stream's bound
+    assert journal.restore("bybit").backfill_from == {"BTCUSDT": 5_000}
+    assert journal.restore("bybit").live_since == {"BTCUSDT": 100}

@@ -18,7 +18,10 @@ REST (JSON; errors ``{"code": -NNNN, "msg": ...}`` with Binance's HTTP status):
   ``GET /fapi/v1/openOrders``, ``GET /fapi/v1/openAlgoOrders``, ``GET|POST|DELETE /fapi/v1/order``,
   ``DELETE /fapi/v1/allOpenOrders``, ``GET|POST|DELETE /fapi/v1/algoOrder``,
   ``DELETE /fapi/v1/algoOpenOrders``, ``GET|POST /fapi/v1/positionSide/dual``,
-  ``GET /fapi/v1/userTrades`` (below).
+  ``GET /fapi/v1/userTrades`` (below), ``GET /fapi/v1/leverageBracket`` (JSON numbers; a list, one
+  object with ``symbol``), ``POST /fapi/v1/leverage`` (-4028 invalid, -2027 above the brackets' cap;
+  pushes ACCOUNT_CONFIG_UPDATE ``ac`` {s, l}), ``GET /fapi/v2/account`` and ``/fapi/v3/account`` (the
+  engine's totals, single-asset mode; v3 lists slots with a position or open-order margin, v2 all).
 - ``GET /fapi/v1/userTrades`` (Account-Trade-List): ``symbol`` required; ``orderId``; ``fromId`` (that
   trade and later ones; with ``startTime``/``endTime`` -1128); ``startTime``/``endTime`` at most 7 days
   apart (-1127), neither = the last 7 days of the injected clock; ``limit`` 1..1000, default 500 (outside:
@@ -30,7 +33,8 @@ REST (JSON; errors ``{"code": -NNNN, "msg": ...}`` with Binance's HTTP status):
 - order rejections: -2022 reduce-only, -2019 margin, -4061 position side, -1106 ``reduceOnly`` in hedge mode,
   -5022 post-only (GTX) would take, -2021 conditional would trigger at once, -4120 conditional type sent to
   ``/order``, -1111 quantity step, -4014 price tick, -1121 symbol, -2011/-2013 unknown order,
-  -4116 duplicate client id, -4059/-4067/-4068 position-mode changes.
+  -4116 duplicate client id, -4059/-4067/-4068 position-mode changes, -4164 an opening order below the
+  symbol's minimum notional (reduce-only: any size).
 
 WebSockets (aiohttp answers client pings):
 
@@ -87,8 +91,9 @@ Known differences from the real exchange
   ``n``/``N`` appear on TRADE frames only.  No FUNDING_FEE, TRADE_LITE, MARGIN_CALL,
   ACCOUNT_CONFIG_UPDATE or STRATEGY_UPDATE events.  Frames of different event types are always in
   engine order here; Binance does not guarantee that (a client must not rely on it).
-- positionRisk: ``liquidationPrice`` "0", ``adl`` 0, ``breakEvenPrice`` = entry, margins from the one
-  configured leverage.  Balance lists the margin coin only.
+- positionRisk: ``liquidationPrice`` "0", ``adl`` 0, ``breakEvenPrice`` = entry, margins from the
+  symbol's leverage and bracket.  Balance and account list the margin coin only; ``feeTier`` 0, no
+  ``notionalCoef``; ``maxWithdrawAmount`` = available balance.
 - Listen key: one per account; POST returns the active key (extended) or a new one; PUT without a
   ``listenKey`` extends the active key; expiry (60 min on the injected clock) is checked every 0.5 s;
   DELETE closes the key's sockets without an event.  A socket opened with an unknown or expired key is
@@ -125,6 +130,12 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import WSMsgType, web
 
+from gridbot.emulator._binance_account import (
+    SlotMargins,
+    account_information,
+    leverage_bracket_row,
+    leverage_response,
+)
 from gridbot.emulator._runner import LoopbackServer, Ticker
 from gridbot.emulator.engine import (
     Engine,
@@ -133,6 +144,7 @@ from gridbot.emulator.engine import (
     EngineEvent,
     Fill,
     FillEvent,
+    LeverageEvent,
     Order,
     OrderEvent,
     Position,
@@ -184,6 +196,8 @@ _ENGINE_ERRORS: Final[Mapping[str, tuple[int, int, str]]] = {
     "bad_order_type": (400, -1116, "Invalid orderType."),
     "reduce_only_rejected": (400, -2022, "ReduceOnly Order is rejected."),
     "insufficient_balance": (400, -2019, "Margin is insufficient."),
+    "min_notional": (400, -4164, "Order's notional must be no smaller than the minimum notional "
+                                 "(unless you choose reduce only)."),
     "bad_position_idx": (400, -4061, "Order's position side does not match user's setting."),
     "would_immediately_trigger": (400, -2021, "Order would immediately trigger."),
 }
@@ -471,11 +485,11 @@ def _signed_amount(position: Position) -> Decimal:
     return -position.size if position.side == "Sell" else position.size
 
 
-def _rest_position(position: Position, mark: Decimal, leverage: Decimal, mmr: Decimal) -> dict[str, Any]:
-    """A row of GET /fapi/v3/positionRisk."""
+def _rest_position(position: Position, mark: Decimal) -> dict[str, Any]:
+    """A row of GET /fapi/v3/positionRisk (margins from the engine: the symbol's leverage and bracket)."""
     amount = _signed_amount(position)
     notional = amount * mark
-    initial = abs(notional) / leverage if leverage else Decimal(0)
+    initial = position.initial_margin
     return {
         "symbol": position.symbol,
         "positionSide": _PS_BY_IDX[position.position_idx],
@@ -490,7 +504,7 @@ def _rest_position(position: Position, mark: Decimal, leverage: Decimal, mmr: De
         "marginAsset": "USDT",
         "isolatedWallet": "0",
         "initialMargin": _fmt(initial),
-        "maintMargin": _fmt(abs(notional) * mmr),
+        "maintMargin": _fmt(position.maintenance_margin),
         "positionInitialMargin": _fmt(initial),
         "openOrderInitialMargin": "0",
         "adl": 0,
@@ -909,6 +923,10 @@ class _Translator:
                 self._on_order(event, frames)
         elif isinstance(event, PriceEvent):
             frames.append((PUBLIC, _MarketItem(event.prices.symbol, _mark_price_data(event.prices))))
+        elif isinstance(event, LeverageEvent):
+            config = {"e": "ACCOUNT_CONFIG_UPDATE", "E": event.timestamp, "T": event.timestamp,
+                      "ac": {"s": event.symbol, "l": int(event.leverage)}}
+            frames.append((PRIVATE, _dumps(config)))
 
     def _flush_positions(self, frames: list[tuple[str, Any]]) -> None:
         """Slots changed without a wallet change (not expected from the engine): report them alone."""
@@ -1433,6 +1451,10 @@ class BinanceEmulator:
             (delete, "/fapi/v1/algoOrder", self._signed(self._cancel_algo)),
             (delete, "/fapi/v1/algoOpenOrders", self._signed(self._cancel_all_algos)),
             (get, "/fapi/v1/userTrades", self._signed(self._user_trades)),
+            (get, "/fapi/v1/leverageBracket", self._signed(self._leverage_bracket)),
+            (post, "/fapi/v1/leverage", self._signed(self._change_leverage)),
+            (get, "/fapi/v2/account", self._signed(lambda params: self._account(v2=True))),
+            (get, "/fapi/v3/account", self._signed(lambda params: self._account(v2=False))),
             (get, "/fapi/v1/positionSide/dual", self._signed(self._get_dual)),
             (post, "/fapi/v1/positionSide/dual", self._signed(self._set_dual)),
             (get, "/private/ws", self._private_ws),
@@ -1574,8 +1596,7 @@ class BinanceEmulator:
     def _position_risk(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """v3: only symbols with a position or an open order; every slot of such a symbol."""
         wanted = self._symbol_param(params, required=False)
-        engine, cfg = self._engine, self._config
-        now = self._clock()
+        engine = self._engine
         rows = []
         with engine.lock:  # one consistent snapshot
             slots = (1, 2) if engine.hedge_mode else (0,)
@@ -1585,8 +1606,8 @@ class BinanceEmulator:
             for symbol in symbols:
                 mark = engine.prices(symbol).mark
                 for idx in slots:
-                    position = touched.get((symbol, idx)) or _flat_position(symbol, idx, mark, now)
-                    rows.append(_rest_position(position, mark, cfg.leverage, cfg.maintenance_margin_rate))
+                    position = touched.get((symbol, idx)) or engine.position(symbol, idx)
+                    rows.append(_rest_position(position, mark))
         return rows
 
     def _balance(self, params: dict[str, str]) -> list[dict[str, Any]]:
@@ -1618,6 +1639,35 @@ class BinanceEmulator:
                 for o in self._engine.open_orders(symbol)
                 if o.is_conditional and o.status == "Untriggered"
             ]
+
+    def _leverage_bracket(self, params: dict[str, str]) -> Any:
+        """A list of every symbol's brackets; one object when ``symbol`` is sent (as documented)."""
+        symbol = self._symbol_param(params, required=False)
+        if symbol is not None:
+            return leverage_bracket_row(symbol, self._engine.brackets(symbol))
+        return [leverage_bracket_row(s, self._engine.brackets(s)) for s in self._engine.symbols]
+
+    def _change_leverage(self, params: dict[str, str]) -> dict[str, Any]:
+        symbol = self._symbol_param(params, required=True) or ""
+        leverage = _int_param(params, "leverage")
+        try:
+            self._engine.set_leverage(symbol, leverage)
+        except EngineError as exc:
+            if exc.code == "leverage_exceeds_notional":
+                raise _ApiError(400, -2027, "Exceeded the maximum allowable position at current "
+                                            "leverage.") from None
+            raise _ApiError(400, -4028, f"Leverage {leverage} is not valid") from None
+        return leverage_response(symbol, Decimal(leverage), self._engine.brackets(symbol))
+
+    def _account(self, *, v2: bool) -> dict[str, Any]:
+        engine = self._engine
+        with engine.lock:  # one consistent snapshot
+            slots: list[SlotMargins] = []
+            for symbol in engine.symbols:
+                for idx in ((1, 2) if engine.hedge_mode else (0,)):
+                    slots.append((engine.position(symbol, idx), engine.open_order_margin(symbol, idx),
+                                  engine.brackets(symbol)))
+            return account_information(engine.wallet(), slots, v2=v2)
 
     def _user_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """GET /fapi/v1/userTrades: the symbol's fills (forced closes included), ascending by id."""

@@ -28,6 +28,8 @@ and ``X-BAPI-SIGN`` = HMAC-SHA256(secret, timestamp + key + recvWindow + raw que
   ``CreateByStopLoss``; ``"0"`` cancels it).
 - ``POST /v5/position/switch-mode`` (mode 0 one-way, 3 hedge; 110025 when unchanged, 110024 with an open
   position, 110028 with open orders).
+- ``POST /v5/position/set-leverage`` (``buyLeverage`` = ``sellLeverage``, cross margin; 110043 when
+  unchanged; pushes the symbol's position rows with the new leverage and margins).
 - ``GET  /v5/execution/list`` (category=linear; newest first by ``execTime``; ``orderId`` > ``orderLinkId`` >
   ``symbol`` as documented, ``execType``, ``startTime``/``endTime`` by the documented 7-day rules (more:
   10001), ``limit`` 1..100 default 50, ``cursor``/``nextPageCursor`` ("" at the end)).  Rows are the
@@ -93,9 +95,10 @@ Known mismatches with the real exchange:
   ``EC_PostOnlyWillTakeLiquidity``).  Reduce-only conditionals of a position that goes flat end
   ``Deactivated`` (cancelType ``CancelByTpSlTsClear``).
 - Non-conditional orders have ``stopOrderType`` ``""`` on the socket and ``"UNKNOWN"`` on REST and in
-  executions (as in the observed and documented samples).  ``closedPnl``, ``breakEvenPrice``, risk limits,
-  ``liqPrice`` and margin figures are simplified; IM is size x mark / leverage; account rates are sent
-  with the engine's full precision (Bybit rounds them).
+  executions (as in the observed and documented samples).  ``closedPnl``, ``breakEvenPrice``, risk limits
+  and ``liqPrice`` are simplified; position and account margins are the engine's (Binance's bracket
+  formulas, not Bybit's risk-limit tiers); account rates are sent with 8 decimals.  A never-traded
+  slot's ``createdTime`` is the emulator's start.
 - Position mode is account-wide (Bybit switches it per symbol or coin).
 - WS auth failures always say ``Params Error``; a private subscribe before auth answers
   ``{"success":false,"ret_msg":"Request not authorized",...}`` (the exact v5 wording is not documented).
@@ -135,6 +138,7 @@ from gridbot.emulator.engine import (
     EngineEvent,
     Fill,
     FillEvent,
+    LeverageEvent,
     Order,
     OrderEvent,
     Position,
@@ -251,6 +255,9 @@ _ENGINE_ERRORS: Final[dict[str, tuple[int, str]]] = {
     "bad_order_type": (10001, "params error: orderType invalid"),
     "reduce_only_rejected": (110017, "Reduce-only rule not satisfied"),
     "insufficient_balance": (110007, "ab not enough for new order"),
+    "min_notional": (110094, "Order does not meet minimum order value"),
+    "bad_leverage": (10001, "leverage invalid"),
+    "leverage_exceeds_notional": (110013, "cannot set leverage, due to risk limit"),
     "bad_position_idx": (10001, "position idx not match position mode"),
     "duplicate_client_order_id": (110072, "OrderLinkedID is duplicate"),
     "would_immediately_trigger": (110092, "trigger_price is already crossed by the current price"),
@@ -534,8 +541,21 @@ class _Translator:
                 return [self._on_position(event)]
             if isinstance(event, WalletEvent):
                 return [self._push("wallet", self._wallet_row(event.wallet), event.timestamp)]
+            if isinstance(event, LeverageEvent):
+                return self._on_leverage(event)
             self._prices[event.prices.symbol] = event.prices
             return []
+
+    def _on_leverage(self, event: LeverageEvent) -> list[_Push]:
+        """Bybit pushes the symbol's position rows (new leverage and margins); ``seq`` stays the last
+        trade's, as documented for settings changes."""
+        pushes = []
+        for pos in event.positions:
+            key = (pos.symbol, pos.position_idx)
+            self._slot_created.setdefault(key, event.timestamp)
+            self._positions[key] = pos
+            pushes.append(self._push("position", self._position_row(pos, rest=False), event.timestamp))
+        return pushes
 
     def _push(self, kind: str, row: _Row, timestamp: int) -> _Push:
         return _Push(kind, row, timestamp, f"{_UID}{_uuid_like('push', next(self._push_seq))}")
@@ -721,11 +741,11 @@ class _Translator:
 
     def _position_row(self, pos: Position, *, rest: bool) -> _Row:
         key = (pos.symbol, pos.position_idx)
-        leverage = self._config.leverage
+        leverage = pos.leverage
         mark = pos.mark_price
         value = pos.size * pos.entry_price
-        im = pos.size * mark / leverage
-        mm = pos.size * mark * self._config.maintenance_margin_rate
+        im = pos.initial_margin
+        mm = pos.maintenance_margin
         cur = pos.cum_realised_net - self._cur_base.get(key, pos.cum_realised_net) if pos.size > 0 else _ZERO
         row: _Row = {
             "positionIdx": pos.position_idx,
@@ -777,10 +797,12 @@ class _Translator:
         return order.trigger_price
 
     def _wallet_row(self, wallet: Wallet) -> _Row:
-        im = wallet.initial_margin
+        """Account totals are the engine's (Binance-formula) figures: IM = positions' + open orders',
+        MM = sum of the slots' bracket MM, rates over the margin balance."""
+        im = wallet.total_initial_margin
         equity = wallet.equity
-        im_rate = (im / equity).quantize(Decimal("1E-8")) if equity > 0 else _ZERO
-        margin_balance = wallet.wallet_balance + wallet.unrealised_pnl
+        margin_balance = wallet.margin_balance
+        im_rate = (im / margin_balance).quantize(Decimal("1E-8")) if margin_balance > 0 else _ZERO
         coin = {
             "coin": wallet.coin,
             "equity": _s(equity),
@@ -791,7 +813,7 @@ class _Translator:
             "borrowAmount": "0",
             "accruedInterest": "0",
             "totalOrderIM": _s(wallet.order_margin),
-            "totalPositionIM": _s(im),
+            "totalPositionIM": _s(wallet.initial_margin),
             "totalPositionMM": _s(wallet.maintenance_margin),
             "unrealisedPnl": _s(wallet.unrealised_pnl),
             "cumRealisedPnl": _s(wallet.wallet_balance - self._config.wallet_balance),
@@ -827,17 +849,20 @@ class _Translator:
         with self._lock:
             return [self._position_row(p, rest=True) for p in positions]
 
-    def flat_position_row(self, symbol: str, position_idx: int, mark: Decimal) -> _Row:
-        """A slot never traded: Bybit still lists it (symbol query) with zeros."""
+    def flat_position_row(self, symbol: str, position_idx: int, mark: Decimal, leverage: Decimal,
+                          created: int) -> _Row:
+        """A slot never traded: Bybit still lists it (symbol query) with zeros, ``seq`` -1 and the
+        account's creation time (``created``: the emulator's start)."""
         with self._lock:
             return {
                 "positionIdx": position_idx, "tradeMode": 0, "riskId": 1, "riskLimitValue": "2000000",
                 "symbol": symbol, "side": "", "size": "0", "avgPrice": "0", "sessionAvgPrice": "",
-                "leverage": _s(self._config.leverage), "breakEvenPrice": "0", "positionValue": "0",
+                "leverage": _s(leverage), "breakEvenPrice": "0", "positionValue": "0",
                 "positionBalance": "0", "markPrice": _s(mark), "positionIM": "0", "positionIMByMp": "0",
                 "positionMM": "0", "positionMMByMp": "0",
                 "takeProfit": "0", "stopLoss": "0", "trailingStop": "0", "unrealisedPnl": "0",
-                "curRealisedPnl": "0", "cumRealisedPnl": "0", "createdTime": "0", "updatedTime": "0",
+                "curRealisedPnl": "0", "cumRealisedPnl": "0",
+                "createdTime": str(created), "updatedTime": str(created),
                 "tpslMode": "Full", "liqPrice": "", "bustPrice": "", "positionStatus": "Normal",
                 "adlRankIndicator": 0, "autoAddMargin": 0, "leverageSysUpdatedTime": "",
                 "mmrSysUpdateTime": "", "seq": -1, "isReduceOnly": False,
@@ -1085,6 +1110,7 @@ class BybitEmulator:
         self._price_interval = price_interval
         self._clock = clock if clock is not None else _wall_ms
         self._engine = Engine(self._config, self._clock)
+        self._created = self._clock()
         self._ids = _IdBook()
         self._translator = _Translator(self._config, self._ids)
         self._faults = BybitFaults()
@@ -1109,6 +1135,7 @@ class BybitEmulator:
             ("POST", "/v5/order/cancel"): (self._order_cancel, True),
             ("POST", "/v5/position/trading-stop"): (self._trading_stop, True),
             ("POST", "/v5/position/switch-mode"): (self._switch_mode, True),
+            ("POST", "/v5/position/set-leverage"): (self._set_leverage, True),
             ("GET", "/v5/market/time"): (self._market_time, False),
             ("GET", "/v5/market/tickers"): (self._market_tickers, False),
         }
@@ -1427,8 +1454,9 @@ class BybitEmulator:
         positions = [p for p in self._engine.positions(symbol) if p.position_idx in slots]
         rows = dict(zip((p.position_idx for p in positions), self._translator.rest_position_rows(positions),
                         strict=True))
-        mark = self._engine.prices(symbol).mark
-        return [rows.get(idx) or self._translator.flat_position_row(symbol, idx, mark) for idx in slots]
+        mark, leverage = self._engine.prices(symbol).mark, self._engine.leverage(symbol)
+        flat = self._translator.flat_position_row
+        return [rows.get(idx) or flat(symbol, idx, mark, leverage, self._created) for idx in slots]
 
     def _wallet_balance(self, params: _Row) -> _Row:
         if params.get("accountType") != "UNIFIED":
@@ -1643,6 +1671,18 @@ class BybitEmulator:
         if any(p.size > 0 for p in self._engine.positions()):
             raise _RestError(110024, "You have an existing position, so position mode cannot be switched")
         self._engine.set_hedge_mode(hedge)
+        return {}
+
+    def _set_leverage(self, params: _Row) -> _Row:
+        """Cross margin: ``buyLeverage`` must equal ``sellLeverage``; unchanged is 110043."""
+        self._require_linear_only(params)
+        symbol = self._require_symbol(params.get("symbol"))
+        buy, sell = _dec(params, "buyLeverage"), _dec(params, "sellLeverage")
+        if buy != sell or buy is None:
+            raise _RestError(10001, "params error: buyLeverage must equal sellLeverage in cross margin")
+        if buy == self._engine.leverage(symbol):
+            raise _RestError(110043, "Set leverage not modified")
+        self._engine.set_leverage(symbol, buy)
         return {}
 
     def _market_time(self, params: _Row) -> _Row:

@@ -31,9 +31,16 @@ Semantics
   refused (``would_immediately_trigger``, as Binance does).  On trigger it becomes "Triggered" with
   ``child_id`` set, and a child order (``parent_id``) is placed like a regular one; when the child ends,
   the conditional ends "Filled" (exec_type "Filled") or "Cancelled".
-- Wallet: balance = start + realised - fees; equity = balance + unrealised; initial margin =
-  notional at mark / leverage; available = equity - initial margin - open-order margin (floor 0);
-  maintenance margin = notional * rate; mm_rate = maintenance margin / equity.
+- Account (Binance's documented cross-margin formulas, :mod:`gridbot.emulator.margin`): wallet balance =
+  start + realised - fees; margin balance (= equity) = wallet + unrealised PnL (at mark); per slot,
+  initial margin = |notional| / the symbol's leverage and maintenance margin = |notional| *
+  maintMarginRatio - cum of the bracket with floor < |notional| <= cap (``SymbolConfig.brackets``); open
+  orders' initial margin = the part that would open or increase / leverage (at the limit price, last for
+  Market); available = max(0, margin balance - positions' IM - open orders' IM); mm_rate = maintenance /
+  margin balance.  ``set_leverage`` (integer, up to the first bracket's initial leverage, refused when a
+  slot is above the brackets' cap at that leverage) emits a LeverageEvent.
+- An order that opens or increases must be worth ``SymbolConfig.min_notional`` (price * qty; Market at
+  last): ``EngineError("min_notional")``; reducing orders may be any size.
 - Forced closes: ``liquidate(symbol, position_idx, price, kind)`` closes a whole slot at ``price`` with
   an exchange-made Market order (``Order.forced`` / ``Fill.forced`` = "liquidation" | "adl"; taker fee
   for a liquidation, none for ADL).  The engine never liquidates on its own: a test decides when.
@@ -47,10 +54,10 @@ Semantics
 Known differences from the real exchanges
 -----------------------------------------
 No order book, no partial fills, no slippage (a marketable limit fills at its own price, not better);
-no funding charges, no automatic liquidation or ADL (only ``liquidate``), no leverage or margin-mode
-changes, per-symbol leverage or risk
-tiers; margin is simplified (single cross account in one coin, fees not reserved, conditionals reserve
-nothing); no time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
+no funding charges, no automatic liquidation or ADL (only ``liquidate``); cross margin in one coin only
+(no isolated margin, no multi-assets mode), fees not reserved, conditionals reserve nothing, the
+bracket of a hedge-mode slot is found from that slot's own notional (⚠ Binance does not say); no
+time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
 index = last; prices move only on ``step``/``set_price``.
 """
 
@@ -65,6 +72,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from gridbot.emulator.margin import (
+    DEFAULT_BRACKETS,
+    LeverageBracket,
+    bracket_for,
+    initial_margin,
+    maintenance_margin,
+    max_notional,
+    round8,
+)
+
 __all__ = [
     "Engine",
     "EngineConfig",
@@ -73,6 +90,8 @@ __all__ = [
     "Fill",
     "FillEvent",
     "LedgerEntry",
+    "LeverageBracket",
+    "LeverageEvent",
     "Order",
     "OrderEvent",
     "Position",
@@ -105,6 +124,9 @@ class SymbolConfig:
     qty_step: Decimal = Decimal("0.001")
     volatility: float = 0.0005  # relative std-dev of one step of the random walk
     funding_rate: Decimal = Decimal("0.0001")
+    brackets: tuple[LeverageBracket, ...] = DEFAULT_BRACKETS  # notional / leverage brackets (Binance's)
+    leverage: Decimal | None = None  # the symbol's initial leverage; None: EngineConfig.leverage
+    min_notional: Decimal = Decimal("5")  # smallest price * qty of an order that opens or increases
 
 
 @dataclass(frozen=True)
@@ -115,8 +137,7 @@ class EngineConfig:
     coin: str = "USDT"
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.00055")
-    leverage: Decimal = Decimal("10")
-    maintenance_margin_rate: Decimal = Decimal("0.005")  # of position notional
+    leverage: Decimal = Decimal("10")  # initial leverage of every symbol without its own
     hedge_mode: bool = False
 
 
@@ -190,6 +211,10 @@ class Position:
     cum_realised_net: Decimal
     updated_time: int
     seq: int  # engine-global, +1 per change of any slot
+    leverage: Decimal = _ZERO  # the symbol's leverage
+    initial_margin: Decimal = _ZERO  # |size * mark| / leverage
+    maintenance_margin: Decimal = _ZERO  # |size * mark| * maintMarginRatio - cum of its bracket
+    maint_margin_ratio: Decimal = _ZERO  # of the bracket the notional falls in
 
 
 @dataclass(frozen=True)
@@ -202,8 +227,18 @@ class Wallet:
     maintenance_margin: Decimal
     mm_rate: Decimal
     updated_time: int
-    initial_margin: Decimal = _ZERO
-    order_margin: Decimal = _ZERO
+    initial_margin: Decimal = _ZERO  # positions' initial margin (Binance totalPositionInitialMargin)
+    order_margin: Decimal = _ZERO  # open orders' initial margin (totalOpenOrderInitialMargin)
+
+    @property
+    def margin_balance(self) -> Decimal:
+        """Wallet balance + unrealised PnL (Binance's definition; = ``equity``)."""
+        return self.wallet_balance + self.unrealised_pnl
+
+    @property
+    def total_initial_margin(self) -> Decimal:
+        """Positions' plus open orders' initial margin (Binance totalInitialMargin)."""
+        return self.initial_margin + self.order_margin
 
 
 @dataclass(frozen=True)
@@ -266,7 +301,18 @@ class PriceEvent:
     timestamp: int
 
 
-EngineEvent = OrderEvent | FillEvent | PositionEvent | WalletEvent | PriceEvent
+@dataclass(frozen=True)
+class LeverageEvent:
+    """A symbol's leverage changed: its slots (current mode, flat ones too) and the account, re-margined."""
+
+    symbol: str
+    leverage: Decimal
+    positions: tuple[Position, ...]
+    wallet: Wallet
+    timestamp: int
+
+
+EngineEvent = OrderEvent | FillEvent | PositionEvent | WalletEvent | PriceEvent | LeverageEvent
 
 
 # ----------------------------------------------------------------------------------- internal state
@@ -290,16 +336,12 @@ class _Market:
     rng: random.Random
     fair: float
     last: Decimal
+    leverage: Decimal
     timestamp: int = 0
     slots: dict[int, _Slot] = field(default_factory=dict)
 
 
-def _round8(value: Decimal) -> Decimal:
-    """Round a quotient to 8 decimals, leaving shorter values untouched (so 30000.1 stays 30000.1)."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -8:
-        return value.quantize(_EIGHT_DP, rounding=ROUND_HALF_EVEN)
-    return value
+_round8 = round8  # quotients to 8 decimals, shorter values untouched (so 30000.1 stays 30000.1)
 
 
 def _to_tick(value: float | Decimal, tick: Decimal) -> Decimal:
@@ -333,7 +375,7 @@ class Engine:
         self._hedge = config.hedge_mode
         self._markets: dict[str, _Market] = {}
         for sym_cfg in config.symbols:
-            self._markets[sym_cfg.symbol] = self._new_market(sym_cfg, config.seed)
+            self._markets[sym_cfg.symbol] = self._new_market(sym_cfg, config)
         id_base = (config.seed % 1000) * 1_000_000
         self._order_ids = itertools.count(8_000_000_000 + id_base + 1)
         self._trade_ids = itertools.count(1_000_000_000 + id_base + 1)
@@ -347,11 +389,15 @@ class Engine:
         self._wallet_time = clock()
 
     @staticmethod
-    def _new_market(sym_cfg: SymbolConfig, seed: int) -> _Market:
+    def _new_market(sym_cfg: SymbolConfig, config: EngineConfig) -> _Market:
         """One independent random stream per symbol, so adding a symbol never changes another's path."""
         start = _to_tick(sym_cfg.start_price, sym_cfg.tick_size)
-        return _Market(config=sym_cfg, rng=random.Random(f"{seed}/{sym_cfg.symbol}"), fair=float(start),
-                       last=start)
+        leverage = sym_cfg.leverage if sym_cfg.leverage is not None else config.leverage
+        if not 1 <= leverage <= sym_cfg.brackets[0].initial_leverage or leverage % 1 != 0:
+            raise ValueError(f"{sym_cfg.symbol}: leverage {leverage} must be an integer in "
+                             f"1..{sym_cfg.brackets[0].initial_leverage}")
+        return _Market(config=sym_cfg, rng=random.Random(f"{config.seed}/{sym_cfg.symbol}"),
+                       fair=float(start), last=start, leverage=leverage)
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -635,11 +681,20 @@ class Engine:
         if self.is_reducing(order):
             self._check_reducible(order)
             return
+        self._check_min_notional(order)
         required = self._order_margin(order)
         available = self._wallet_view(self._wallet_time).available_balance
         if required > available:
             raise EngineError("insufficient_balance",
                               f"order needs {required} {self._config.coin} of margin, {available} available")
+
+    def _check_min_notional(self, order: Order) -> None:
+        """An order that opens or increases a position must be worth ``min_notional`` (reducing: any)."""
+        market = self._market(order.symbol)
+        ref_price = order.price if order.price is not None else market.last
+        minimum = market.config.min_notional
+        if order.qty * ref_price < minimum:
+            raise EngineError("min_notional", f"order notional {order.qty * ref_price} is below {minimum}")
 
     def _order_margin(self, order: Order) -> Decimal:
         """Initial margin of the part of an order that would open or increase its slot."""
@@ -648,8 +703,9 @@ class Engine:
         size = self._size(order.symbol, order.position_idx)
         delta = _signed(order.side, order.qty)
         opening = order.qty if size == 0 or (size > 0) == (delta > 0) else max(_ZERO, order.qty - abs(size))
-        ref_price = order.price if order.price is not None else self._market(order.symbol).last
-        return _round8(opening * ref_price / self._config.leverage)
+        market = self._market(order.symbol)
+        ref_price = order.price if order.price is not None else market.last
+        return initial_margin(opening * ref_price, market.leverage)
 
     # ----------------------------------------------------------------------------------- matching
 
@@ -832,35 +888,82 @@ class Engine:
         slot = market.slots.get(position_idx) or _Slot()
         side = BUY if slot.size > 0 else SELL if slot.size < 0 else ""
         unrealised = (market.last - slot.entry) * slot.size if slot.size != 0 else _ZERO
+        notional = slot.size * market.last
+        brackets = market.config.brackets
         return Position(symbol=symbol, position_idx=position_idx, side=side, size=abs(slot.size),
                         entry_price=slot.entry, mark_price=market.last, unrealised_pnl=unrealised,
                         cum_realised_gross=slot.cum_gross, cum_fees=slot.cum_fees,
                         cum_realised_net=slot.cum_gross - slot.cum_fees, updated_time=slot.updated_time,
-                        seq=slot.seq)
+                        seq=slot.seq, leverage=market.leverage,
+                        initial_margin=initial_margin(notional, market.leverage),
+                        maintenance_margin=maintenance_margin(brackets, notional),
+                        maint_margin_ratio=bracket_for(brackets, notional).maint_margin_ratio)
 
     def wallet(self) -> Wallet:
         with self._lock:
             return self._wallet_view(self._wallet_time)
 
     def _wallet_view(self, updated_time: int) -> Wallet:
-        unrealised = _ZERO
-        notional = _ZERO
-        for market in self._markets.values():
-            for slot in market.slots.values():
-                unrealised += (market.last - slot.entry) * slot.size if slot.size != 0 else _ZERO
-                notional += abs(slot.size) * market.last
+        """The cross account by Binance's formulas (single-asset mode): margin balance = wallet +
+        uPnL; maintenance = sum of each slot's; available = max(0, margin balance - positions' IM -
+        open orders' IM); mm_rate = maintenance / margin balance (0 while nothing is held or owed)."""
+        unrealised = position_im = maintenance = _ZERO
+        for symbol, market in self._markets.items():
+            for idx in market.slots:
+                if idx in self._valid_indices():
+                    view = self._position_view(symbol, idx)
+                    unrealised += view.unrealised_pnl
+                    position_im += view.initial_margin
+                    maintenance += view.maintenance_margin
         balance = self._config.wallet_balance + self._realised_total - self._fees_total
         equity = balance + unrealised
-        initial_margin = _round8(notional / self._config.leverage)
         order_margin = sum((self._order_margin(self._orders[i]) for i in self._open
                             if self._orders[i].status == "New"), _ZERO)
-        available = max(_ZERO, equity - initial_margin - order_margin)
-        maintenance = notional * self._config.maintenance_margin_rate
+        available = max(_ZERO, equity - position_im - order_margin)
         mm_rate = _round8(maintenance / equity) if equity > 0 and maintenance > 0 else _ZERO
         return Wallet(coin=self._config.coin, wallet_balance=balance, available_balance=available,
                       equity=equity, unrealised_pnl=unrealised, maintenance_margin=maintenance,
-                      mm_rate=mm_rate, updated_time=updated_time, initial_margin=initial_margin,
+                      mm_rate=mm_rate, updated_time=updated_time, initial_margin=position_im,
                       order_margin=order_margin)
+
+    # --------------------------------------------------------------------------------- leverage
+
+    def open_order_margin(self, symbol: str, position_idx: int) -> Decimal:
+        """Initial margin of a slot's open orders that would open or increase it."""
+        with self._lock:
+            return sum((self._order_margin(self._orders[i]) for i in self._open
+                        if self._orders[i].status == "New" and self._orders[i].symbol == symbol
+                        and self._orders[i].position_idx == position_idx), _ZERO)
+
+    def leverage(self, symbol: str) -> Decimal:
+        with self._lock:
+            return self._market(symbol).leverage
+
+    def brackets(self, symbol: str) -> tuple[LeverageBracket, ...]:
+        return self._market(symbol).config.brackets
+
+    def set_leverage(self, symbol: str, leverage: Decimal | int) -> Decimal:
+        """Change a symbol's leverage (both slots); emits a LeverageEvent.  Returns the max notional.
+
+        Refused (``EngineError("bad_leverage")``) unless an integer from 1 to the first bracket's
+        ``initial_leverage``, and (``"leverage_exceeds_notional"``) when a slot's notional is above what
+        the brackets allow at that leverage, as Binance does.
+        """
+        with self._mutation() as now:
+            market = self._market(symbol)
+            value = Decimal(leverage)
+            brackets = market.config.brackets
+            if value % 1 != 0 or not 1 <= value <= brackets[0].initial_leverage:
+                raise EngineError("bad_leverage", f"leverage {leverage} must be an integer in "
+                                                  f"1..{brackets[0].initial_leverage}")
+            limit = max_notional(brackets, value)
+            if any(abs(slot.size) * market.last > limit for slot in market.slots.values()):
+                raise EngineError("leverage_exceeds_notional",
+                                  f"a {symbol} position is above {limit}, the most leverage {value} allows")
+            market.leverage = value
+            positions = tuple(self._position_view(symbol, idx) for idx in self._valid_indices())
+            self._emit(LeverageEvent(symbol, value, positions, self._wallet_view(self._wallet_time), now))
+            return limit
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open orders in placement order: New, Untriggered, and Triggered conditionals whose child rests."""

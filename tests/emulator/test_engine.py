@@ -205,8 +205,8 @@ def test_wallet_balance_equity_available_and_mm_rate() -> None:
     assert wallet.initial_margin == D("310")  # 3100 notional / 10
     assert wallet.order_margin == D("290")  # 0.1 * 29000 / 10
     assert wallet.available_balance == D("9498.35")
-    assert wallet.maintenance_margin == D("15.5")  # 3100 * 0.005
-    assert wallet.mm_rate == (D("15.5") / D("10098.35")).quantize(D("1E-8")) == D("0.00153490")
+    assert wallet.maintenance_margin == D("12.4")  # 3100 * 0.004 - 0 (first default bracket)
+    assert wallet.mm_rate == (D("12.4") / D("10098.35")).quantize(D("1E-8")) == D("0.00122792")
     assert wallet.coin == "USDT"
 
 

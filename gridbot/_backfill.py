@@ -68,6 +68,11 @@ class FillWatermarks:
         if self._gap_from is None:
             self._gap_from = {symbol: self._resume_point(symbol, pipeline) for symbol in self._live_since}
 
+    def resume_gap(self, starts: dict[str, int]) -> None:
+        """Open a gap with known starts (a journal's cursors after a restart: a long disconnect)."""
+        if starts:
+            self._gap_from = {**(self._gap_from or {}), **starts}
+
     def close_gap(self) -> None:
         """The gap's fills were backfilled."""
         self._gap_from = None

@@ -30,9 +30,9 @@ from gridbot.events import (
     WalletUpdate,
 )
 from gridbot.journal._codec import codec_for
+from gridbot.journal._cursors import FillCursors
 from gridbot.journal._lock import WriterLock
 from gridbot.journal._schema import SCHEMA_VERSION, TABLES, migrate, schema_version
-from gridbot.journal._cursors import FillCursors
 from gridbot.journal._writer import Writer, connect
 
 __all__ = ["Journal", "Restored"]

@@ -14,7 +14,6 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 

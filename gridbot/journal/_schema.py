@@ -195,8 +195,10 @@ def _create_v1(conn: sqlite3.Connection) -> None:
 
 
 def _v2_live_since(conn: sqlite3.Connection) -> None:
-    """When each symbol first went live on this journal: a restart never replays older fills."""
+    """When each symbol first went live on this journal (a restart never replays older fills), and
+    when each slot's PnL baseline was first observed (journaled fills up to then count too)."""
     conn.execute("ALTER TABLE cursors ADD COLUMN live_since_ms INTEGER")
+    conn.execute("ALTER TABLE pnl ADD COLUMN observed_from_ms INTEGER")
 
 
 # Migration N takes a file from version N-1 to N.  Add a function here (never edit an old one) and

@@ -18,8 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from gridbot.events import OPEN_ORDER_STATUSES, FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
-from gridbot.journal._codec import codec_for, decimal_text
+from gridbot.journal._codec import codec_for
 from gridbot.journal._cursors import FillCursors
+from gridbot.journal._pnl import PnlBook
 from gridbot.journal._schema import TABLES, TableSpec
 
 __all__ = ["Flush", "Writer", "connect"]
@@ -83,16 +84,6 @@ _STREAM_CURSOR = (
     "ON CONFLICT (exchange, symbol) DO UPDATE SET backfill_from_ms = excluded.backfill_from_ms, "
     "live_since_ms = COALESCE(cursors.live_since_ms, excluded.live_since_ms)"
 )
-_UPSERT_PNL = (
-    "INSERT INTO pnl (exchange, symbol, position_idx, cum_realised_pnl, realised, timestamp) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (exchange, symbol, position_idx) DO UPDATE SET "
-    "cum_realised_pnl = excluded.cum_realised_pnl, realised = excluded.realised, "
-    "timestamp = excluded.timestamp"
-)
-_INSERT_PNL_CHANGE = (
-    "INSERT INTO pnl_changes (exchange, symbol, position_idx, delta, cum_realised_pnl, timestamp, "
-    "journaled_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 class Writer:
@@ -102,7 +93,7 @@ class Writer:
         self._path = path
         self._synchronous = synchronous
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pnl: dict[_Slot, tuple[Decimal, Decimal]] = {}
+        self._pnl = PnlBook()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -163,7 +154,7 @@ class Writer:
         conn: sqlite3.Connection | None = None
         try:
             conn = connect(self._path, synchronous=self._synchronous)
-            self._load_pnl(conn)
+            self._pnl.load(conn)
             closing = False
             while not closing:
                 batch = self._take()
@@ -188,12 +179,12 @@ class Writer:
     def _write_until_done(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         backoff = _RETRY_FIRST
         while True:
-            pnl_before = dict(self._pnl)
+            pnl_before = self._pnl.checkpoint()
             try:
                 self._write(conn, batch)
                 break
             except sqlite3.Error:
-                self._pnl = pnl_before
+                self._pnl.rollback(pnl_before)
                 for source in self._cursor_sources:
                     source.mark_changed()
                 self.write_errors += 1
@@ -256,31 +247,14 @@ class Writer:
             conn.execute(_UPSERT_WALLET, (*codec_for(_WALLETS).values(item), now))
         return 0
 
-    @staticmethod
-    def _fill(conn: sqlite3.Connection, fill: FillUpdate, now: int) -> int:
+    def _fill(self, conn: sqlite3.Connection, fill: FillUpdate, now: int) -> int:
         cursor = conn.execute(_INSERT_FILL, (*codec_for(_FILLS).values(fill), now))
         conn.execute(_FILL_CURSOR, (fill.exchange, fill.symbol, fill.timestamp, fill.timestamp))
-        return cursor.rowcount
+        if cursor.rowcount != 1:
+            return 0
+        self._pnl.new_fill(conn, fill, now)
+        return 1
 
     def _position(self, conn: sqlite3.Connection, position: PositionUpdate, now: int) -> None:
         conn.execute(_UPSERT_POSITION, (*codec_for(_POSITIONS).values(position), now))
-        cumulative = position.cum_realised_pnl
-        if cumulative is None:
-            return  # unknown (Binance REST): never resets the baseline
-        slot = (position.exchange, position.symbol, position.position_idx)
-        known = self._pnl.get(slot)
-        if known is not None and known[0] == cumulative:
-            return
-        realised = _ZERO if known is None else known[1]
-        if known is not None:
-            delta = cumulative - known[0]
-            realised += delta
-            conn.execute(_INSERT_PNL_CHANGE, (*slot, decimal_text(delta), decimal_text(cumulative),
-                                              position.timestamp, now))
-        self._pnl[slot] = (cumulative, realised)
-        conn.execute(_UPSERT_PNL, (*slot, decimal_text(cumulative), decimal_text(realised),
-                                   position.timestamp))
-
-    def _load_pnl(self, conn: sqlite3.Connection) -> None:
-        rows = conn.execute("SELECT exchange, symbol, position_idx, cum_realised_pnl, realised FROM pnl")
-        self._pnl = {(e, s, int(i)): (Decimal(c), Decimal(r)) for e, s, i, c, r in rows}
+        self._pnl.position(conn, position, now)

@@ -150,6 +150,14 @@ def test_sigkill_loop_keeps_every_fill_once_and_pnl_exact(exchange: str, emulato
 
     first = run()
     assert first.live.wait(60), "the first consumer never went live"
+
+    def journal_began() -> bool:
+        # The journal begins with its first committed baseline: a Bybit slot's cumRealisedPnl from
+        # the seed; Binance's REST has none (the seed's wallet is the first commit there).
+        with Journal(journal_path, readonly=True) as journal:
+            return bool(journal.positions() if exchange == "bybit" else journal.wallets())
+
+    wait_until(journal_began, what="the first consumer's seed in the journal")
     trader.start()
     try:
         for _ in range(ROUNDS):
@@ -179,7 +187,8 @@ def test_sigkill_loop_keeps_every_fill_once_and_pnl_exact(exchange: str, emulato
     except AssertionError:
         with Journal(journal_path, readonly=True) as journal:
             ids = {f.trade_id for f in journal.fills(SYMBOL)}
-            pytest.fail(f"seed {seed}: missing fills {sorted(ledger_ids - ids)}, extra {sorted(ids - ledger_ids)}; "
+            pytest.fail(f"seed {seed}: missing fills {sorted(ledger_ids - ids)}, "
+                        f"extra {sorted(ids - ledger_ids)}; "
                         f"journal pnl {journal.realised_pnl()} != ledger {want_pnl}; "
                         f"positions {journal.positions()}; stderr {final.stop()[-3000:]}")
     finally:

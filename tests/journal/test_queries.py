@@ -163,3 +163,28 @@ def test_the_backfill_cursor_never_runs_ahead_of_uncommitted_fills(journal: Jour
     write(journal, position("1"))  # ...the next one, once it is committed, the stream's bound
     assert journal.restore("bybit").backfill_from == {"BTCUSDT": 5_000}
     assert journal.restore("bybit").live_since == {"BTCUSDT": 100}
+
+
+def test_pnl_of_fills_before_a_late_first_baseline_is_counted(journal: Journal) -> None:
+    """Binance's REST has no cr: when the first process died before its first cr was journaled, the
+    next run's first cr already includes the PnL of fills the journal holds.  They count, once each,
+    whether journaled before that first value or after it."""
+    def binance_fill(trade_id: str, at: int, pnl: str) -> object:
+        return fill(trade_id, timestamp=at, exchange="binance", realised_pnl=D(pnl), fee=D("0.02"))
+
+    write(journal, binance_fill("2", 200, "1.5"), binance_fill("3", 300, "-0.5"))
+    write(journal, position("40", timestamp=400, exchange="binance"))  # includes 2 and 3
+    assert journal.realised_pnl() == D("1.0")
+    write(journal, binance_fill("4", 350, "2"))  # Binance does not order fills and account updates
+    assert journal.realised_pnl() == D("3.0")
+    write(journal, binance_fill("5", 500, "9"), binance_fill("4", 350, "2"))  # later: by the next cr
+    assert journal.realised_pnl() == D("3.0")
+    write(journal, position("49", timestamp=500, exchange="binance"))
+    assert journal.realised_pnl() == D("12.0")
+
+
+def test_a_late_first_bybit_baseline_counts_fills_net_of_fees(journal: Journal) -> None:
+    write(journal, fill("a", timestamp=100, realised_pnl=D("2"), fee=D("0.25")),
+          fill("b", timestamp=150, realised_pnl=None, fee=D("0.25")))  # REST backfill: no execPnl
+    write(journal, position("7", timestamp=200))
+    assert journal.realised_pnl() == D("1.75")

@@ -1,6 +1,7 @@
 """What was delivered per identity, so nothing older is ever delivered after it ("never backwards").
 
-An identity is a position slot (symbol, position_idx), an order (symbol, order id) or a wallet coin.
+An identity is a position slot (symbol, position_idx), an order (symbol, order id), a wallet coin or
+the account view (its margin coin).
 For each, the book keeps the last delivered event; a candidate — pushed or from a REST snapshot — is
 judged against it:
 
@@ -23,6 +24,7 @@ from typing import Literal
 
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
+    AccountUpdate,
     Event,
     OrderUpdate,
     PositionUpdate,
@@ -43,6 +45,8 @@ def state_key(event: Event) -> StateKey | None:
         return ("order", event.symbol, event.order_id)
     if isinstance(event, WalletUpdate):
         return ("wallet", event.coin)
+    if isinstance(event, AccountUpdate):
+        return ("account", event.margin_coin)
     return None
 
 
@@ -115,5 +119,5 @@ class VersionBook:
     def forget_symbol(self, symbol: str) -> None:
         """Drop the live positions and orders of ``symbol`` (an unsubscribe), so a later seed of the
         symbol is delivered in full; finished orders stay remembered; wallets are account-wide."""
-        for key in [k for k in self._delivered if k[0] != "wallet" and k[1] == symbol]:
+        for key in [k for k in self._delivered if k[0] in ("position", "order") and k[1] == symbol]:
             del self._delivered[key]

@@ -45,6 +45,11 @@ GOLDEN_FIXTURES = {
     "rest_position_risk_v3.json",
     "rest_user_trades.json",
     "trade_lite.json",
+    # account view: golden tests in tests/test_margin.py and tests/normalize/test_binance_account.py
+    "leverage_bracket_faq_btcusdt.json",
+    "rest_account_v2.json",
+    "rest_leverage_bracket.json",
+    "rest_leverage_bracket_symbol.json",
 }
 
 
@@ -89,9 +94,9 @@ def test_account_update_golden() -> None:
         position(**common, position_idx=2, side="Sell", size=D("10"), entry_price=D("6563.86"),
                  unrealised_pnl=D("-1423.156"), cum_realised_pnl=D("-45.04")),
         WalletUpdate(exchange="binance", timestamp=1564745798938, coin="USDT",
-                     wallet_balance=D("122624.12345678"), available_balance=None, equity=None, mm_rate=None),
+                     wallet_balance=D("122624.12345678"), available_balance=None, equity=None),
         WalletUpdate(exchange="binance", timestamp=1564745798938, coin="BUSD",
-                     wallet_balance=D("1"), available_balance=None, equity=None, mm_rate=None),
+                     wallet_balance=D("1"), available_balance=None, equity=None),
     ]
     # raw is the row each event was built from; nothing is a snapshot; Decimals keep the wire string.
     rows = msg["a"]["P"] + msg["a"]["B"]
@@ -231,7 +236,7 @@ def test_rest_balance_golden() -> None:
     assert wallets == [
         WalletUpdate(exchange="binance", timestamp=1617939110373, is_snapshot=True, coin="USDT",
                      wallet_balance=D("122607.35137903"), available_balance=D("23.72469206"),
-                     equity=None, mm_rate=None),
+                     equity=None),
     ]
     assert wallets[0].raw is rows[0]
 
@@ -673,7 +678,8 @@ def test_rest_user_trades_sorted_by_id_and_strict() -> None:
     rows = [dict(row, id=12, time=2), dict(row, id=3, time=9), dict(row, id=10, time=2)]
     assert [f.trade_id for f in fills_from_rest(rows)] == ["3", "10", "12"]
     assert fills_from_rest([dict(row, realizedPnl=None)])[0].realised_pnl is None
-    for bad in (["a", "b"], [dict(row, maker="false")], [{k: v for k, v in row.items() if k != "id"}],
-                [dict(row, price=7819.01)]):
+    bad_answers: list[list[Any]] = [["a", "b"], [dict(row, maker="false")],
+                                    [{k: v for k, v in row.items() if k != "id"}], [dict(row, price=7819.01)]]
+    for bad in bad_answers:
         with pytest.raises(NormalizationError):
             fills_from_rest(bad)

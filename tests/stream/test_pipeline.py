@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from tests.stream.fakes import fill, order, position, wallet
 D = Decimal
 
 
-def sizes(events: list[object]) -> list[Decimal]:
+def sizes(events: Sequence[object]) -> list[Decimal]:
     return [e.size for e in events if isinstance(e, PositionUpdate)]
 
 

@@ -436,7 +436,7 @@ class ExchangeStream:
             while event is not None:
                 self._router.deliver(event)
                 if self._journal is not None:
-                    self._journal.delivered(event)
+                    self._journal.delivered(event, self._book.account())
                 delivered += 1
                 if delivered > budget:
                     break
@@ -462,7 +462,7 @@ class ExchangeStream:
             with self._deliver_lock:
                 self._router.deliver(event)
                 if self._journal is not None:
-                    self._journal.delivered(event)
+                    self._journal.delivered(event, self._book.account())
 
     def _run_worker(self, start_deadline: float) -> None:
         try:

@@ -22,10 +22,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
+from gridbot._account import Delivered
 from gridbot._backfill import FillWatermarks
 from gridbot._dispatch import DispatchQueue
 from gridbot._pipeline import Pipeline
-from gridbot.events import Event, FillUpdate
+from gridbot.events import AccountUpdate, Event, FillUpdate
 from gridbot.journal._cursors import FillCursors
 from gridbot.journal._journal import Journal
 from gridbot.stats import Counters
@@ -49,6 +50,7 @@ class StreamJournal:
         self._owned = False
         self._cursors: FillCursors | None = None
         self.restored_events = 0
+        self._account: AccountUpdate | None = None
 
     def open(self, pipeline: Pipeline, marks: FillWatermarks, queue: DispatchQueue,
              symbols: Sequence[str]) -> bool:
@@ -103,9 +105,17 @@ class StreamJournal:
                 bounds[symbol] = (live, marks.window_start(symbol, pipeline))
         self._cursors.publish(bounds)
 
-    def delivered(self, event: Event) -> None:
-        if self.journal is not None:
-            self.journal.record(event)
+    def delivered(self, event: object, account: AccountUpdate | None) -> None:
+        """After the callbacks of ``event`` ran; ``account`` is the book's latest account view (Binance
+        computes it while delivering, so it never passes through the queue)."""
+        journal = self.journal
+        if journal is None:
+            return
+        journal.record(event)
+        if account is not None and account is not self._account:
+            self._account = account
+            if account is not event:
+                journal.record(account)
 
     def close(self, timeout: float) -> None:
         """Commit what was delivered and release the journal (closing it when the stream opened it)."""
@@ -130,7 +140,7 @@ class JournalQueue(DispatchQueue):
         super().__init__(counters)
         self._binding = binding
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Delivered) -> None:
         if isinstance(event, FillUpdate):
             self._binding.accepted(event)
         super().put(event)

@@ -20,15 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from gridbot.errors import GridbotError
-from gridbot.events import (
-    Event,
-    FillUpdate,
-    OrderUpdate,
-    PositionUpdate,
-    StatusUpdate,
-    TickerUpdate,
-    WalletUpdate,
-)
+from gridbot.events import AccountUpdate, Event, FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
 from gridbot.journal._codec import codec_for
 from gridbot.journal._cursors import FillCursors
 from gridbot.journal._lock import WriterLock
@@ -46,6 +38,7 @@ _T = TypeVar("_T")
 # backfill cursor (REST answers overlap the cursor by a few ms; this is a wide margin).
 _RESTORE_FILL_MARGIN_MS = 3_600_000
 _RESTORE_FILL_LIMIT = 100_000
+_JOURNALED = (FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate, AccountUpdate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,15 +147,13 @@ class Journal:
 
     # ------------------------------------------------------------------ writing (the stream's side)
 
-    def record(self, event: Event) -> None:
+    def record(self, event: Event | object) -> None:
         """Hand a delivered event to the writer (returns at once; never raises).
 
-        Tickers and status updates are not journaled, nor events delivered as ``restored`` (they
-        came from here).
+        Fills, orders, positions, wallets and account views are journaled; tickers and statuses are
+        not, nor events delivered as ``restored`` (they came from here).
         """
-        if self._writer is None or isinstance(event, (TickerUpdate, StatusUpdate)):
-            return
-        if getattr(event, "restored", False):
+        if self._writer is None or not isinstance(event, _JOURNALED) or event.restored:
             return
         self._writer.put(event)
 
@@ -231,6 +222,11 @@ class Journal:
         """The latest balances per coin (a field an update left None keeps its last known value)."""
         where, args = _filters(exchange=exchange)
         return self._select("wallets", where, args, order="exchange, coin")
+
+    def accounts(self, *, exchange: str | None = None) -> list[AccountUpdate]:
+        """The latest account view per exchange."""
+        where, args = _filters(exchange=exchange)
+        return self._select("accounts", where, args, order="exchange")
 
     def realised_pnl(self, symbol: str | None = None, position_idx: int | None = None, *,
                      exchange: str | None = None) -> Decimal:

@@ -58,6 +58,11 @@ TABLES: dict[str, TableSpec] = {
         "wallets", "WalletUpdate", ("exchange", "coin"),
         (*_COMMON, "coin", "wallet_balance", "available_balance", "equity"),
     ),
+    "accounts": TableSpec(
+        "accounts", "AccountUpdate", ("exchange",),
+        (*_COMMON, "margin_coin", "wallet_balance", "unrealised_pnl", "margin_balance", "initial_margin",
+         "maintenance_margin", "available_balance", "mm_rate", "computed"),
+    ),
 }
 
 _V1 = """
@@ -194,11 +199,34 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V1)
 
 
+_V2_ACCOUNTS = """
+-- The latest account view per exchange (AccountUpdate: margin balance, maintenance margin, MM rate).
+CREATE TABLE accounts (
+    exchange            TEXT    NOT NULL PRIMARY KEY,
+    timestamp           INTEGER NOT NULL,
+    is_snapshot         INTEGER NOT NULL,
+    margin_coin         TEXT,
+    wallet_balance      TEXT,
+    unrealised_pnl      TEXT,
+    margin_balance      TEXT,
+    initial_margin      TEXT,
+    maintenance_margin  TEXT,
+    available_balance   TEXT,
+    mm_rate             TEXT,
+    computed            INTEGER,
+    extra               TEXT    NOT NULL DEFAULT '{}',
+    journaled_ms        INTEGER NOT NULL
+);
+"""
+
+
 def _v2_live_since(conn: sqlite3.Connection) -> None:
-    """When each symbol first went live on this journal (a restart never replays older fills), and
-    when each slot's PnL baseline was first observed (journaled fills up to then count too)."""
+    """When each symbol first went live on this journal (a restart never replays older fills), when
+    each slot's PnL baseline was first observed (journaled fills up to then count too), and the
+    account view."""
     conn.execute("ALTER TABLE cursors ADD COLUMN live_since_ms INTEGER")
     conn.execute("ALTER TABLE pnl ADD COLUMN observed_from_ms INTEGER")
+    _execute_script(conn, _V2_ACCOUNTS)
 
 
 # Migration N takes a file from version N-1 to N.  Add a function here (never edit an old one) and

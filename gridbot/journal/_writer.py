@@ -17,7 +17,14 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from gridbot.events import OPEN_ORDER_STATUSES, FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
+from gridbot.events import (
+    OPEN_ORDER_STATUSES,
+    AccountUpdate,
+    FillUpdate,
+    OrderUpdate,
+    PositionUpdate,
+    WalletUpdate,
+)
 from gridbot.journal._codec import codec_for
 from gridbot.journal._cursors import FillCursors
 from gridbot.journal._pnl import PnlBook
@@ -69,11 +76,13 @@ _FILLS = TABLES["fills"]
 _ORDERS = TABLES["orders"]
 _POSITIONS = TABLES["positions"]
 _WALLETS = TABLES["wallets"]
+_ACCOUNTS = TABLES["accounts"]
 _INSERT_FILL = (f"INSERT OR IGNORE INTO fills ({', '.join(_FILLS.columns)}, extra, journaled_ms) "
                 f"VALUES ({', '.join('?' * (len(_FILLS.columns) + 2))})")
 _UPSERT_ORDER = _upsert_sql(_ORDERS, derived=("is_open",))
 _UPSERT_POSITION = _upsert_sql(_POSITIONS)
 _UPSERT_WALLET = _upsert_sql(_WALLETS, keep_known=("wallet_balance", "available_balance", "equity"))
+_UPSERT_ACCOUNT = _upsert_sql(_ACCOUNTS)
 _FILL_CURSOR = (
     "INSERT INTO cursors (exchange, symbol, backfill_from_ms, last_fill_ms) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (exchange, symbol) DO UPDATE SET "
@@ -245,6 +254,8 @@ class Writer:
             conn.execute(_UPSERT_ORDER, (*values, now))
         elif isinstance(item, WalletUpdate):
             conn.execute(_UPSERT_WALLET, (*codec_for(_WALLETS).values(item), now))
+        elif isinstance(item, AccountUpdate):
+            conn.execute(_UPSERT_ACCOUNT, (*codec_for(_ACCOUNTS).values(item), now))
         return 0
 
     def _fill(self, conn: sqlite3.Connection, fill: FillUpdate, now: int) -> int:

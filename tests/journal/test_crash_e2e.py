@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from gridbot.emulator.binance import BinanceEmulator
-from gridbot.emulator.bybit import BybitEmulator, _IdBook
+from gridbot.emulator.bybit import BybitEmulator
+from gridbot.emulator.bybit._wire import _IdBook
 from gridbot.emulator.engine import Engine, EngineError
 from gridbot.journal import Journal
 from tests.e2e.helpers import engine_config, wait_until

@@ -170,10 +170,15 @@ class ExchangeStream:
             :meth:`stop` to receive the final ``stopped`` status).
         on_status: called with a :class:`~gridbot.events.StatusUpdate` on every connection change
             (``connected``, ``reconnecting``, ``resynced``, ``stopped``, ``failed``).
+        journal: a :class:`~gridbot.Journal` or a file path (opened at :meth:`start`, closed by
+            :meth:`stop`): every delivered event is journaled after its callbacks ran, and a stream
+            started on an existing journal resumes it like a long disconnect - the previous run's
+            last state first (``restored=True``), then the seed, the final state of orders that
+            ended meanwhile and the fills made meanwhile.
 
     Raises:
         ValueError: an unknown ``exchange`` or ``dispatch``, or missing keys.
-        TypeError: ``on_status`` is not callable.
+        TypeError: ``on_status`` is not callable, or ``journal`` is neither a Journal nor a path.
     """
 
     def __init__(

@@ -25,7 +25,7 @@ from gridbot.journal._codec import codec_for
 from gridbot.journal._cursors import FillCursors
 from gridbot.journal._lock import WriterLock
 from gridbot.journal._schema import SCHEMA_VERSION, TABLES, migrate, schema_version
-from gridbot.journal._writer import Writer, connect
+from gridbot.journal._writer import COMMIT_INTERVAL, Writer, connect
 
 __all__ = ["Journal", "Restored"]
 
@@ -65,14 +65,17 @@ class Journal:
     existing file for queries only, next to a running writer.  ``synchronous`` is SQLite's fsync
     policy: "NORMAL" (default) survives any process crash and never tears a transaction; on power
     loss the last commits may roll back, and a restart fetches those events again from the exchange.
-    "FULL" fsyncs every commit.
+    "FULL" fsyncs every commit.  ``commit_interval`` (seconds): events delivered within it after a
+    first one are committed together.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
-                 synchronous: Synchronous = "NORMAL") -> None:
+                 synchronous: Synchronous = "NORMAL", commit_interval: float = COMMIT_INTERVAL) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file:"):
             raise ValueError(f"a journal needs a file path, not {self.path!r}")
+        if not 0 <= commit_interval <= 10:
+            raise ValueError(f"commit_interval must be from 0 to 10 seconds, not {commit_interval!r}")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         self.readonly = readonly
@@ -90,7 +93,7 @@ class Journal:
             except BaseException:
                 self._lock.release()
                 raise
-            self._writer = Writer(self.path, synchronous=synchronous)
+            self._writer = Writer(self.path, synchronous=synchronous, commit_interval=commit_interval)
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):

@@ -41,7 +41,7 @@ TABLES: dict[str, TableSpec] = {
     "fills": TableSpec(
         "fills", "FillUpdate", ("exchange", "symbol", "trade_id"),
         (*_COMMON, "symbol", "trade_id", "order_id", "side", "price", "qty", "fee", "fee_asset",
-         "realised_pnl", "is_maker", "position_idx"),
+         "realised_pnl", "is_maker", "position_idx", "exec_type", "seq"),
     ),
     "orders": TableSpec(
         "orders", "OrderUpdate", ("exchange", "symbol", "order_id"),
@@ -52,7 +52,7 @@ TABLES: dict[str, TableSpec] = {
     "positions": TableSpec(
         "positions", "PositionUpdate", ("exchange", "symbol", "position_idx"),
         (*_COMMON, "symbol", "position_idx", "side", "size", "entry_price", "mark_price",
-         "unrealised_pnl", "cum_realised_pnl"),
+         "unrealised_pnl", "cum_realised_pnl", "seq"),
     ),
     "wallets": TableSpec(
         "wallets", "WalletUpdate", ("exchange", "coin"),
@@ -222,10 +222,14 @@ CREATE TABLE accounts (
 
 def _v2_live_since(conn: sqlite3.Connection) -> None:
     """When each symbol first went live on this journal (a restart never replays older fills), when
-    each slot's PnL baseline was first observed (journaled fills up to then count too), and the
-    account view."""
+    each slot's PnL baseline was first observed (journaled fills up to then count too), the
+    fields lossless delivery added (exec_type marks forced closes; Bybit's seq), and the account
+    view."""
     conn.execute("ALTER TABLE cursors ADD COLUMN live_since_ms INTEGER")
     conn.execute("ALTER TABLE pnl ADD COLUMN observed_from_ms INTEGER")
+    conn.execute("ALTER TABLE fills ADD COLUMN exec_type TEXT")  # Trade, Liquidation, Adl
+    conn.execute("ALTER TABLE fills ADD COLUMN seq INTEGER")
+    conn.execute("ALTER TABLE positions ADD COLUMN seq INTEGER")
     _execute_script(conn, _V2_ACCOUNTS)
 
 

@@ -1,8 +1,8 @@
 """The journal's writer thread: group commits of delivered events, one transaction per batch.
 
 The stream's dispatcher hands over each delivered event (a queue put, never blocking, never
-raising); this thread takes everything queued at that moment, writes it in one transaction and
-commits.  Under load batches grow by themselves; idle, each event is committed at once.  A batch
+raising); this thread gathers what arrives within the commit interval after a first event (at most
+_MAX_BATCH), writes it in one transaction and commits: one commit per interval, whatever the rate.  A batch
 that fails (disk full, I/O error) is rolled back, logged and retried with backoff: events are kept,
 in order, until they are written.
 """
@@ -14,6 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -30,15 +31,38 @@ from gridbot.journal._cursors import FillCursors
 from gridbot.journal._pnl import PnlBook
 from gridbot.journal._schema import TABLES, TableSpec
 
-__all__ = ["Flush", "Writer", "connect"]
+__all__ = ["COMMIT_INTERVAL", "Flush", "Writer", "connect"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 5_000
+# How long the writer gathers events after the first one before it commits them together: a commit
+# costs far more than a row, and what is not committed yet is fetched again after a crash anyway.
+COMMIT_INTERVAL = 0.05
 _RETRY_FIRST = 0.1
 _RETRY_MAX = 5.0
 _ZERO = Decimal(0)
 _Slot = tuple[str, str, int]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    fills: list[tuple[FillUpdate, tuple[Any, ...]]]
+    positions: list[PositionUpdate]  # every one, in order: each may change the realised PnL
+    latest: dict[tuple[str, ...], tuple[str, tuple[Any, ...]]]  # key -> (upsert, row): the last wins
+
+
+_WALLET_KEEP = tuple(TABLES["wallets"].columns.index(c)
+                     for c in ("wallet_balance", "available_balance", "equity"))
+
+
+def _keep_known(row: tuple[Any, ...], earlier: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A wallet row whose None balances keep the earlier row's values (as the upsert does)."""
+    merged = list(row)
+    for i in _WALLET_KEEP:
+        if merged[i] is None:
+            merged[i] = earlier[i]
+    return tuple(merged)
 
 
 class Flush:
@@ -98,8 +122,9 @@ _STREAM_CURSOR = (
 class Writer:
     """Owns the writing connection and its thread; ``put`` is safe from any thread."""
 
-    def __init__(self, path: str, *, synchronous: str) -> None:
+    def __init__(self, path: str, *, synchronous: str, commit_interval: float = COMMIT_INTERVAL) -> None:
         self._path = path
+        self._interval = commit_interval
         self._synchronous = synchronous
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pnl = PnlBook()
@@ -177,10 +202,13 @@ class Writer:
                 conn.close()
 
     def _take(self) -> list[Any]:
+        """The next batch: what arrives within the commit interval after its first item (at once
+        for a flush or close), at most _MAX_BATCH items."""
         batch = [self._queue.get()]
-        while len(batch) < _MAX_BATCH:
+        deadline = time.monotonic() + self._interval
+        while len(batch) < _MAX_BATCH and not isinstance(batch[-1], (Flush, _Close)):
             try:
-                batch.append(self._queue.get_nowait())
+                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         return batch
@@ -212,28 +240,45 @@ class Writer:
                 item.done.set()
 
     def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """One transaction: every fill; of the latest-state rows only the last per key (a batch under
+        load updates a slot or a wallet many times); PnL from every position, in order."""
         now = time.time_ns() // 1_000_000
+        prepared = self._prepare(batch, now)
         new_fills = 0
         conn.execute("BEGIN")
-        for item in batch:
-            try:
-                new_fills += self._write_item(conn, item, now)
-            except (sqlite3.OperationalError, sqlite3.InternalError):
-                raise  # the file or the disk: retry the whole batch
-            except Exception as exc:
-                if type(exc) is sqlite3.DatabaseError:
-                    raise  # a damaged file: retrying is all that can be done
-                # Bad input, not a bad disk: skip this item, keep the rest of the batch.
-                self.write_errors += 1
-                logger.exception("journal %s: could not journal %r; skipped", self._path, item)
+        newest: dict[tuple[str, str], int] = {}
+        for fill, row in prepared.fills:
+            if conn.execute(_INSERT_FILL, row).rowcount == 1:
+                new_fills += 1
+                self._pnl.new_fill(conn, fill, now)
+            key = (fill.exchange, fill.symbol)
+            newest[key] = max(fill.timestamp, newest.get(key, fill.timestamp))
+        conn.executemany(_FILL_CURSOR, [(*key, at, at) for key, at in newest.items()])
+        by_sql: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, row in prepared.latest.values():
+            by_sql.setdefault(sql, []).append(row)
+        for sql, rows in by_sql.items():
+            conn.executemany(sql, rows)
+        for position in prepared.positions:
+            self._pnl.position(conn, position, now)
         sources = self._cursor_sources
         for source in sources:
             self._write_cursors(conn, source)
         conn.execute("COMMIT")
         self.committed_fills += new_fills
-        fills = [item for item in batch if isinstance(item, FillUpdate)]
         for source in sources:
-            source.committed(f for f in fills if f.exchange == source.exchange)
+            source.committed(f for f, _ in prepared.fills if f.exchange == source.exchange)
+
+    def _prepare(self, batch: list[Any], now: int) -> _Prepared:
+        """Rows of a batch; an item that cannot be encoded is logged, counted and skipped."""
+        prepared = _Prepared([], [], {})
+        for item in batch:
+            try:
+                _prepare_item(prepared, item, now)
+            except Exception:
+                self.write_errors += 1
+                logger.exception("journal %s: could not journal %r; skipped", self._path, item)
+        return prepared
 
     @staticmethod
     def _write_cursors(conn: sqlite3.Connection, source: FillCursors) -> None:
@@ -242,30 +287,23 @@ class Writer:
         for symbol, (live_since, backfill_from) in (cursors or {}).items():
             conn.execute(_STREAM_CURSOR, (source.exchange, symbol, backfill_from, live_since))
 
-    def _write_item(self, conn: sqlite3.Connection, item: Any, now: int) -> int:
-        """Write one item; returns 1 for a fill the journal did not have yet."""
-        if isinstance(item, FillUpdate):
-            return self._fill(conn, item, now)
-        if isinstance(item, PositionUpdate):
-            self._position(conn, item, now)
-        elif isinstance(item, OrderUpdate):
-            values = codec_for(_ORDERS).values(item)
-            values.insert(len(_ORDERS.columns), int(item.status in OPEN_ORDER_STATUSES))
-            conn.execute(_UPSERT_ORDER, (*values, now))
-        elif isinstance(item, WalletUpdate):
-            conn.execute(_UPSERT_WALLET, (*codec_for(_WALLETS).values(item), now))
-        elif isinstance(item, AccountUpdate):
-            conn.execute(_UPSERT_ACCOUNT, (*codec_for(_ACCOUNTS).values(item), now))
-        return 0
 
-    def _fill(self, conn: sqlite3.Connection, fill: FillUpdate, now: int) -> int:
-        cursor = conn.execute(_INSERT_FILL, (*codec_for(_FILLS).values(fill), now))
-        conn.execute(_FILL_CURSOR, (fill.exchange, fill.symbol, fill.timestamp, fill.timestamp))
-        if cursor.rowcount != 1:
-            return 0
-        self._pnl.new_fill(conn, fill, now)
-        return 1
-
-    def _position(self, conn: sqlite3.Connection, position: PositionUpdate, now: int) -> None:
-        conn.execute(_UPSERT_POSITION, (*codec_for(_POSITIONS).values(position), now))
-        self._pnl.position(conn, position, now)
+def _prepare_item(prepared: _Prepared, item: Any, now: int) -> None:
+    latest = prepared.latest
+    if isinstance(item, FillUpdate):
+        prepared.fills.append((item, (*codec_for(_FILLS).values(item), now)))
+    elif isinstance(item, PositionUpdate):
+        row = (*codec_for(_POSITIONS).values(item), now)
+        prepared.positions.append(item)
+        latest[("position", item.exchange, item.symbol, str(item.position_idx))] = (_UPSERT_POSITION, row)
+    elif isinstance(item, OrderUpdate):
+        values = codec_for(_ORDERS).values(item)
+        values.insert(len(_ORDERS.columns), int(item.status in OPEN_ORDER_STATUSES))
+        latest[("order", item.exchange, item.symbol, item.order_id)] = (_UPSERT_ORDER, (*values, now))
+    elif isinstance(item, WalletUpdate):
+        key = ("wallet", item.exchange, item.coin)
+        row = (*codec_for(_WALLETS).values(item), now)
+        known = latest.get(key)
+        latest[key] = (_UPSERT_WALLET, row if known is None else _keep_known(row, known[1]))
+    elif isinstance(item, AccountUpdate):
+        latest[("account", item.exchange)] = (_UPSERT_ACCOUNT, (*codec_for(_ACCOUNTS).values(item), now))

@@ -52,6 +52,10 @@ def test_demo_options_are_parsed() -> None:
     ["demo", "--duration", "abc"],
     ["demo", "--duration", "inf"],
     ["demo", "--mode", "netting"],
+    ["demo", "--seed", "abc"],
+    ["demo", "--seed", "-1"],
+    ["demo", "--exchange"],
+    ["demo", "--bogus"],
     ["demo", "--levels", "0"],
     ["demo", "--levels", "-3"],
     ["demo", "--levels", "1000"],
@@ -101,7 +105,7 @@ def _subparser(name: str) -> Any:
     return cli.build_parser()._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr,index]
 
 
-@pytest.mark.parametrize("name", ["demo", "watch"])
+@pytest.mark.parametrize("name", cli.COMMAND_MODULES)
 def test_every_option_has_help_and_the_command_a_description(name: str) -> None:
     parser = _subparser(name)
     assert parser.description and len(parser.description) > 40
@@ -359,6 +363,10 @@ def test_demo_end_to_end(demo_runs: dict[str, tuple[int, str, str]]) -> None:
         assert result["resyncs"] == 0, exchange
         assert result["fill_pnl_mismatches"] == [], exchange
         assert len(result["open_tp_ids"]) == result["open_tp_orders_on_exchange"], (exchange, result)
+        # The account view at the end (Bybit: sent; Binance: computed by gridbot).
+        assert Decimal(result["margin_balance"]) > 0 and Decimal(result["mm_rate"]) >= 0, (exchange, result)
+        assert "available_balance" in result, exchange
+    assert summary["bybit"]["available_balance"] is not None
     assert "test-secret" not in demo_runs["plain"][1] + demo_runs["plain"][2]
 
 

@@ -113,11 +113,13 @@ def main() -> None:
             order = (False, True) if n % 2 == 0 else (True, False)  # alternate which mode goes first
             for with_journal in order:
                 with tempfile.TemporaryDirectory() as tmp:
-                    rate, commit_rate = one_round(parent, endpoints, trades, Path(tmp) if with_journal else None)
+                    directory = Path(tmp) if with_journal else None
+                    rate, commit_rate = one_round(parent, endpoints, trades, directory)
                 if with_journal:
                     journaled.append(rate)
                     committed.append(commit_rate or 0.0)
-                    print(f"round {n + 1}: journal    {rate:>8,.0f} delivered/s  {commit_rate:>8,.0f} committed/s")
+                    print(f"round {n + 1}: journal    {rate:>8,.0f} delivered/s  "
+                          f"{commit_rate:>8,.0f} committed/s")
                 else:
                     plain.append(rate)
                     print(f"round {n + 1}: no journal {rate:>8,.0f} delivered/s")
@@ -127,8 +129,9 @@ def main() -> None:
     print(summary("no journal, delivered", plain))
     print(summary("journal, delivered", journaled))
     print(summary("journal, committed", committed))
-    print(f"ratio journal/no journal (medians, delivered): {statistics.median(journaled) / statistics.median(plain):.2f}")
-    print("fsync policy: synchronous=NORMAL in WAL mode (a commit is safe from any process crash; see README)")
+    ratio = statistics.median(journaled) / statistics.median(plain)
+    print(f"ratio journal/no journal (medians, delivered): {ratio:.2f}")
+    print("fsync policy: synchronous=NORMAL in WAL mode (a commit survives any process crash; see README)")
 
 
 if __name__ == "__main__":

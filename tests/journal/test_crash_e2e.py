@@ -195,8 +195,8 @@ def test_sigkill_loop_keeps_every_fill_once_and_pnl_exact(exchange: str, emulato
     finally:
         stderr = final.stop() if final.process.returncode is None else ""
     with Journal(journal_path, readonly=True) as journal:
-        ids = [f.trade_id for f in journal.fills(SYMBOL)]
-        assert len(ids) == len(set(ids)) == len(ledger_ids), f"seed {seed}"
+        journaled = [f.trade_id for f in journal.fills(SYMBOL)]
+        assert len(journaled) == len(set(journaled)) == len(ledger_ids), f"seed {seed}"
         assert journal.realised_pnl() == want_pnl, f"seed {seed}"
     seen: set[str] = set()
     for consumer in runs:

@@ -30,7 +30,7 @@ def journal(path: str) -> Iterator[Journal]:
 
 def write(journal: Journal, *events: object) -> None:
     for event in events:
-        journal.record(event)  # type: ignore[arg-type]
+        journal.record(event)
     assert journal.flush(10.0)
 
 

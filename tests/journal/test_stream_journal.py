@@ -133,3 +133,17 @@ def test_a_journal_locked_by_another_writer_fails_start_cleanly(fake: list[FakeA
 def test_a_journal_must_be_a_journal_or_a_path(fake: list[FakeAdapter]) -> None:
     with pytest.raises(TypeError, match="journal must be"):
         make_stream(fake, journal=42)
+
+
+def test_streams_of_two_exchanges_share_one_journal(fake: list[FakeAdapter], path: str) -> None:
+    with Journal(path) as journal:
+        bybit, *_ = make_stream(fake, journal=journal)
+        binance = gridbot.ExchangeStream("binance", api_key="k", api_secret="s", journal=journal)
+        for stream in (bybit, binance):
+            stream.subscribe("BTCUSDT")
+            stream.start(timeout=5)
+        fake[-1].push(fill("only-binance"))
+        wait_until(lambda: journal.flush() and len(journal.fills()) == 1)
+        bybit.stop()
+        binance.stop()
+    assert no_gridbot_threads()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gridbot._account import AccountBatch, AccountConfig
-from gridbot._backfill import FillWatermarks, backfill_fills
+from gridbot._backfill import FillWatermarks, backfill_fills, unseen_orders, with_slots
 from gridbot._dispatch import (
     AccountCallback,
     Callbacks,
@@ -674,8 +674,16 @@ class ExchangeStream:
             self._finish_vanished(reconciled.vanished_orders)
         if found is None:
             return 0
+        fills = found.fills
+        unseen = unseen_orders(fills, self._pipeline)
+        if unseen:  # placed and finished inside the gap: on_order learns how they ended, before the fills
+            final_states = self._adapter.fetch_orders(unseen)
+            for event in final_states:
+                if self._pipeline.accept(event):
+                    self._queue.put(event)
+            fills = with_slots(fills, final_states)
         delivered = 0
-        for fill in found.fills:
+        for fill in fills:
             if self._pipeline.accept_fill(fill):
                 self._queue.put(fill)
                 delivered += 1

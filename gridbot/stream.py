@@ -451,7 +451,8 @@ class ExchangeStream:
             return "stopped"
         if phase in ("new", "starting", "failed"):
             return phase
-        if any(s.state == "failed" for s in self._book.sockets()):
+        failed_socket = any(s.state == "failed" for s in self._book.sockets())
+        if failed_socket or self._book.state == "failed":  # keys rejected, or the worker died
             return "failed"
         return "connected" if self.connected and not self._reconnecting else "reconnecting"
 

@@ -11,6 +11,7 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
+from gridbot.remote import PublisherStats, RedisPublisher, RemoteStream
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
 from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
@@ -26,7 +27,10 @@ __all__ = [
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",
+    "PublisherStats",
     "RealisedPnlTracker",
+    "RedisPublisher",
+    "RemoteStream",
     "StatusUpdate",
     "StreamStats",
     "TakeProfitTracker",

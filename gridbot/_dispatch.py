@@ -155,11 +155,26 @@ class Router:
         self._marks: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, int], PositionUpdate] = {}
         self._lock = threading.RLock()
+        self._sinks: tuple[Callback, ...] = ()
+
+    def add_sink(self, sink: Callback) -> None:
+        """Also hand ``sink`` every event delivered to the subscribed symbols (positions with their marks)."""
+        with self._lock:
+            self._sinks = (*self._sinks, sink)
 
     def deliver(self, event: Event) -> None:
         with self._lock:
             self._counters.add("events")
+            if self._sinks and not isinstance(event, PositionUpdate):
+                self._to_sinks(event)  # positions go to the sinks once merged, in _deliver_position
             self._route(event)
+
+    def _to_sinks(self, event: Event) -> None:
+        symbol = getattr(event, "symbol", None)
+        if symbol is not None and self._subscriptions.get(symbol) is None:
+            return
+        for sink in self._sinks:
+            self._call(sink, event, "sink")
 
     def _route(self, event: Event) -> None:
         if isinstance(event, StatusUpdate):
@@ -212,6 +227,8 @@ class Router:
         if self._subscriptions.get(position.symbol) is None:
             return
         self._positions[(position.symbol, position.position_idx)] = position
+        if self._sinks:
+            self._to_sinks(position)
         self._deliver_to_symbol(position.symbol, "on_position", position)
 
     def _deliver_to_symbol(self, symbol: str, kind: str, event: Event) -> None:

@@ -37,6 +37,9 @@ DispatchMode = Literal["thread", "manual"]
 StatusState = Literal["connected", "reconnecting", "resynced", "stopped", "failed"]
 _Callback = Callable[[Any], None]
 _COUNT = 500
+# In a group, a consumer takes small batches and reads again only when it has worked most of them off,
+# so the work goes to whoever is free instead of to whoever read first.
+_GROUP_COUNT = 50
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 2.0
 _SEED_ORDER = {"TickerUpdate": 0, "WalletUpdate": 1, "PositionUpdate": 3, "OrderUpdate": 4}
@@ -80,6 +83,7 @@ class RemoteStream:
         self._read = self._redis.register_script(READ_SCRIPT)
         self._down_errors = down_errors()
         self._group = group
+        self._count = _COUNT if group is None else _GROUP_COUNT
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self._dispatch_mode: DispatchMode = dispatch
         self._heartbeat_timeout = heartbeat_timeout
@@ -111,6 +115,10 @@ class RemoteStream:
         self._meta_status: Any = None
         self._next_claim = 0.0
 
+    #: The reader stops reading while this many events wait for the callbacks: a slow consumer leaves
+    #: its backlog in Redis (bounded memory here), and resyncs from the state if it is trimmed past.
+    max_queued = 10_000
+
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running" if self._started else "new"
         group = f" group={self._group!r}" if self._group else ""
@@ -119,8 +127,8 @@ class RemoteStream:
     # ------------------------------------------------------------------ subscriptions
 
     def subscribe(self, symbol: str, *, on_position: _Callback | None = None,
-                  on_wallet: _Callback | None = None, on_order: _Callback | None = None, on_ticker: _Callback | None = None,
-                  on_fill: _Callback | None = None, on_account: _Callback | None = None) -> None:
+                  on_wallet: _Callback | None = None, on_order: _Callback | None = None,
+                  on_ticker: _Callback | None = None, on_fill: _Callback | None = None, on_account: _Callback | None = None) -> None:
         """Register callbacks for ``symbol`` (upper-cased), before or after :meth:`start`; a symbol
         added while running is seeded from the stored state like one added before."""
         symbol = _normalize_symbol(symbol)
@@ -284,12 +292,17 @@ class RemoteStream:
     def _run_reader(self) -> None:
         backoff = _BACKOFF_FIRST
         missed_since: float | None = None
+        group_free = self._group is None
         while not self._stop_event.is_set():
             try:
                 if not self._redis_up:
                     self._redis.ping()
                     self._redis_up = True
                     self._counters.add("reconnects")
+                if len(self._queue) >= (self.max_queued if group_free else min(self.max_queued, self._count)):
+                    self._flush_acks()
+                    self._stop_event.wait(0.02)
+                    continue
                 self._cycle(reconnected=missed_since is not None)
                 missed_since = None
                 backoff = _BACKOFF_FIRST
@@ -317,12 +330,12 @@ class RemoteStream:
         self._claim()
         self._seed_new_symbols()
         result = self._read(keys=[self._keys.stream, self._keys.meta],
-                            args=[self._pos, _COUNT, self._group or "", self._consumer])
+                            args=[self._pos, self._count, self._group or "", self._consumer])
         self._check_meta(result[0])
         outcome = _text(result[1])
         if outcome == "gap":
-            self._resync_from_state(f"the stream no longer holds entry {_text(result[2])} this consumer read "
-                                    "last (trimmed past it, or Redis lost its data)")
+            self._recover_gap(f"the stream no longer holds entry {_text(result[2])} this consumer read last "
+                              "(trimmed past it, or Redis lost its data)")
             return
         if outcome == "nogroup":
             self._resync_from_state(f"consumer group {self._group!r} is gone (Redis lost its data?)")
@@ -341,8 +354,8 @@ class RemoteStream:
 
     def _blocking_read(self) -> Any:
         if self._group is None:
-            return self._redis.xread({self._keys.stream: self._pos}, count=_COUNT, block=self._block_ms)
-        return self._redis.xreadgroup(self._group, self._consumer, {self._keys.stream: ">"}, count=_COUNT,
+            return self._redis.xread({self._keys.stream: self._pos}, count=self._count, block=self._block_ms)
+        return self._redis.xreadgroup(self._group, self._consumer, {self._keys.stream: ">"}, count=self._count,
                                       block=self._block_ms)
 
     def _process(self, entries: list[tuple[str, dict[bytes, bytes] | None]]) -> None:
@@ -464,6 +477,28 @@ class RemoteStream:
                 self._counters.add("bad_messages")
         logger.info("remote %s: seeded %d state entries at %s (%s)", self.account, len(events), last_id, why)
         return True
+
+    def _recover_gap(self, reason: str) -> None:
+        """Continue from the producer's latest marker when it is newer than this consumer's position (it
+        starts a complete state: a resync marker carries it, a reset's seed events follow it), so the
+        entries after it are not skipped; otherwise resync from the stored state."""
+        mark_id = self._redis.hget(self._keys.meta, "mark_id")
+        if mark_id is not None and _id_key(_text(mark_id)) > _id_key(self._pos):
+            found = self._redis.xrange(self._keys.stream, mark_id, mark_id)
+            if found:
+                mark = _text(mark_id)
+                self._process([(mark, found[0][1])])
+                if self._group is not None:
+                    self._redis.xgroup_setid(self._keys.stream, self._group, mark)
+                self._pos = mark
+                self._counters.add("resyncs")
+                logger.warning("remote %s: %s; continuing from the producer's marker %s", self.account, reason,
+                               mark)
+                self._up = False
+                self._set_up(f"{reason}; continued from the producer's marker {mark} (entries before it "
+                             "that were not read, fills among them, were not delivered)", force="resynced")
+                return
+        self._resync_from_state(reason)
 
     def _resync_from_state(self, reason: str) -> None:
         if not self._seed("resync"):

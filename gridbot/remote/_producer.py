@@ -175,6 +175,9 @@ class RedisPublisher:
     def _run(self) -> None:
         backoff = _BACKOFF_FIRST
         while True:
+            if self._down_since is not None and not self._probe(backoff):
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
             with self._cond:
                 if not self._buffer and not self._stopping:
                     self._cond.wait(max(0.0, self._next_heartbeat - time.monotonic()))
@@ -199,6 +202,19 @@ class RedisPublisher:
                     if not self._stopping or time.monotonic() < self._stop_deadline:
                         self._cond.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _probe(self, backoff: float) -> bool:
+        """While Redis is down, ping it instead of taking batches out of the buffer (so a full buffer
+        drops only its oldest events); False after waiting ``backoff`` (or at once when stopping)."""
+        try:
+            self._redis.ping()
+            return True
+        except self._down_errors:
+            with self._cond:
+                if self._stopping and time.monotonic() >= self._stop_deadline:
+                    return True  # let the loop end
+                self._cond.wait(backoff)
+            return False
 
     def _failed(self, exc: Exception) -> None:
         with self._cond:

@@ -99,7 +99,7 @@ if ARGV[5] == '1' then
   end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3])
-redis.call('HSET', KEYS[3], 'producer', ARGV[2], 'last_id', id, 'exchange', ARGV[4])
+redis.call('HSET', KEYS[3], 'producer', ARGV[2], 'last_id', id, 'exchange', ARGV[4], 'mark_id', id)
 redis.call('HINCRBY', KEYS[3], 'hb', 1)
 return {id, old}
 """

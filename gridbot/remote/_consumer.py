@@ -128,7 +128,8 @@ class RemoteStream:
 
     def subscribe(self, symbol: str, *, on_position: _Callback | None = None,
                   on_wallet: _Callback | None = None, on_order: _Callback | None = None,
-                  on_ticker: _Callback | None = None, on_fill: _Callback | None = None, on_account: _Callback | None = None) -> None:
+                  on_ticker: _Callback | None = None, on_fill: _Callback | None = None,
+                  on_account: _Callback | None = None) -> None:
         """Register callbacks for ``symbol`` (upper-cased), before or after :meth:`start`; a symbol
         added while running is seeded from the stored state like one added before."""
         symbol = _normalize_symbol(symbol)
@@ -355,8 +356,8 @@ class RemoteStream:
     def _blocking_read(self) -> Any:
         if self._group is None:
             return self._redis.xread({self._keys.stream: self._pos}, count=self._count, block=self._block_ms)
-        return self._redis.xreadgroup(self._group, self._consumer, {self._keys.stream: ">"}, count=self._count,
-                                      block=self._block_ms)
+        return self._redis.xreadgroup(self._group, self._consumer, {self._keys.stream: ">"},
+                                      count=self._count, block=self._block_ms)
 
     def _process(self, entries: list[tuple[str, dict[bytes, bytes] | None]]) -> None:
         for entry_id, fields in entries:
@@ -492,8 +493,8 @@ class RemoteStream:
                     self._redis.xgroup_setid(self._keys.stream, self._group, mark)
                 self._pos = mark
                 self._counters.add("resyncs")
-                logger.warning("remote %s: %s; continuing from the producer's marker %s", self.account, reason,
-                               mark)
+                logger.warning("remote %s: %s; continuing from the producer's marker %s",
+                               self.account, reason, mark)
                 self._up = False
                 self._set_up(f"{reason}; continued from the producer's marker {mark} (entries before it "
                              "that were not read, fills among them, were not delivered)", force="resynced")

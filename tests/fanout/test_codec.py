@@ -56,8 +56,8 @@ def test_every_event_type_round_trips_exactly(name: str) -> None:
             assert repr(getattr(decoded, f.name)) == repr(getattr(event, f.name)), f.name  # same exponent
 
 
-@pytest.mark.parametrize("event", [fill(1), position("0.010"), order("o-1"), wallet("10.50"), ticker("60000.1"),
-                                   status("reconnecting", "private: closed")])
+@pytest.mark.parametrize("event", [fill(1), position("0.010"), order("o-1"), wallet("10.50"),
+                                   ticker("60000.1"), status("reconnecting", "private: closed")])
 def test_round_trip_of_typical_events(event: Event) -> None:
     assert decode(encode(event)) == event
 
@@ -98,7 +98,8 @@ def test_a_newer_producer_field_is_ignored_and_a_missing_default_is_filled() -> 
     (json.dumps({"v": 2, "type": "FillUpdate", "f": {}}).encode(), "schema version 2"),
     (json.dumps({"type": "FillUpdate", "f": {}}).encode(), "schema version None"),
     (json.dumps({"v": SCHEMA_VERSION, "type": "Nope", "f": {}}).encode(), "unknown event type"),
-    (json.dumps({"v": SCHEMA_VERSION, "type": "StatusUpdate", "f": {"exchange": "x"}}).encode(), "is missing"),
+    (json.dumps({"v": SCHEMA_VERSION, "type": "StatusUpdate", "f": {"exchange": "x"}}).encode(),
+     "is missing"),
 ])
 def test_bad_entries_raise_normalization_error(payload: bytes, message: str) -> None:
     with pytest.raises(NormalizationError, match=message):

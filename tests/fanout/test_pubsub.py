@@ -37,8 +37,8 @@ def cleanup() -> Iterator[Callable[[Any], Any]]:
 
 def publisher(server: RedisServer, cleanup: Callable[[Any], Any], **kwargs: Any) -> tuple[SinkHost, Any]:
     host = SinkHost()
-    pub = gridbot.RedisPublisher(server.url, ACCOUNT, heartbeat_interval=kwargs.pop("heartbeat_interval", 0.1),
-                                 **kwargs)
+    kwargs.setdefault("heartbeat_interval", 0.1)
+    pub = gridbot.RedisPublisher(server.url, ACCOUNT, **kwargs)
     pub.attach(host)
     cleanup(pub)
     pub.start()
@@ -81,7 +81,8 @@ def test_seed_from_state_then_live_loses_nothing_and_repeats_nothing(
     producer = threading.Thread(target=produce)
     producer.start()
     client = redis_server.client()
-    wait_until(lambda: client.xlen(f"gridbot:{{{ACCOUNT}}}:events") > 400, what="fills in Redis before the consumer")
+    wait_until(lambda: client.xlen(f"gridbot:{{{ACCOUNT}}}:events") > 400,
+               what="fills in Redis before the consumer")
     rec = Recorder()
     consumer(redis_server, cleanup, rec)
     producer.join(30)
@@ -203,7 +204,8 @@ def test_a_group_splits_the_events_and_claims_a_dead_consumers_entries(
 
     # a consumer that dies with entries it received and never processed (manual dispatch, never run)
     rec_c = Recorder()
-    c = consumer(redis_server, cleanup, rec_c, group="writers", consumer="c", claim_idle=1.0, dispatch="manual")
+    c = consumer(redis_server, cleanup, rec_c, group="writers", consumer="c", claim_idle=1.0,
+                 dispatch="manual")
     a.stop()
     client = redis_server.client()
     host.emit(*[fill(n) for n in range(201, 401)])
@@ -244,7 +246,8 @@ def test_producer_status_is_relayed(redis_server: RedisServer, cleanup: Callable
     remote = consumer(redis_server, cleanup, rec)
     since = rec.mark()
     host.emit(status("reconnecting", "private: closed"))
-    assert "private: closed" in rec.wait(StatusUpdate, lambda s: s.state == "reconnecting", since=since).detail
+    relayed = rec.wait(StatusUpdate, lambda s: s.state == "reconnecting", since=since)
+    assert "private: closed" in relayed.detail
     wait_until(lambda: not remote.connected, what="not connected")
     host.emit(status("resynced", "snapshot applied"))
     rec.wait(StatusUpdate, lambda s: s.state == "resynced", since=since)
@@ -318,5 +321,8 @@ def test_events_are_exact_after_the_trip(redis_server: RedisServer, cleanup: Cal
     rec = Recorder()
     consumer(redis_server, cleanup, rec)
     host.emit(*sent)
-    wait_until(lambda: len([e for e in rec.all() if not isinstance(e, StatusUpdate)]) >= len(sent), what="all")
-    assert [e for e in rec.all() if not isinstance(e, StatusUpdate)] == sent
+    def received() -> list[Event]:
+        return [e for e in rec.all() if not isinstance(e, StatusUpdate)]
+
+    wait_until(lambda: len(received()) >= len(sent), what="all")
+    assert received() == sent

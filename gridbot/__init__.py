@@ -11,6 +11,7 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
+from gridbot.journal import Journal
 from gridbot.remote import PublisherStats, RedisPublisher, RemoteStream
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
@@ -24,6 +25,7 @@ __all__ = [
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",

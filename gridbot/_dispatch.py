@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
+from gridbot.book import StateBook
 from gridbot.events import (
     Event,
     FillUpdate,
@@ -26,22 +28,95 @@ from gridbot.events import (
 )
 from gridbot.stats import Counters
 
-__all__ = ["Callbacks", "DispatchQueue", "Router", "Subscriptions"]
+__all__ = ["CallbackErrorLog", "Callbacks", "DispatchQueue", "Router", "Subscriptions", "check_callback"]
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[Any], None]
+Callback = Callable[[Any], object]
+# A callback's return value is ignored: ``object`` lets ``list.append`` or a lambda be one.
+PositionCallback = Callable[[PositionUpdate], object]
+WalletCallback = Callable[[WalletUpdate], object]
+OrderCallback = Callable[[OrderUpdate], object]
+TickerCallback = Callable[[TickerUpdate], object]
+FillCallback = Callable[[FillUpdate], object]
+StatusCallback = Callable[[StatusUpdate], object]
+ERROR_LOG_INTERVAL = 10.0  # seconds between summary lines of one repeating callback error
+
+
+def check_callback(name: str, callback: object) -> None:
+    """TypeError unless ``callback`` is None or callable: caught at registration, not on every event."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{name} must be a callable taking one event (or None), "
+                        f"not {type(callback).__name__} {callback!r:.60}")
 
 
 @dataclass(frozen=True, slots=True)
 class Callbacks:
-    """The callbacks of one symbol; any of them may be None."""
+    """The callbacks of one symbol; any of them may be None.  Non-callables raise TypeError."""
 
-    on_position: Callback | None = None
-    on_wallet: Callback | None = None
-    on_order: Callback | None = None
-    on_ticker: Callback | None = None
-    on_fill: Callback | None = None
+    on_position: PositionCallback | None = None
+    on_wallet: WalletCallback | None = None
+    on_order: OrderCallback | None = None
+    on_ticker: TickerCallback | None = None
+    on_fill: FillCallback | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            check_callback(field.name, getattr(self, field.name))
+
+
+class CallbackErrorLog:
+    """Logs raising callbacks without flooding the log: the first error of each (callback, exception
+    type) with its traceback, then at most one line per ``interval`` with how many more there were.
+    :meth:`flush` writes the counts still pending (the stream calls it at stop).  The exact total is
+    ``stats.callback_errors``; this only decides what is worth a log line."""
+
+    def __init__(self, exchange: str, *, interval: float = ERROR_LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._exchange = exchange
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (kind, exception type name) -> [time of the last line, errors since, latest message]
+        self._seen: dict[tuple[str, str], list[Any]] = {}
+
+    def record(self, kind: str, event: Event, exc: BaseException) -> None:
+        key = (kind, type(exc).__name__)
+        now = self._clock()
+        summary: tuple[int, str] | None = None
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is not None:
+                entry[1] += 1
+                entry[2] = _describe(exc)
+                if now - entry[0] >= self._interval:
+                    summary = (entry[1], entry[2])
+                    entry[0], entry[1] = now, 0
+            else:
+                self._seen[key] = [now, 0, ""]
+        if entry is None:
+            logger.error("%s callback %s raised on %s (the stream keeps running; repeats of this error "
+                         "are counted, one line per %g s)", self._exchange, kind, type(event).__name__,
+                         self._interval, exc_info=exc)
+        elif summary is not None:
+            self._summary(key, *summary)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending = [(key, entry[1], entry[2]) for key, entry in self._seen.items() if entry[1]]
+            for key, _, _ in pending:
+                self._seen[key][1] = 0
+        for key, count, latest in pending:
+            self._summary(key, count, latest)
+
+    def _summary(self, key: tuple[str, str], count: int, latest: str) -> None:
+        logger.error("%s callback %s raised %s %d more time(s) since the last report (latest: %s)",
+                     self._exchange, key[0], key[1], count, latest)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 class Subscriptions:
@@ -138,7 +213,7 @@ class Router:
     """Calls the right callbacks for each event; merges mark prices into positions.
 
     Only one thread may deliver at a time (the stream guarantees it).  A raising callback is
-    logged with its traceback and counted; it never stops delivery.
+    counted and logged through :class:`CallbackErrorLog` (rate-limited); it never stops delivery.
     """
 
     def __init__(
@@ -147,11 +222,17 @@ class Router:
         subscriptions: Subscriptions,
         on_status: Callback | None,
         counters: Counters,
+        *,
+        error_log: CallbackErrorLog | None = None,
+        book: StateBook | None = None,
     ) -> None:
+        check_callback("on_status", on_status)
         self._exchange = exchange
         self._subscriptions = subscriptions
         self._on_status = on_status
         self._counters = counters
+        self.errors = error_log if error_log is not None else CallbackErrorLog(exchange)
+        self.book = book if book is not None else StateBook()
         self._marks: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, int], PositionUpdate] = {}
         self._lock = threading.RLock()
@@ -177,6 +258,7 @@ class Router:
             self._call(sink, event, "sink")
 
     def _route(self, event: Event) -> None:
+        self._record(event)
         if isinstance(event, StatusUpdate):
             self._call(self._on_status, event, "on_status")
         elif isinstance(event, WalletUpdate):
@@ -190,8 +272,19 @@ class Router:
         elif isinstance(event, FillUpdate):
             self._deliver_to_symbol(event.symbol, "on_fill", event)
 
+    def _record(self, event: Event) -> None:
+        """The book learns each event just before its callbacks run; positions in
+        :meth:`_deliver_position`, once valued at the mark the callback will see."""
+        if isinstance(event, PositionUpdate):
+            return
+        if isinstance(event, (StatusUpdate, WalletUpdate)):
+            self.book._apply(event)  # account-wide
+        elif self._subscriptions.get(event.symbol) is not None:
+            self.book._apply(event)
+
     def forget_symbol(self, symbol: str) -> None:
         """Drop the mark and positions of an unsubscribed symbol (safe from any thread)."""
+        self.book._forget(symbol)
         with self._lock:
             self._marks.pop(symbol, None)
         for slot in [s for s in self._positions if s[0] == symbol]:
@@ -229,6 +322,7 @@ class Router:
         self._positions[(position.symbol, position.position_idx)] = position
         if self._sinks:
             self._to_sinks(position)
+        self.book._apply(position)
         self._deliver_to_symbol(position.symbol, "on_position", position)
 
     def _deliver_to_symbol(self, symbol: str, kind: str, event: Event) -> None:
@@ -241,14 +335,9 @@ class Router:
             return
         try:
             callback(event)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - a user callback may raise anything: counted, logged
             self._counters.add("callback_errors")
-            logger.exception(
-                "%s callback %s raised on %s (the stream keeps running)",
-                self._exchange,
-                kind,
-                type(event).__name__,
-            )
+            self.errors.record(kind, event, exc)
 
 
 def with_mark(position: PositionUpdate, mark: Decimal) -> PositionUpdate:

@@ -17,14 +17,24 @@ __all__ = [
     "ORDER_STATUSES",
     "TERMINAL_ORDER_STATUSES",
     "Event",
+    "Exchange",
     "FillUpdate",
     "OrderStatus",
+    "OrderType",
     "OrderUpdate",
+    "PositionSide",
     "PositionUpdate",
+    "Side",
+    "StatusState",
     "StatusUpdate",
     "TickerUpdate",
     "WalletUpdate",
 ]
+
+Exchange = Literal["binance", "bybit"]
+Side = Literal["Buy", "Sell"]
+PositionSide = Literal["Buy", "Sell", ""]  # "" flat
+OrderType = Literal["Limit", "Market"]
 
 OrderStatus = Literal[
     "New",
@@ -56,6 +66,8 @@ class _EventBase:
     timestamp: int
     is_snapshot: bool = False
     raw: Mapping[str, Any] = field(default_factory=_no_raw, compare=False, repr=False)
+    # Delivered at start from a journal: the last state the previous run delivered (see gridbot.Journal).
+    restored: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +76,7 @@ class PositionUpdate(_EventBase):
 
     symbol: str
     position_idx: int
-    side: str  # "Buy" long, "Sell" short, "" flat
+    side: PositionSide  # "Buy" long, "Sell" short, "" flat
     size: Decimal  # always >= 0; the side carries the direction
     entry_price: Decimal
     mark_price: Decimal | None
@@ -90,8 +102,8 @@ class OrderUpdate(_EventBase):
     symbol: str
     order_id: str
     client_order_id: str
-    side: str  # "Buy" | "Sell"
-    order_type: str  # "Limit" | "Market"
+    side: Side
+    order_type: OrderType
     status: OrderStatus
     price: Decimal
     qty: Decimal
@@ -111,7 +123,7 @@ class FillUpdate(_EventBase):
     symbol: str
     order_id: str
     trade_id: str
-    side: str
+    side: Side
     price: Decimal
     qty: Decimal
     fee: Decimal

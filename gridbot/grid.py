@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, GridbotError
@@ -35,6 +35,7 @@ from gridbot.events import (
     FillUpdate,
     OrderUpdate,
     PositionUpdate,
+    Side,
     StatusUpdate,
     TickerUpdate,
     WalletUpdate,
@@ -88,7 +89,7 @@ class Level:
     """One grid level: ``index`` < 0 buys below the start price, > 0 sells above it."""
 
     index: int
-    side: str
+    side: Side
     price: Decimal
     tp_price: Decimal
     position_idx: int
@@ -101,7 +102,7 @@ class Level:
     cancel_requested: bool = False
 
     @property
-    def tp_side(self) -> str:
+    def tp_side(self) -> Side:
         return "Sell" if self.side == "Buy" else "Buy"
 
 
@@ -112,7 +113,7 @@ class Close:
     symbol: str
     level: int
     position_idx: int
-    side: str            # the take-profit's side
+    side: Side           # the take-profit's side
     qty: Decimal
     entry_price: Decimal
     exit_price: Decimal
@@ -591,11 +592,11 @@ class _Subscribable(Protocol):
         self,
         symbol: str,
         *,
-        on_position: Callable[[Any], None] | None = None,
-        on_wallet: Callable[[Any], None] | None = None,
-        on_order: Callable[[Any], None] | None = None,
-        on_ticker: Callable[[Any], None] | None = None,
-        on_fill: Callable[[Any], None] | None = None,
+        on_position: Callable[[PositionUpdate], object] | None = None,
+        on_wallet: Callable[[WalletUpdate], object] | None = None,
+        on_order: Callable[[OrderUpdate], object] | None = None,
+        on_ticker: Callable[[TickerUpdate], object] | None = None,
+        on_fill: Callable[[FillUpdate], object] | None = None,
     ) -> None: ...
 
 

@@ -23,9 +23,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gridbot._dispatch import Callbacks, DispatchQueue, Router, Subscriptions
+from gridbot._dispatch import (
+    Callbacks,
+    DispatchQueue,
+    FillCallback,
+    OrderCallback,
+    PositionCallback,
+    Router,
+    Subscriptions,
+    TickerCallback,
+    WalletCallback,
+)
 from gridbot._pipeline import Pipeline
 from gridbot.adapters._base import Adapter, Channel, LinkState, Sink
+from gridbot.book import StateBook, StreamState, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import Event, OrderUpdate, StatusUpdate
@@ -38,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 Exchange = Literal["binance", "bybit"]
 DispatchMode = Literal["thread", "manual"]
-StatusCallback = Callable[[StatusUpdate], None]
+StatusCallback = Callable[[StatusUpdate], object]
 
 _RESYNC_BACKOFF_FIRST = 0.5
 # A gap reported while the socket is up waits this long before its resync: python-binance reports the
@@ -126,10 +137,35 @@ def _make_adapter(
 
 
 class ExchangeStream:
-    """Positions, wallet, orders, fills and prices of one account, as callbacks per symbol.
+    """Positions, wallet, orders, fills and prices of one futures account, as callbacks per symbol
+    and as a state book (:attr:`book`) a synchronous loop can read without callbacks.
 
-    See DESIGN §1.  Callbacks of one stream never run concurrently; events of one kind for one
-    symbol arrive in exchange order; a raising callback is logged and counted, never fatal.
+    Callbacks of one stream never run concurrently; events of one kind for one symbol arrive in
+    exchange order; a raising callback is counted (``stats.callback_errors``) and logged (the first
+    with its traceback, repeats as a periodic count), never fatal.
+
+    Args:
+        exchange: ``"binance"`` (USDⓈ-M futures through python-binance) or ``"bybit"`` (v5 linear
+            through pybit).
+        api_key, api_secret: the account's API keys (read-only permission is enough to watch).  Never
+            logged, repr'd or raised.
+        testnet: use the exchange's testnet hosts.
+        demo: use demo trading (Bybit demo trading; Binance's demo hosts).
+        endpoints: replacement REST and WebSocket hosts (a loopback emulator, a proxy); they win over
+            ``testnet`` and ``demo``.
+        snapshot: seed positions, open orders and the wallet over REST at start and after every
+            reconnect (default).  ``False``: only what the sockets push from now on, and nothing is
+            recovered after an outage - for streams that must make no REST read at all.
+        dispatch: ``"thread"`` (default): callbacks run on a gridbot thread as events arrive.
+            ``"manual"``: nothing runs until you call :meth:`dispatch_pending` from your own loop,
+            which runs the queued callbacks in your thread (keep calling it until it returns 0 after
+            :meth:`stop` to receive the final ``stopped`` status).
+        on_status: called with a :class:`~gridbot.events.StatusUpdate` on every connection change
+            (``connected``, ``reconnecting``, ``resynced``, ``stopped``, ``failed``).
+
+    Raises:
+        ValueError: an unknown ``exchange`` or ``dispatch``, or missing keys.
+        TypeError: ``on_status`` is not callable.
     """
 
     def __init__(
@@ -157,7 +193,8 @@ class ExchangeStream:
         self._counters = Counters()
         self._subscriptions = Subscriptions()
         self._queue = DispatchQueue(self._counters)
-        self._router = Router(exchange, self._subscriptions, on_status, self._counters)
+        self._book = StateBook()
+        self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._pipeline = Pipeline()
         self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
         self._adapter = _make_adapter(
@@ -192,16 +229,23 @@ class ExchangeStream:
         self,
         symbol: str,
         *,
-        on_position: Callable[[Any], None] | None = None,
-        on_wallet: Callable[[Any], None] | None = None,
-        on_order: Callable[[Any], None] | None = None,
-        on_ticker: Callable[[Any], None] | None = None,
-        on_fill: Callable[[Any], None] | None = None,
+        on_position: PositionCallback | None = None,
+        on_wallet: WalletCallback | None = None,
+        on_order: OrderCallback | None = None,
+        on_ticker: TickerCallback | None = None,
+        on_fill: FillCallback | None = None,
     ) -> None:
         """Register callbacks for ``symbol`` (upper-cased); before or after :meth:`start`.
 
-        A symbol added while running gets its ticker stream and is seeded like one added before.
-        Subscribing an already subscribed symbol replaces its callbacks.
+        Each callback takes its event type (``on_position`` a PositionUpdate, ...); its return value
+        is ignored.  Every callback is optional: a symbol subscribed with none still fills
+        :attr:`book`.  ``on_wallet`` is account-wide (called once per update whichever symbols
+        share it).  A symbol added while running gets its ticker stream and is seeded like one
+        added before.  Subscribing an already subscribed symbol replaces its callbacks.
+
+        Raises:
+            TypeError: a callback is neither callable nor None.
+            ValueError: ``symbol`` is empty.
         """
         symbol = _normalize_symbol(symbol)
         callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill)
@@ -247,6 +291,8 @@ class ExchangeStream:
         except BaseException:
             self._abort_start(deadline)
             raise
+        for channel in ("private", "public"):
+            self._book._socket_changed(channel, "up", "opened")  # before the worker sees any change
         self._worker = self._thread("worker", lambda: self._run_worker(deadline))
         if not self._seed_done.wait(_remaining(deadline)):
             self._abort_start(deadline)
@@ -292,6 +338,7 @@ class ExchangeStream:
             self._emit_status("stopped", "stop() called")
         self._queue.close()
         self._join(self._dispatcher, deadline, current)
+        self._router.errors.flush()
 
     def _join(self, thread: threading.Thread | None, deadline: float, current: threading.Thread) -> None:
         if thread is None or thread is current:
@@ -313,6 +360,38 @@ class ExchangeStream:
     def connected(self) -> bool:
         """True only while every socket is up."""
         return self._live and not self._stopped and self._adapter.connected
+
+    @property
+    def book(self) -> StateBook:
+        """The account state delivered so far: positions, open orders, take-profit ids, tickers,
+        wallet, sockets (see :mod:`gridbot.book`); readable from any thread, no callback needed."""
+        return self._book
+
+    def status(self) -> StreamStatus:
+        """Connection state, each socket, the subscribed symbols, open positions and counters."""
+        book = self._book.snapshot()
+        return StreamStatus(
+            exchange=self.exchange,
+            state=self._state(),
+            connected=self.connected,
+            sockets=self._book.sockets(),
+            symbols=tuple(self._subscriptions.symbols()),
+            positions=tuple(p for p in book.positions if p.size > 0),
+            open_orders=len(book.open_orders),
+            last_event_at=book.last_event_at,
+            stats=self.stats,
+        )
+
+    def _state(self) -> StreamState:
+        if self._stopped:
+            return "stopped"
+        if not self._started:
+            return "new"
+        if not self._live:
+            return "starting"
+        if any(s.state == "failed" for s in self._book.sockets()):
+            return "failed"
+        return "connected" if self.connected and not self._reconnecting else "reconnecting"
 
     @property
     def stats(self) -> StreamStats:
@@ -404,6 +483,7 @@ class ExchangeStream:
     # ------------------------------------------------------------------ frames
 
     def _handle_frame(self, frame: _Frame) -> None:
+        self._book._message_seen(frame.channel)
         try:
             decoded = self._adapter.decode(frame.channel, frame.payload)
         except NormalizationError as exc:
@@ -432,6 +512,7 @@ class ExchangeStream:
     # ------------------------------------------------------------------ links and resyncs
 
     def _handle_link(self, link: _Link) -> None:
+        self._book._socket_changed(link.channel, link.state, link.detail)
         if link.state == "failed":
             logger.error("%s %s socket failed: %s", self.exchange, link.channel, link.detail)
             self._emit_status("failed", f"{link.channel}: {link.detail}")

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from gridbot import cli
+from gridbot.cli import _demo_run, _display
+from gridbot.cli import demo as demo_command
+from gridbot.cli import watch as watch_command
 from gridbot.errors import AuthenticationError, ConnectError
 from gridbot.events import StatusUpdate, TickerUpdate
 
@@ -44,20 +47,79 @@ def test_demo_options_are_parsed() -> None:
     ["demo", "--symbols", ""],
     ["demo", "--exchange", "kraken"],
     ["demo", "--duration", "0"],
+    ["demo", "--duration", "abc"],
+    ["demo", "--duration", "inf"],
     ["demo", "--mode", "netting"],
+    ["demo", "--levels", "0"],
+    ["demo", "--levels", "-3"],
+    ["demo", "--levels", "1000"],
+    ["demo", "--levels", "2.5"],
+    ["demo", "--step", "0"],
+    ["demo", "--step", "abc"],
+    ["demo", "--step", "nan"],
+    ["demo", "--step", "-1"],
+    ["demo", "--levels", "50", "--step", "2"],
     ["watch", "--symbol", "BTCUSDT"],
+    ["watch", "--exchange", "bybit", "--symbol", ""],
+    ["watch", "--exchange", "bybit", "--symbol", "BTC/USDT"],
     ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--api-key", "k"],
+    ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--rest-url", "http://127.0.0.1:1"],
+    ["watch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--rest-url", "127.0.0.1:1", "--ws-url", "ws://x"],
     [],
 ])
-def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(argv)
-    assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+def test_bad_arguments_are_one_line_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert "error:" in err and "--help" in err
+    assert "Traceback" not in err and "_positive" not in err and "invalid" not in err.replace(
+        "invalid choice", "")
+
+
+@pytest.mark.parametrize("argv", [
+    ["-v", "demo", "--duration", "1"],
+    ["demo", "-v", "--duration", "1"],
+    ["demo", "--duration", "1", "--verbose"],
+])
+def test_verbose_is_accepted_before_or_after_the_command(argv: list[str]) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert args.verbose is True
+
+
+def test_verbose_defaults_to_off() -> None:
+    assert getattr(cli.build_parser().parse_args(["demo"]), "verbose", False) is False
+
+
+def _subparser(name: str) -> Any:
+    return cli.build_parser()._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["demo", "watch"])
+def test_every_option_has_help_and_the_command_a_description(name: str) -> None:
+    parser = _subparser(name)
+    assert parser.description and len(parser.description) > 40
+    for action in parser._actions:
+        assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+def test_demo_help_explains_levels_step_and_the_summary_rows() -> None:
+    text = _subparser("demo").format_help()
+    assert "percent" in text and "take-profit" in text
+    for row in _display.SUMMARY_ROWS:
+        assert row.replace("_", " ") in text, row
+
+
+def test_commands_are_registered_modules() -> None:
+    assert [c.name for c in cli.commands()] == list(cli.COMMAND_MODULES)
 
 
 def test_secrets_cannot_be_passed_as_arguments() -> None:
-    help_text = cli.build_parser()._subparsers._group_actions[0].choices["watch"].format_help()  # type: ignore[union-attr]
+    help_text = _subparser("watch").format_help()
     assert "--api-key" not in help_text and "--api-secret" not in help_text
     assert "GRIDBOT_API_KEY" in help_text
 
@@ -74,16 +136,16 @@ def test_state_calls_are_the_account_reads() -> None:
 
 
 def test_plain_prints_equal_decimals_equally() -> None:
-    assert cli.plain(Decimal("5.4777790")) == cli.plain(Decimal("5.47777900")) == "5.477779"
-    assert cli.plain(Decimal("100")) == "100"
-    assert cli.plain(Decimal("-0.000")) == "0"
+    assert demo_command.plain(Decimal("5.4777790")) == demo_command.plain(Decimal("5.47777900")) == "5.477779"
+    assert demo_command.plain(Decimal("100")) == "100"
+    assert demo_command.plain(Decimal("-0.000")) == "0"
 
 
 def test_format_event_shows_fields_without_raw() -> None:
     event = TickerUpdate(exchange="bybit", timestamp=1, symbol="BTCUSDT", mark_price=Decimal("60000.10"),
                          last_price=None, index_price=None, funding_rate=Decimal("0.0001"),
                          next_funding_time=None, raw={"secretish": "x"})
-    assert cli.format_event(event) == (
+    assert watch_command.format_event(event) == (
         "TickerUpdate bybit timestamp=1 symbol=BTCUSDT mark_price=60000.10 funding_rate=0.0001")
 
 
@@ -92,14 +154,14 @@ def test_format_event_shows_fields_without_raw() -> None:
 
 @pytest.fixture
 def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cli.KEY_ENV, raising=False)
-    monkeypatch.delenv(cli.SECRET_ENV, raising=False)
+    monkeypatch.delenv(watch_command.KEY_ENV, raising=False)
+    monkeypatch.delenv(watch_command.SECRET_ENV, raising=False)
 
 
 @pytest.fixture
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cli.KEY_ENV, "key-id")
-    monkeypatch.setenv(cli.SECRET_ENV, SECRET)
+    monkeypatch.setenv(watch_command.KEY_ENV, "key-id")
+    monkeypatch.setenv(watch_command.SECRET_ENV, SECRET)
 
 
 @pytest.mark.usefixtures("no_keys")
@@ -112,7 +174,7 @@ def test_watch_without_keys_exits_2_with_a_clear_message(capsys: pytest.CaptureF
 @pytest.mark.usefixtures("no_keys")
 def test_watch_with_only_the_key_exits_2(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv(cli.KEY_ENV, "key-id")
+    monkeypatch.setenv(watch_command.KEY_ENV, "key-id")
     assert cli.main(["watch", "--exchange", "binance", "--symbol", "BTCUSDT"]) == 2
     assert "GRIDBOT_API_SECRET" in capsys.readouterr().err
 
@@ -155,8 +217,8 @@ def ctrl_c() -> None:
 def fake_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeStream]]:
     FakeStream.instances = []
     FakeStream.start_error = None
-    monkeypatch.setattr(cli, "ExchangeStream", FakeStream)
-    monkeypatch.setattr(cli, "_wait_for_interrupt", ctrl_c)
+    monkeypatch.setattr(watch_command, "ExchangeStream", FakeStream)
+    monkeypatch.setattr(watch_command, "_wait_for_interrupt", ctrl_c)
     yield FakeStream
 
 
@@ -167,7 +229,7 @@ def test_watch_prints_events_until_ctrl_c(fake_stream: type[FakeStream],
     assert code == 0
     [stream] = fake_stream.instances
     assert (stream.exchange, stream.symbol, stream.kwargs["testnet"], stream.kwargs["demo"]) == (
-        "bybit", "btcusdt", True, True)
+        "bybit", "BTCUSDT", True, True)
     assert (stream.kwargs["api_key"], stream.kwargs["api_secret"]) == ("key-id", SECRET)
     assert set(stream.callbacks) == {"on_position", "on_wallet", "on_order", "on_ticker", "on_fill"}
     assert stream.stopped
@@ -198,6 +260,32 @@ def test_watch_reports_unreachable_hosts(fake_stream: type[FakeStream],
     assert "could not connect to binance" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(60)
+def test_watch_can_be_pointed_at_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rest-url``/``--ws-url``: the real stream against a loopback Bybit, printing live events."""
+    from gridbot.emulator import BybitEmulator
+    from gridbot.emulator.engine import EngineConfig, SymbolConfig
+    from tests.e2e.helpers import wait_until
+
+    monkeypatch.setenv(watch_command.KEY_ENV, "watch-key")
+    monkeypatch.setenv(watch_command.SECRET_ENV, SECRET)
+    lines: list[str] = []
+    config = EngineConfig(symbols=(SymbolConfig("BTCUSDT", Decimal("60000")),), seed=3)
+    with BybitEmulator(config, api_key="watch-key", api_secret=SECRET, price_interval=0.02) as exchange:
+        def until_a_ticker() -> None:
+            wait_until(lambda: any(line.startswith("TickerUpdate bybit") for line in lines), what="a ticker")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(watch_command, "_wait_for_interrupt", until_a_ticker)
+        monkeypatch.setattr(watch_command, "say", lines.append)
+        code = cli.main(["watch", "--exchange", "bybit", "--symbol", "BTCUSDT",
+                         "--rest-url", exchange.endpoints.rest, "--ws-url", exchange.endpoints.ws])
+    assert code == 0
+    assert any(line.startswith("StatusUpdate bybit") and "state=connected" in line for line in lines)
+    assert any(line.startswith("TickerUpdate bybit") and "symbol=BTCUSDT" in line for line in lines)
+    assert SECRET not in "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------ demo failures
 
 
@@ -216,7 +304,7 @@ class BrokenEmulator:
 def test_demo_that_cannot_start_exits_1(monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     BrokenEmulator.stopped = 0
-    monkeypatch.setattr(cli, "_make_emulator", lambda exchange, options: BrokenEmulator())
+    monkeypatch.setattr(_demo_run, "_make_emulator", lambda exchange, options: BrokenEmulator())
     assert cli.main(["demo", "--duration", "1", "--json"]) == 1
     out, err = capsys.readouterr()
     assert "the binance demo failed to start" in err and "address already in use" in err
@@ -252,8 +340,9 @@ def demo_runs() -> dict[str, tuple[int, str, str]]:
 def _summary(run: tuple[int, str, str]) -> dict[str, Any]:
     code, out, err = run
     assert code == 0, f"demo exited {code}\nstdout:\n{out}\nstderr:\n{err}"
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = json.loads(out)  # stdout is exactly one JSON document: `gridbot demo --json | jq` works
     assert set(summary) == {"binance", "bybit"}
+    assert "gridbot demo: summary" in err  # the table and progress went to stderr
     return summary  # type: ignore[no-any-return]
 
 
@@ -279,4 +368,4 @@ def test_demo_end_to_end_with_faults(demo_runs: dict[str, tuple[int, str, str]])
         assert result["realised_pnl"] == result["ledger_realised_pnl"], (exchange, result)
         assert result["state_rest_calls_after_start"] == 0, exchange
         assert result["resyncs"] >= 1, (exchange, result)
-    assert "fault injected: expire_listen_key" in demo_runs["faults"][1]
+    assert "fault injected: expire_listen_key" in demo_runs["faults"][2]

@@ -10,6 +10,7 @@ EXPECTED = {
     "ExchangeStream",
     "FillUpdate",
     "GridbotError",
+    "Journal",
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",

@@ -23,6 +23,7 @@ and :mod:`gridbot.emulator.bybit`.
 from gridbot.emulator.binance import BinanceEmulator, BinanceFaults
 from gridbot.emulator.bybit import BybitEmulator, BybitFaults
 from gridbot.emulator.engine import Engine, EngineConfig, EngineError, SymbolConfig
+from gridbot.emulator.margin import LeverageBracket, leverage_brackets
 
 __all__ = [
     "BinanceEmulator",
@@ -32,5 +33,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "EngineError",
+    "LeverageBracket",
     "SymbolConfig",
+    "leverage_brackets",
 ]

@@ -17,17 +17,30 @@ REST (JSON; errors ``{"code": -NNNN, "msg": ...}`` with Binance's HTTP status):
   missing parameters -1102): ``GET /fapi/v3/positionRisk``, ``GET /fapi/v3/balance`` (and v2),
   ``GET /fapi/v1/openOrders``, ``GET /fapi/v1/openAlgoOrders``, ``GET|POST|DELETE /fapi/v1/order``,
   ``DELETE /fapi/v1/allOpenOrders``, ``GET|POST|DELETE /fapi/v1/algoOrder``,
-  ``DELETE /fapi/v1/algoOpenOrders``, ``GET|POST /fapi/v1/positionSide/dual``.
+  ``DELETE /fapi/v1/algoOpenOrders``, ``GET|POST /fapi/v1/positionSide/dual``,
+  ``GET /fapi/v1/userTrades`` (below), ``GET /fapi/v1/leverageBracket`` (JSON numbers; a list, one
+  object with ``symbol``), ``POST /fapi/v1/leverage`` (-4028 invalid, -2027 above the brackets' cap;
+  pushes ACCOUNT_CONFIG_UPDATE ``ac`` {s, l}), ``GET /fapi/v2/account`` and ``/fapi/v3/account`` (the
+  engine's totals, single-asset mode; v3 lists slots with a position or open-order margin, v2 all).
+- ``GET /fapi/v1/userTrades`` (Account-Trade-List): ``symbol`` required; ``orderId``; ``fromId`` (that
+  trade and later ones; with ``startTime``/``endTime`` -1128); ``startTime``/``endTime`` at most 7 days
+  apart (-1127), neither = the last 7 days of the injected clock; ``limit`` 1..1000, default 500 (outside:
+  -1130).  Rows ascending by ``id``; with ``startTime`` the oldest ``limit`` of the window, otherwise the
+  most recent ``limit``.  ⚠ Undocumented, decided here: only ``startTime`` = 7 days from it, only
+  ``endTime`` = 7 days up to it (Bybit's documented rule); ``commission`` is positive like the stream's
+  ``n`` (the docs' example shows a negative one); error codes -1127/-1128/-1130 are Binance's generic
+  ones; no 6-month limit.
 - order rejections: -2022 reduce-only, -2019 margin, -4061 position side, -1106 ``reduceOnly`` in hedge mode,
   -5022 post-only (GTX) would take, -2021 conditional would trigger at once, -4120 conditional type sent to
   ``/order``, -1111 quantity step, -4014 price tick, -1121 symbol, -2011/-2013 unknown order,
-  -4116 duplicate client id, -4059/-4067/-4068 position-mode changes.
+  -4116 duplicate client id, -4059/-4067/-4068 position-mode changes, -4164 an opening order below the
+  symbol's minimum notional (reduce-only: any size).
 
 WebSockets (aiohttp answers client pings):
 
 - user data: ``/private/ws?listenKey=K`` (also ``/private/ws/K`` and the legacy ``/ws/K``):
-  ORDER_TRADE_UPDATE (x NEW/TRADE/CANCELED/EXPIRED), ACCOUNT_UPDATE (a delta: the changed slots and the
-  USDT balance; ``cr`` = the slot's cumulative realised PnL before fees, ``pa`` signed, ``ps``
+  ORDER_TRADE_UPDATE (x NEW/TRADE/CANCELED/EXPIRED/CALCULATED), ACCOUNT_UPDATE (a delta: the changed
+  slots and the USDT balance; ``cr`` = the slot's cumulative realised PnL before fees, ``pa`` signed, ``ps``
   BOTH/LONG/SHORT), ALGO_UPDATE (NEW -> TRIGGERING -> TRIGGERED with ``ai`` = str(id of the placed
   order) -> FINISHED; CANCELED), ``listenKeyExpired`` (``E`` a string, as in the docs) then close 1000.
   A triggered algo's order is a regular order (``o`` LIMIT/MARKET, ``ot`` the algo type, ``sp`` its
@@ -39,6 +52,12 @@ WebSockets (aiohttp answers client pings):
   each ``price_interval`` (an ``engine.step()``; settable while running, 0.05 s in tests; 0: no walk)
   and each ``engine.set_price``.
 
+Forced closes (``engine.liquidate(symbol, position_idx, price, kind)``): ORDER_TRADE_UPDATE x NEW / X NEW,
+then x CALCULATED / X FILLED with the fill (``t``, ``l``, ``L``, ``z``, ``ap``, ``rp``, ``n``, ``N``), both
+with ``o`` LIQUIDATION, ``f`` IOC and ``c`` "autoclose-<time><id>" (liquidation) or "adl_autoclose" (ADL),
+then the ACCOUNT_UPDATE; the fill is listed by userTrades.  ⚠ Docs leave open which fill fields a CALCULATED
+event carries and whether these fills are in userTrades: the emulator sets all of them and lists them.
+
 Frames to one socket are sent in engine event order: the engine listener (under the engine lock, on any
 thread) translates each event at once and hands the frames to the server loop with
 ``call_soon_threadsafe``; one queue and one sender task per socket.
@@ -46,7 +65,8 @@ thread) translates each event at once and hands the frames to the server loop wi
 Known differences from the real exchange
 ----------------------------------------
 - Matching is the engine's: full fills only (never PARTIALLY_FILLED), no order book or slippage, a
-  marketable limit fills at its own price, no funding, liquidation, ADL or leverage/margin-type changes;
+  marketable limit fills at its own price, no funding, no automatic liquidation or ADL (a test calls
+  ``engine.liquidate``), no leverage/margin-type changes;
   triggers use the engine's mark (= last = index) whatever ``workingType`` says (it is echoed only).
 - Order and algo ids share one engine counter (Binance uses separate id spaces); trade ids are ints.
 - Only HMAC keys (no RSA/Ed25519).  The signature is checked over the raw ``query + body`` with the
@@ -56,7 +76,7 @@ Known differences from the real exchange
 - ``/fapi/v1/order`` takes LIMIT and MARKET only; TRAILING_STOP_MARKET is not supported (-1116),
   ``closePosition`` is refused (-1106), ``priceMatch``, ``selfTradePreventionMode``, ``goodTillDate``
   and ``priceProtect`` are accepted and echoed only; GTD acts as GTC; IOC and FOK both expire at once
-  when not marketable (x EXPIRED).  No order amendment, batch orders, ``allOrders``, ``userTrades``,
+  when not marketable (x EXPIRED).  No order amendment, batch orders, ``allOrders``,
   ``account``, ``income``, leverage or margin-type endpoints.  ``newOrderRespType`` ACK (the default)
   answers the order as accepted (status NEW, nothing executed), RESULT answers its state after matching.
 - A post-only order that would take is answered -5022 and pushes nothing, as documented.
@@ -71,8 +91,9 @@ Known differences from the real exchange
   ``n``/``N`` appear on TRADE frames only.  No FUNDING_FEE, TRADE_LITE, MARGIN_CALL,
   ACCOUNT_CONFIG_UPDATE or STRATEGY_UPDATE events.  Frames of different event types are always in
   engine order here; Binance does not guarantee that (a client must not rely on it).
-- positionRisk: ``liquidationPrice`` "0", ``adl`` 0, ``breakEvenPrice`` = entry, margins from the one
-  configured leverage.  Balance lists the margin coin only.
+- positionRisk: ``liquidationPrice`` "0", ``adl`` 0, ``breakEvenPrice`` = entry, margins from the
+  symbol's leverage and bracket.  Balance and account list the margin coin only; ``feeTier`` 0, no
+  ``notionalCoef``; ``maxWithdrawAmount`` = available balance.
 - Listen key: one per account; POST returns the active key (extended) or a new one; PUT without a
   ``listenKey`` extends the active key; expiry (60 min on the injected clock) is checked every 0.5 s;
   DELETE closes the key's sockets without an event.  A socket opened with an unknown or expired key is
@@ -109,6 +130,12 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import WSMsgType, web
 
+from gridbot.emulator._binance_account import (
+    SlotMargins,
+    account_information,
+    leverage_bracket_row,
+    leverage_response,
+)
 from gridbot.emulator._runner import LoopbackServer, Ticker
 from gridbot.emulator.engine import (
     Engine,
@@ -117,6 +144,7 @@ from gridbot.emulator.engine import (
     EngineEvent,
     Fill,
     FillEvent,
+    LeverageEvent,
     Order,
     OrderEvent,
     Position,
@@ -142,6 +170,7 @@ _DEFAULT_RECV_WINDOW: Final = 5000
 _MAX_RECV_WINDOW: Final = 60000
 _FUTURE_TOLERANCE_MS: Final = 1000
 _KEY_CHECK_INTERVAL: Final = 0.5
+_WEEK_MS: Final = 7 * 24 * 60 * 60 * 1000
 
 _PS_BY_IDX: Final[Mapping[int, str]] = {0: "BOTH", 1: "LONG", 2: "SHORT"}
 _SIDE_TO_WIRE: Final[Mapping[str, str]] = {"Buy": "BUY", "Sell": "SELL"}
@@ -167,6 +196,8 @@ _ENGINE_ERRORS: Final[Mapping[str, tuple[int, int, str]]] = {
     "bad_order_type": (400, -1116, "Invalid orderType."),
     "reduce_only_rejected": (400, -2022, "ReduceOnly Order is rejected."),
     "insufficient_balance": (400, -2019, "Margin is insufficient."),
+    "min_notional": (400, -4164, "Order's notional must be no smaller than the minimum notional "
+                                 "(unless you choose reduce only)."),
     "bad_position_idx": (400, -4061, "Order's position side does not match user's setting."),
     "would_immediately_trigger": (400, -2021, "Order would immediately trigger."),
 }
@@ -315,7 +346,14 @@ def _algo_wire_type(order: Order) -> str:
     return f"{kind}_MARKET" if order.order_type == "Market" else kind
 
 
+def _forced_client_id(order: Order) -> str:
+    """Binance's client ids of exchange-made closes: "autoclose-..." (liquidation), "adl_autoclose" (ADL)."""
+    return "adl_autoclose" if order.forced == "adl" else f"autoclose-{order.created_time}{order.order_id}"
+
+
 def _default_meta(order: Order) -> _OrderMeta:
+    if order.forced:
+        return _OrderMeta(client_id=_forced_client_id(order), wire_type="LIQUIDATION", time_in_force="IOC")
     if order.is_conditional:
         return _OrderMeta(
             client_id=order.client_order_id,
@@ -447,11 +485,11 @@ def _signed_amount(position: Position) -> Decimal:
     return -position.size if position.side == "Sell" else position.size
 
 
-def _rest_position(position: Position, mark: Decimal, leverage: Decimal, mmr: Decimal) -> dict[str, Any]:
-    """A row of GET /fapi/v3/positionRisk."""
+def _rest_position(position: Position, mark: Decimal) -> dict[str, Any]:
+    """A row of GET /fapi/v3/positionRisk (margins from the engine: the symbol's leverage and bracket)."""
     amount = _signed_amount(position)
     notional = amount * mark
-    initial = abs(notional) / leverage if leverage else Decimal(0)
+    initial = position.initial_margin
     return {
         "symbol": position.symbol,
         "positionSide": _PS_BY_IDX[position.position_idx],
@@ -466,7 +504,7 @@ def _rest_position(position: Position, mark: Decimal, leverage: Decimal, mmr: De
         "marginAsset": "USDT",
         "isolatedWallet": "0",
         "initialMargin": _fmt(initial),
-        "maintMargin": _fmt(abs(notional) * mmr),
+        "maintMargin": _fmt(position.maintenance_margin),
         "positionInitialMargin": _fmt(initial),
         "openOrderInitialMargin": "0",
         "adl": 0,
@@ -538,6 +576,45 @@ def _exchange_symbol(cfg: SymbolConfig) -> dict[str, Any]:
             {"filterType": "MARKET_LOT_SIZE", "stepSize": _fmt(cfg.qty_step), "minQty": _fmt(cfg.qty_step),
              "maxQty": "100000"},
         ],
+    }
+
+
+def _trade_window(params: Mapping[str, str], now: int) -> tuple[int, int]:
+    """userTrades' time window: 7 days at most; the last 7 days when neither bound is sent."""
+    has_start, has_end = bool(params.get("startTime")), bool(params.get("endTime"))
+    start = _int_param(params, "startTime", 0)
+    end = _int_param(params, "endTime", 0)
+    if has_start and has_end:
+        if end < start:
+            raise _ApiError(400, -1128, "Combination of optional parameters invalid.")
+        if end - start > _WEEK_MS:
+            raise _ApiError(400, -1127, "The time between startTime and endTime cannot be longer "
+                                        "than 7 days.")
+        return start, end
+    if has_start:
+        return start, start + _WEEK_MS
+    if has_end:
+        return end - _WEEK_MS, end
+    return now - _WEEK_MS, now
+
+
+def _user_trade(fill: Fill) -> dict[str, Any]:
+    """A row of GET /fapi/v1/userTrades (numbers as decimal strings, ids and time as ints)."""
+    return {
+        "buyer": fill.side == "Buy",
+        "commission": _fmt(fill.fee),
+        "commissionAsset": "USDT",
+        "id": fill.trade_id,
+        "maker": fill.is_maker,
+        "orderId": fill.order_id,
+        "price": _fmt(fill.price),
+        "qty": _fmt(fill.qty),
+        "quoteQty": _fmt(fill.price * fill.qty),
+        "realizedPnl": _fmt(fill.realised_pnl),
+        "side": _SIDE_TO_WIRE[fill.side],
+        "positionSide": _PS_BY_IDX[fill.position_idx],
+        "symbol": fill.symbol,
+        "time": fill.timestamp,
     }
 
 
@@ -846,6 +923,10 @@ class _Translator:
                 self._on_order(event, frames)
         elif isinstance(event, PriceEvent):
             frames.append((PUBLIC, _MarketItem(event.prices.symbol, _mark_price_data(event.prices))))
+        elif isinstance(event, LeverageEvent):
+            config = {"e": "ACCOUNT_CONFIG_UPDATE", "E": event.timestamp, "T": event.timestamp,
+                      "ac": {"s": event.symbol, "l": int(event.leverage)}}
+            frames.append((PRIVATE, _dumps(config)))
 
     def _flush_positions(self, frames: list[tuple[str, Any]]) -> None:
         """Slots changed without a wallet change (not expected from the engine): report them alone."""
@@ -879,7 +960,9 @@ class _Translator:
         if kind == "New":
             return
         if kind == "Trade":
-            frames.append((PRIVATE, _dumps(self._order_update(order, "TRADE", event.timestamp, event.fill))))
+            exec_type = "CALCULATED" if order.forced else "TRADE"  # CALCULATED: liquidation / ADL fill
+            update = self._order_update(order, exec_type, event.timestamp, event.fill)
+            frames.append((PRIVATE, _dumps(update)))
         elif kind == "Cancelled":
             exec_type = "EXPIRED" if order.order_id in self._expire_on_cancel else "CANCELED"
             frames.append((PRIVATE, _dumps(self._order_update(order, exec_type, event.timestamp))))
@@ -1367,6 +1450,11 @@ class BinanceEmulator:
             (post, "/fapi/v1/algoOrder", self._signed(self._new_algo)),
             (delete, "/fapi/v1/algoOrder", self._signed(self._cancel_algo)),
             (delete, "/fapi/v1/algoOpenOrders", self._signed(self._cancel_all_algos)),
+            (get, "/fapi/v1/userTrades", self._signed(self._user_trades)),
+            (get, "/fapi/v1/leverageBracket", self._signed(self._leverage_bracket)),
+            (post, "/fapi/v1/leverage", self._signed(self._change_leverage)),
+            (get, "/fapi/v2/account", self._signed(lambda params: self._account(v2=True))),
+            (get, "/fapi/v3/account", self._signed(lambda params: self._account(v2=False))),
             (get, "/fapi/v1/positionSide/dual", self._signed(self._get_dual)),
             (post, "/fapi/v1/positionSide/dual", self._signed(self._set_dual)),
             (get, "/private/ws", self._private_ws),
@@ -1508,8 +1596,7 @@ class BinanceEmulator:
     def _position_risk(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """v3: only symbols with a position or an open order; every slot of such a symbol."""
         wanted = self._symbol_param(params, required=False)
-        engine, cfg = self._engine, self._config
-        now = self._clock()
+        engine = self._engine
         rows = []
         with engine.lock:  # one consistent snapshot
             slots = (1, 2) if engine.hedge_mode else (0,)
@@ -1519,8 +1606,8 @@ class BinanceEmulator:
             for symbol in symbols:
                 mark = engine.prices(symbol).mark
                 for idx in slots:
-                    position = touched.get((symbol, idx)) or _flat_position(symbol, idx, mark, now)
-                    rows.append(_rest_position(position, mark, cfg.leverage, cfg.maintenance_margin_rate))
+                    position = touched.get((symbol, idx)) or engine.position(symbol, idx)
+                    rows.append(_rest_position(position, mark))
         return rows
 
     def _balance(self, params: dict[str, str]) -> list[dict[str, Any]]:
@@ -1552,6 +1639,55 @@ class BinanceEmulator:
                 for o in self._engine.open_orders(symbol)
                 if o.is_conditional and o.status == "Untriggered"
             ]
+
+    def _leverage_bracket(self, params: dict[str, str]) -> Any:
+        """A list of every symbol's brackets; one object when ``symbol`` is sent (as documented)."""
+        symbol = self._symbol_param(params, required=False)
+        if symbol is not None:
+            return leverage_bracket_row(symbol, self._engine.brackets(symbol))
+        return [leverage_bracket_row(s, self._engine.brackets(s)) for s in self._engine.symbols]
+
+    def _change_leverage(self, params: dict[str, str]) -> dict[str, Any]:
+        symbol = self._symbol_param(params, required=True) or ""
+        leverage = _int_param(params, "leverage")
+        try:
+            self._engine.set_leverage(symbol, leverage)
+        except EngineError as exc:
+            if exc.code == "leverage_exceeds_notional":
+                raise _ApiError(400, -2027, "Exceeded the maximum allowable position at current "
+                                            "leverage.") from None
+            raise _ApiError(400, -4028, f"Leverage {leverage} is not valid") from None
+        return leverage_response(symbol, Decimal(leverage), self._engine.brackets(symbol))
+
+    def _account(self, *, v2: bool) -> dict[str, Any]:
+        engine = self._engine
+        with engine.lock:  # one consistent snapshot
+            slots: list[SlotMargins] = []
+            for symbol in engine.symbols:
+                for idx in ((1, 2) if engine.hedge_mode else (0,)):
+                    slots.append((engine.position(symbol, idx), engine.open_order_margin(symbol, idx),
+                                  engine.brackets(symbol)))
+            return account_information(engine.wallet(), slots, v2=v2)
+
+    def _user_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /fapi/v1/userTrades: the symbol's fills (forced closes included), ascending by id."""
+        symbol = self._symbol_param(params, required=True) or ""
+        limit = _int_param(params, "limit", 500)
+        if not 1 <= limit <= 1000:
+            raise _ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        fills = list(self._engine.fills(symbol))
+        if params.get("orderId"):
+            order_id = _int_param(params, "orderId")
+            fills = [f for f in fills if f.order_id == order_id]
+        if params.get("fromId"):
+            if params.get("startTime") or params.get("endTime"):
+                raise _ApiError(400, -1128, "Combination of optional parameters invalid.")
+            from_id = _int_param(params, "fromId")
+            return [_user_trade(f) for f in fills if f.trade_id >= from_id][:limit]
+        start, end = _trade_window(params, self._clock())
+        in_window = [f for f in fills if start <= f.timestamp <= end]
+        page = in_window[:limit] if params.get("startTime") else in_window[-limit:]
+        return [_user_trade(f) for f in page]
 
     # ---- trading helpers
 

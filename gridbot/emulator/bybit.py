@@ -28,6 +28,14 @@ and ``X-BAPI-SIGN`` = HMAC-SHA256(secret, timestamp + key + recvWindow + raw que
   ``CreateByStopLoss``; ``"0"`` cancels it).
 - ``POST /v5/position/switch-mode`` (mode 0 one-way, 3 hedge; 110025 when unchanged, 110024 with an open
   position, 110028 with open orders).
+- ``POST /v5/position/set-leverage`` (``buyLeverage`` = ``sellLeverage``, cross margin; 110043 when
+  unchanged; pushes the symbol's position rows with the new leverage and margins).
+- ``GET  /v5/execution/list`` (category=linear; newest first by ``execTime``; ``orderId`` > ``orderLinkId`` >
+  ``symbol`` as documented, ``execType``, ``startTime``/``endTime`` by the documented 7-day rules (more:
+  10001), ``limit`` 1..100 default 50, ``cursor``/``nextPageCursor`` ("" at the end)).  Rows are the
+  ``execution`` pushes without the WS-only ``execPnl``, ``category``, ``isLeverage``, ``marketUnit``, and
+  ``extraFees`` "" as in the REST example.  The cursor names the page's last row, so fills made between
+  pages never shift the next page.
 - ``GET  /v5/market/time`` and ``GET /v5/market/tickers`` (public, unsigned).
 
 Rejections: 10001 (params, unknown symbol, position idx not matching the mode), 110001 (order does not
@@ -56,6 +64,12 @@ the conditional's wire id (its ``orderId``, ``orderLinkId``, ``stopOrderType``, 
 ``orderId``, and the engine's closing event of the conditional (already shown through the child) is dropped.
 Cancelling the wire id of a triggered conditional cancels its live child.
 
+Forced closes (``engine.liquidate(symbol, position_idx, price, kind)``): an order push (Market, ``createType``
+``CreateByTakeOver_PassThrough`` for a liquidation, ``CreateByAdl_PassThrough`` for ADL; New then Filled),
+an ``execution`` with ``execType`` ``BustTrade`` / ``AdlTrade``, then position and wallet pushes; listed by
+execution/list.  ⚠ That these executions are listed by execution/list is assumed (docs leave it open).
+Execution ``seq`` = the position ``seq`` after that fill (one cross sequence, as documented).
+
 Ids: Bybit ids are UUID-shaped strings derived deterministically from the engine's int ids (a hash), with
 a bidirectional map; execIds likewise.
 
@@ -81,9 +95,10 @@ Known mismatches with the real exchange:
   ``EC_PostOnlyWillTakeLiquidity``).  Reduce-only conditionals of a position that goes flat end
   ``Deactivated`` (cancelType ``CancelByTpSlTsClear``).
 - Non-conditional orders have ``stopOrderType`` ``""`` on the socket and ``"UNKNOWN"`` on REST and in
-  executions (as in the observed and documented samples).  ``closedPnl``, ``breakEvenPrice``, risk limits,
-  ``liqPrice`` and margin figures are simplified; IM is size x mark / leverage; account rates are sent
-  with the engine's full precision (Bybit rounds them).
+  executions (as in the observed and documented samples).  ``closedPnl``, ``breakEvenPrice``, risk limits
+  and ``liqPrice`` are simplified; position and account margins are the engine's (Binance's bracket
+  formulas, not Bybit's risk-limit tiers); account rates are sent with 8 decimals.  A never-traded
+  slot's ``createdTime`` is the emulator's start.
 - Position mode is account-wide (Bybit switches it per symbol or coin).
 - WS auth failures always say ``Params Error``; a private subscribe before auth answers
   ``{"success":false,"ret_msg":"Request not authorized",...}`` (the exact v5 wording is not documented).
@@ -123,6 +138,7 @@ from gridbot.emulator.engine import (
     EngineEvent,
     Fill,
     FillEvent,
+    LeverageEvent,
     Order,
     OrderEvent,
     Position,
@@ -150,6 +166,13 @@ _TERMINAL: Final = frozenset({"Filled", "Cancelled", "Rejected", "Deactivated", 
 _PRIVATE_KINDS: Final = ("position", "order", "execution")
 _CATEGORY_SUFFIXES: Final = ("", ".linear", ".inverse", ".option", ".spot")
 _ZERO: Final = Decimal(0)
+_WEEK_MS: Final = 7 * 24 * 60 * 60 * 1000
+# Engine.liquidate kinds -> Bybit createType of the order / execType of its fill
+_FORCED_CREATE_TYPES: Final = {"liquidation": "CreateByTakeOver_PassThrough",
+                               "adl": "CreateByAdl_PassThrough"}
+_FORCED_EXEC_TYPES: Final = {"liquidation": "BustTrade", "adl": "AdlTrade"}
+# fields of an execution the REST list does not carry (per the field tables of both pages)
+_WS_ONLY_EXECUTION_FIELDS: Final = ("category", "isLeverage", "execPnl", "marketUnit")
 
 DEFAULT_CONFIG: Final = EngineConfig(symbols=(SymbolConfig(symbol="BTCUSDT", start_price=Decimal("60000")),))
 
@@ -232,6 +255,9 @@ _ENGINE_ERRORS: Final[dict[str, tuple[int, str]]] = {
     "bad_order_type": (10001, "params error: orderType invalid"),
     "reduce_only_rejected": (110017, "Reduce-only rule not satisfied"),
     "insufficient_balance": (110007, "ab not enough for new order"),
+    "min_notional": (110094, "Order does not meet minimum order value"),
+    "bad_leverage": (10001, "leverage invalid"),
+    "leverage_exceeds_notional": (110013, "cannot set leverage, due to risk limit"),
     "bad_position_idx": (10001, "position idx not match position mode"),
     "duplicate_client_order_id": (110072, "OrderLinkedID is duplicate"),
     "would_immediately_trigger": (110092, "trigger_price is already crossed by the current price"),
@@ -275,6 +301,20 @@ class _IdBook:
     @staticmethod
     def exec_id(trade_id: int) -> str:
         return _uuid_like("exec", trade_id)
+
+    @staticmethod
+    def cursor(fill: Fill) -> str:
+        """An execution/list page cursor: the (execTime, id) of the page's last row, Bybit-like text."""
+        return f"{fill.trade_id}%3A{fill.timestamp}%2C{fill.trade_id}%3A{fill.timestamp}"
+
+    @staticmethod
+    def trade_id_of_cursor(cursor: str) -> tuple[int, int] | None:
+        """(execTime, trade id) of a cursor, whether the client sent it as is or URL-decoded it once."""
+        first = cursor.replace("%3A", ":").replace("%2C", ",").split(",")[0]
+        trade_id, _, timestamp = first.partition(":")
+        if not trade_id.isdigit() or not timestamp.isdigit():
+            return None
+        return int(timestamp), int(trade_id)
 
 
 # --------------------------------------------------------------------------------------------- faults
@@ -474,7 +514,7 @@ class _Translator:
         self._cur_base: dict[tuple[str, int], Decimal] = {}
         self._prices: dict[str, Prices] = {}
         self._tpsl: dict[tuple[str, int, str], int] = {}
-        self._exec_seq = itertools.count(1_000_001)
+        self._executions: list[tuple[Fill, _Row]] = []  # every execution as pushed, oldest first
         self._push_seq = itertools.count(1)
 
     # -- origin of the next conditional order created on this thread
@@ -494,13 +534,28 @@ class _Translator:
             if isinstance(event, OrderEvent):
                 return self._on_order(event)
             if isinstance(event, FillEvent):
-                return [self._push("execution", self._execution_row(event), event.timestamp)]
+                row = self._execution_row(event)
+                self._executions.append((event.fill, row))
+                return [self._push("execution", row, event.timestamp)]
             if isinstance(event, PositionEvent):
                 return [self._on_position(event)]
             if isinstance(event, WalletEvent):
                 return [self._push("wallet", self._wallet_row(event.wallet), event.timestamp)]
+            if isinstance(event, LeverageEvent):
+                return self._on_leverage(event)
             self._prices[event.prices.symbol] = event.prices
             return []
+
+    def _on_leverage(self, event: LeverageEvent) -> list[_Push]:
+        """Bybit pushes the symbol's position rows (new leverage and margins); ``seq`` stays the last
+        trade's, as documented for settings changes."""
+        pushes = []
+        for pos in event.positions:
+            key = (pos.symbol, pos.position_idx)
+            self._slot_created.setdefault(key, event.timestamp)
+            self._positions[key] = pos
+            pushes.append(self._push("position", self._position_row(pos, rest=False), event.timestamp))
+        return pushes
 
     def _push(self, kind: str, row: _Row, timestamp: int) -> _Push:
         return _Push(kind, row, timestamp, f"{_UID}{_uuid_like('push', next(self._push_seq))}")
@@ -545,6 +600,8 @@ class _Translator:
                 self._last_on_created[order.order_id] = prices.last
 
     def _new_origin(self, order: Order) -> tuple[str, str]:
+        if order.forced:
+            return "", _FORCED_CREATE_TYPES[order.forced]
         if not order.is_conditional:
             return "", "CreateByUser"
         pending: tuple[str, str] | None = getattr(self._local, "origin", None)
@@ -648,7 +705,7 @@ class _Translator:
             "execId": self._ids.exec_id(fill.trade_id),
             "execPrice": _s(fill.price),
             "execQty": _s(fill.qty),
-            "execType": "Trade",
+            "execType": _FORCED_EXEC_TYPES.get(fill.forced, "Trade"),
             "execValue": _s(fill.price * fill.qty),
             "feeRate": _s(fill.fee_rate),
             "tradeIv": "",
@@ -668,7 +725,7 @@ class _Translator:
             "execTime": str(fill.timestamp),
             "isLeverage": "0",
             "isMaker": fill.is_maker,
-            "seq": next(self._exec_seq),
+            "seq": fill.seq,
             "marketUnit": "",
             "execPnl": _s(fill.realised_pnl),
             "createType": create_type,
@@ -684,11 +741,11 @@ class _Translator:
 
     def _position_row(self, pos: Position, *, rest: bool) -> _Row:
         key = (pos.symbol, pos.position_idx)
-        leverage = self._config.leverage
+        leverage = pos.leverage
         mark = pos.mark_price
         value = pos.size * pos.entry_price
-        im = pos.size * mark / leverage
-        mm = pos.size * mark * self._config.maintenance_margin_rate
+        im = pos.initial_margin
+        mm = pos.maintenance_margin
         cur = pos.cum_realised_net - self._cur_base.get(key, pos.cum_realised_net) if pos.size > 0 else _ZERO
         row: _Row = {
             "positionIdx": pos.position_idx,
@@ -740,10 +797,12 @@ class _Translator:
         return order.trigger_price
 
     def _wallet_row(self, wallet: Wallet) -> _Row:
-        im = wallet.initial_margin
+        """Account totals are the engine's (Binance-formula) figures: IM = positions' + open orders',
+        MM = sum of the slots' bracket MM, rates over the margin balance."""
+        im = wallet.total_initial_margin
         equity = wallet.equity
-        im_rate = (im / equity).quantize(Decimal("1E-8")) if equity > 0 else _ZERO
-        margin_balance = wallet.wallet_balance + wallet.unrealised_pnl
+        margin_balance = wallet.margin_balance
+        im_rate = (im / margin_balance).quantize(Decimal("1E-8")) if margin_balance > 0 else _ZERO
         coin = {
             "coin": wallet.coin,
             "equity": _s(equity),
@@ -754,7 +813,7 @@ class _Translator:
             "borrowAmount": "0",
             "accruedInterest": "0",
             "totalOrderIM": _s(wallet.order_margin),
-            "totalPositionIM": _s(im),
+            "totalPositionIM": _s(wallet.initial_margin),
             "totalPositionMM": _s(wallet.maintenance_margin),
             "unrealisedPnl": _s(wallet.unrealised_pnl),
             "cumRealisedPnl": _s(wallet.wallet_balance - self._config.wallet_balance),
@@ -790,17 +849,20 @@ class _Translator:
         with self._lock:
             return [self._position_row(p, rest=True) for p in positions]
 
-    def flat_position_row(self, symbol: str, position_idx: int, mark: Decimal) -> _Row:
-        """A slot never traded: Bybit still lists it (symbol query) with zeros."""
+    def flat_position_row(self, symbol: str, position_idx: int, mark: Decimal, leverage: Decimal,
+                          created: int) -> _Row:
+        """A slot never traded: Bybit still lists it (symbol query) with zeros, ``seq`` -1 and the
+        account's creation time (``created``: the emulator's start)."""
         with self._lock:
             return {
                 "positionIdx": position_idx, "tradeMode": 0, "riskId": 1, "riskLimitValue": "2000000",
                 "symbol": symbol, "side": "", "size": "0", "avgPrice": "0", "sessionAvgPrice": "",
-                "leverage": _s(self._config.leverage), "breakEvenPrice": "0", "positionValue": "0",
+                "leverage": _s(leverage), "breakEvenPrice": "0", "positionValue": "0",
                 "positionBalance": "0", "markPrice": _s(mark), "positionIM": "0", "positionIMByMp": "0",
                 "positionMM": "0", "positionMMByMp": "0",
                 "takeProfit": "0", "stopLoss": "0", "trailingStop": "0", "unrealisedPnl": "0",
-                "curRealisedPnl": "0", "cumRealisedPnl": "0", "createdTime": "0", "updatedTime": "0",
+                "curRealisedPnl": "0", "cumRealisedPnl": "0",
+                "createdTime": str(created), "updatedTime": str(created),
                 "tpslMode": "Full", "liqPrice": "", "bustPrice": "", "positionStatus": "Normal",
                 "adlRankIndicator": 0, "autoAddMargin": 0, "leverageSysUpdatedTime": "",
                 "mmrSysUpdateTime": "", "seq": -1, "isReduceOnly": False,
@@ -830,6 +892,13 @@ class _Translator:
             orders = [o for o in reversed(self._finished.values()) if symbol is None or o.symbol == symbol]
             return [self._order_row(order, rest=True) for order in orders]
 
+    def execution_rows(self, keep: Callable[[Fill, _Row], bool]) -> list[tuple[Fill, _Row]]:
+        """Executions as GET /v5/execution/list rows (no WS-only fields), newest first, filtered."""
+        with self._lock:
+            chosen = [(fill, row) for fill, row in self._executions if keep(fill, row)]
+        chosen.sort(key=lambda item: (item[0].timestamp, item[0].trade_id), reverse=True)
+        return [(fill, _rest_execution(row)) for fill, row in chosen]
+
     def find_by_link(self, symbol: str, link_id: str) -> int | None:
         with self._lock:
             for order in reversed(list(self._orders.values())):
@@ -847,6 +916,29 @@ class _Translator:
     def set_tpsl(self, symbol: str, position_idx: int, kind: str, engine_id: int) -> None:
         with self._lock:
             self._tpsl[(symbol, position_idx, kind)] = engine_id
+
+
+def _rest_execution(row: _Row) -> _Row:
+    rest = {k: v for k, v in row.items() if k not in _WS_ONLY_EXECUTION_FIELDS}
+    rest["extraFees"] = ""  # the REST example sends a string, the socket a list
+    return rest
+
+
+def _execution_window(params: _Row, now: int) -> tuple[int, int]:
+    """execution/list's documented time rules: 7 days by default, from/to one bound, at most 7 days."""
+    start_raw, end_raw = params.get("startTime"), params.get("endTime")
+    start = _int(params, "startTime", 0) if start_raw not in (None, "") else None
+    end = _int(params, "endTime", 0) if end_raw not in (None, "") else None
+    if start is not None and end is not None:
+        if end < start or end - start > _WEEK_MS:
+            raise _RestError(10001, "params error: The time range between startTime and endTime "
+                                    "cannot exceed 7 days")
+        return start, end
+    if start is not None:
+        return start, start + _WEEK_MS
+    if end is not None:
+        return end - _WEEK_MS, end
+    return now - _WEEK_MS, now
 
 
 def _matching_ids(rows: list[_Row], params: _Row) -> list[_Row]:
@@ -1018,6 +1110,7 @@ class BybitEmulator:
         self._price_interval = price_interval
         self._clock = clock if clock is not None else _wall_ms
         self._engine = Engine(self._config, self._clock)
+        self._created = self._clock()
         self._ids = _IdBook()
         self._translator = _Translator(self._config, self._ids)
         self._faults = BybitFaults()
@@ -1037,10 +1130,12 @@ class BybitEmulator:
             ("GET", "/v5/account/wallet-balance"): (self._wallet_balance, True),
             ("GET", "/v5/order/realtime"): (self._order_realtime, True),
             ("GET", "/v5/order/history"): (self._order_history, True),
+            ("GET", "/v5/execution/list"): (self._execution_list, True),
             ("POST", "/v5/order/create"): (self._order_create, True),
             ("POST", "/v5/order/cancel"): (self._order_cancel, True),
             ("POST", "/v5/position/trading-stop"): (self._trading_stop, True),
             ("POST", "/v5/position/switch-mode"): (self._switch_mode, True),
+            ("POST", "/v5/position/set-leverage"): (self._set_leverage, True),
             ("GET", "/v5/market/time"): (self._market_time, False),
             ("GET", "/v5/market/tickers"): (self._market_tickers, False),
         }
@@ -1359,8 +1454,9 @@ class BybitEmulator:
         positions = [p for p in self._engine.positions(symbol) if p.position_idx in slots]
         rows = dict(zip((p.position_idx for p in positions), self._translator.rest_position_rows(positions),
                         strict=True))
-        mark = self._engine.prices(symbol).mark
-        return [rows.get(idx) or self._translator.flat_position_row(symbol, idx, mark) for idx in slots]
+        mark, leverage = self._engine.prices(symbol).mark, self._engine.leverage(symbol)
+        flat = self._translator.flat_position_row
+        return [rows.get(idx) or flat(symbol, idx, mark, leverage, self._created) for idx in slots]
 
     def _wallet_balance(self, params: _Row) -> _Row:
         if params.get("accountType") != "UNIFIED":
@@ -1402,6 +1498,48 @@ class BybitEmulator:
         page = rows[start:start + limit]
         next_cursor = str(start + limit) if start + limit < len(rows) else ""
         return {"list": page, "nextPageCursor": next_cursor, "category": "linear"}
+
+    def _execution_list(self, params: _Row) -> _Row:
+        """Executions newest first (execTime, then id), ``limit`` 1..100 (default 50), cursor pages.
+
+        The cursor names the last execution of the page, so fills made between two pages do not shift
+        the next one.  ``orderId`` > ``orderLinkId`` > ``symbol`` (the documented priority).
+        """
+        if not self._require_linear(params):
+            return {"list": [], "nextPageCursor": "", "category": params["category"]}
+        limit = _int(params, "limit", 50)
+        if not 1 <= limit <= 100:
+            raise _RestError(10001, "params error: limit must be between 1 and 100")
+        start, end = _execution_window(params, self._clock())
+        keep = self._execution_filter(params, start, end)
+        rows = self._translator.execution_rows(keep)
+        cursor = str(params.get("cursor") or "")
+        if cursor:
+            after = self._ids.trade_id_of_cursor(cursor)
+            if after is None:
+                raise _RestError(10001, "params error: cursor invalid")
+            rows = [(f, r) for f, r in rows if (f.timestamp, f.trade_id) < after]
+        page = rows[:limit]
+        next_cursor = self._ids.cursor(page[-1][0]) if len(rows) > limit else ""
+        return {"nextPageCursor": next_cursor, "category": "linear", "list": [r for _, r in page]}
+
+    def _execution_filter(self, params: _Row, start: int, end: int) -> Callable[[Fill, _Row], bool]:
+        order_id, link_id = params.get("orderId"), params.get("orderLinkId")
+        symbol = params.get("symbol")
+        if symbol and not (order_id or link_id):
+            self._require_symbol(symbol)
+        exec_type = params.get("execType")
+
+        def keep(fill: Fill, row: _Row) -> bool:
+            if not start <= fill.timestamp <= end or (exec_type and row["execType"] != exec_type):
+                return False
+            if order_id:
+                return bool(row["orderId"] == order_id)
+            if link_id:
+                return bool(row["orderLinkId"] == link_id)
+            return not symbol or fill.symbol == symbol
+
+        return keep
 
     def _order_create(self, params: _Row) -> _Row:
         self._require_linear_only(params)
@@ -1533,6 +1671,18 @@ class BybitEmulator:
         if any(p.size > 0 for p in self._engine.positions()):
             raise _RestError(110024, "You have an existing position, so position mode cannot be switched")
         self._engine.set_hedge_mode(hedge)
+        return {}
+
+    def _set_leverage(self, params: _Row) -> _Row:
+        """Cross margin: ``buyLeverage`` must equal ``sellLeverage``; unchanged is 110043."""
+        self._require_linear_only(params)
+        symbol = self._require_symbol(params.get("symbol"))
+        buy, sell = _dec(params, "buyLeverage"), _dec(params, "sellLeverage")
+        if buy != sell or buy is None:
+            raise _RestError(10001, "params error: buyLeverage must equal sellLeverage in cross margin")
+        if buy == self._engine.leverage(symbol):
+            raise _RestError(110043, "Set leverage not modified")
+        self._engine.set_leverage(symbol, buy)
         return {}
 
     def _market_time(self, params: _Row) -> _Row:

@@ -31,9 +31,21 @@ Semantics
   refused (``would_immediately_trigger``, as Binance does).  On trigger it becomes "Triggered" with
   ``child_id`` set, and a child order (``parent_id``) is placed like a regular one; when the child ends,
   the conditional ends "Filled" (exec_type "Filled") or "Cancelled".
-- Wallet: balance = start + realised - fees; equity = balance + unrealised; initial margin =
-  notional at mark / leverage; available = equity - initial margin - open-order margin (floor 0);
-  maintenance margin = notional * rate; mm_rate = maintenance margin / equity.
+- Account (Binance's documented cross-margin formulas, :mod:`gridbot.emulator.margin`): wallet balance =
+  start + realised - fees; margin balance (= equity) = wallet + unrealised PnL (at mark); per slot,
+  initial margin = |notional| / the symbol's leverage and maintenance margin = |notional| *
+  maintMarginRatio - cum of the bracket with floor < |notional| <= cap (``SymbolConfig.brackets``); open
+  orders' initial margin = the part that would open or increase / leverage (at the limit price, last for
+  Market); available = max(0, margin balance - positions' IM - open orders' IM); mm_rate = maintenance /
+  margin balance.  ``set_leverage`` (integer, up to the first bracket's initial leverage, refused when a
+  slot is above the brackets' cap at that leverage) emits a LeverageEvent.
+- An order that opens or increases must be worth ``SymbolConfig.min_notional`` (price * qty; Market at
+  last): ``EngineError("min_notional")``; reducing orders may be any size.
+- Forced closes: ``liquidate(symbol, position_idx, price, kind)`` closes a whole slot at ``price`` with
+  an exchange-made Market order (``Order.forced`` / ``Fill.forced`` = "liquidation" | "adl"; taker fee
+  for a liquidation, none for ADL).  The engine never liquidates on its own: a test decides when.
+- History: ``fills()`` keeps every fill (forced ones too) in execution order; ``Fill.seq`` is the slot's
+  ``seq`` after the fill, so an execution and the position update it causes share it (Bybit's cross seq).
 - Events are delivered to listeners synchronously while the engine lock is held, in the order they
   happen; per fill: OrderEvent("Trade", with ``fill``) -> FillEvent -> PositionEvent -> WalletEvent.
   Listeners may read the engine but must not change it (``EngineError("reentrant_call")``); a listener
@@ -42,9 +54,10 @@ Semantics
 Known differences from the real exchanges
 -----------------------------------------
 No order book, no partial fills, no slippage (a marketable limit fills at its own price, not better);
-no funding charges, liquidation, ADL, leverage or margin-mode changes, per-symbol leverage or risk
-tiers; margin is simplified (single cross account in one coin, fees not reserved, conditionals reserve
-nothing); no time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
+no funding charges, no automatic liquidation or ADL (only ``liquidate``); cross margin in one coin only
+(no isolated margin, no multi-assets mode), fees not reserved, conditionals reserve nothing, the
+bracket of a hedge-mode slot is found from that slot's own notional (⚠ Binance does not say); no
+time-in-force other than GTC / post-only, no trailing stops, no order amendment; mark =
 index = last; prices move only on ``step``/``set_price``.
 """
 
@@ -59,6 +72,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from gridbot.emulator.margin import (
+    DEFAULT_BRACKETS,
+    LeverageBracket,
+    bracket_for,
+    initial_margin,
+    maintenance_margin,
+    max_notional,
+    round8,
+)
+
 __all__ = [
     "Engine",
     "EngineConfig",
@@ -67,6 +90,8 @@ __all__ = [
     "Fill",
     "FillEvent",
     "LedgerEntry",
+    "LeverageBracket",
+    "LeverageEvent",
     "Order",
     "OrderEvent",
     "Position",
@@ -99,6 +124,9 @@ class SymbolConfig:
     qty_step: Decimal = Decimal("0.001")
     volatility: float = 0.0005  # relative std-dev of one step of the random walk
     funding_rate: Decimal = Decimal("0.0001")
+    brackets: tuple[LeverageBracket, ...] = DEFAULT_BRACKETS  # notional / leverage brackets (Binance's)
+    leverage: Decimal | None = None  # the symbol's initial leverage; None: EngineConfig.leverage
+    min_notional: Decimal = Decimal("5")  # smallest price * qty of an order that opens or increases
 
 
 @dataclass(frozen=True)
@@ -109,8 +137,7 @@ class EngineConfig:
     coin: str = "USDT"
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.00055")
-    leverage: Decimal = Decimal("10")
-    maintenance_margin_rate: Decimal = Decimal("0.005")  # of position notional
+    leverage: Decimal = Decimal("10")  # initial leverage of every symbol without its own
     hedge_mode: bool = False
 
 
@@ -149,6 +176,7 @@ class Order:
     updated_time: int
     post_only: bool = False
     reason: str = ""  # why it was Rejected / Cancelled by the engine ("" when asked for)
+    forced: str = ""  # "" | "liquidation" | "adl": an exchange-made close (Engine.liquidate)
 
 
 @dataclass(frozen=True)
@@ -165,6 +193,8 @@ class Fill:
     realised_pnl: Decimal  # gross, before fees
     position_idx: int
     timestamp: int
+    forced: str = ""  # "" | "liquidation" | "adl" (the order's ``forced``)
+    seq: int = 0  # the slot's ``seq`` after this fill (Bybit's cross sequence ties both)
 
 
 @dataclass(frozen=True)
@@ -181,6 +211,10 @@ class Position:
     cum_realised_net: Decimal
     updated_time: int
     seq: int  # engine-global, +1 per change of any slot
+    leverage: Decimal = _ZERO  # the symbol's leverage
+    initial_margin: Decimal = _ZERO  # |size * mark| / leverage
+    maintenance_margin: Decimal = _ZERO  # |size * mark| * maintMarginRatio - cum of its bracket
+    maint_margin_ratio: Decimal = _ZERO  # of the bracket the notional falls in
 
 
 @dataclass(frozen=True)
@@ -193,8 +227,18 @@ class Wallet:
     maintenance_margin: Decimal
     mm_rate: Decimal
     updated_time: int
-    initial_margin: Decimal = _ZERO
-    order_margin: Decimal = _ZERO
+    initial_margin: Decimal = _ZERO  # positions' initial margin (Binance totalPositionInitialMargin)
+    order_margin: Decimal = _ZERO  # open orders' initial margin (totalOpenOrderInitialMargin)
+
+    @property
+    def margin_balance(self) -> Decimal:
+        """Wallet balance + unrealised PnL (Binance's definition; = ``equity``)."""
+        return self.wallet_balance + self.unrealised_pnl
+
+    @property
+    def total_initial_margin(self) -> Decimal:
+        """Positions' plus open orders' initial margin (Binance totalInitialMargin)."""
+        return self.initial_margin + self.order_margin
 
 
 @dataclass(frozen=True)
@@ -257,7 +301,18 @@ class PriceEvent:
     timestamp: int
 
 
-EngineEvent = OrderEvent | FillEvent | PositionEvent | WalletEvent | PriceEvent
+@dataclass(frozen=True)
+class LeverageEvent:
+    """A symbol's leverage changed: its slots (current mode, flat ones too) and the account, re-margined."""
+
+    symbol: str
+    leverage: Decimal
+    positions: tuple[Position, ...]
+    wallet: Wallet
+    timestamp: int
+
+
+EngineEvent = OrderEvent | FillEvent | PositionEvent | WalletEvent | PriceEvent | LeverageEvent
 
 
 # ----------------------------------------------------------------------------------- internal state
@@ -281,16 +336,12 @@ class _Market:
     rng: random.Random
     fair: float
     last: Decimal
+    leverage: Decimal
     timestamp: int = 0
     slots: dict[int, _Slot] = field(default_factory=dict)
 
 
-def _round8(value: Decimal) -> Decimal:
-    """Round a quotient to 8 decimals, leaving shorter values untouched (so 30000.1 stays 30000.1)."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -8:
-        return value.quantize(_EIGHT_DP, rounding=ROUND_HALF_EVEN)
-    return value
+_round8 = round8  # quotients to 8 decimals, shorter values untouched (so 30000.1 stays 30000.1)
 
 
 def _to_tick(value: float | Decimal, tick: Decimal) -> Decimal:
@@ -324,7 +375,7 @@ class Engine:
         self._hedge = config.hedge_mode
         self._markets: dict[str, _Market] = {}
         for sym_cfg in config.symbols:
-            self._markets[sym_cfg.symbol] = self._new_market(sym_cfg, config.seed)
+            self._markets[sym_cfg.symbol] = self._new_market(sym_cfg, config)
         id_base = (config.seed % 1000) * 1_000_000
         self._order_ids = itertools.count(8_000_000_000 + id_base + 1)
         self._trade_ids = itertools.count(1_000_000_000 + id_base + 1)
@@ -332,16 +383,21 @@ class Engine:
         self._orders: dict[int, Order] = {}
         self._open: dict[int, None] = {}  # ordered set of open order ids (placement order)
         self._ledger: list[LedgerEntry] = []
+        self._fills: list[Fill] = []
         self._realised_total = _ZERO
         self._fees_total = _ZERO
         self._wallet_time = clock()
 
     @staticmethod
-    def _new_market(sym_cfg: SymbolConfig, seed: int) -> _Market:
+    def _new_market(sym_cfg: SymbolConfig, config: EngineConfig) -> _Market:
         """One independent random stream per symbol, so adding a symbol never changes another's path."""
         start = _to_tick(sym_cfg.start_price, sym_cfg.tick_size)
-        return _Market(config=sym_cfg, rng=random.Random(f"{seed}/{sym_cfg.symbol}"), fair=float(start),
-                       last=start)
+        leverage = sym_cfg.leverage if sym_cfg.leverage is not None else config.leverage
+        if not 1 <= leverage <= sym_cfg.brackets[0].initial_leverage or leverage % 1 != 0:
+            raise ValueError(f"{sym_cfg.symbol}: leverage {leverage} must be an integer in "
+                             f"1..{sym_cfg.brackets[0].initial_leverage}")
+        return _Market(config=sym_cfg, rng=random.Random(f"{config.seed}/{sym_cfg.symbol}"),
+                       fair=float(start), last=start, leverage=leverage)
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -526,6 +582,39 @@ class Engine:
                 self._end_order(order, "Cancelled", "Cancelled", now)
             return self._orders[order.order_id]
 
+    def liquidate(self, symbol: str, position_idx: int, price: Decimal, kind: str = "liquidation") -> Order:
+        """Force-close a whole slot at ``price``, as the exchange does: ``kind`` "liquidation" (the
+        liquidation engine takes the position over; taker fee) or "adl" (auto-deleveraging; no fee).
+
+        The close is a Market order of the exchange (``forced`` = kind, reduce-only, no client id): it
+        emits OrderEvent "New" then "Trade" (with the fill, whose ``forced`` is set), FillEvent,
+        PositionEvent and WalletEvent like any fill, and appears in :meth:`fills` and the ledger.  The
+        price need not be the mark (it is not moved); it must be on the tick grid.  Open reducing
+        orders of the slot end as on any close.  A flat slot raises ``EngineError("no_position")``.
+        """
+        if kind not in ("liquidation", "adl"):
+            raise EngineError("bad_kind", f"kind must be 'liquidation' or 'adl', got {kind!r}")
+        with self._mutation() as now:
+            self._market(symbol)
+            if position_idx not in self._valid_indices():
+                raise EngineError("bad_position_idx", f"position_idx {position_idx} is invalid in this mode")
+            self._validate_price(symbol, price, "price")
+            size = self._size(symbol, position_idx)
+            if size == 0:
+                raise EngineError("no_position", f"{symbol} idx {position_idx} is flat: nothing to close")
+            order = Order(
+                order_id=next(self._order_ids), client_order_id="", symbol=symbol,
+                side=SELL if size > 0 else BUY, order_type=MARKET, qty=abs(size), price=None,
+                trigger_price=None, reduce_only=True, position_idx=position_idx, status="New",
+                filled_qty=_ZERO, avg_price=_ZERO, is_conditional=False, kind="", parent_id=None,
+                child_id=None, created_time=now, updated_time=now, forced=kind,
+            )
+            self._store_open(order)
+            self._emit(OrderEvent(order, "New", now))
+            fee_rate = self._config.taker_fee if kind == "liquidation" else _ZERO
+            self._fill(order, price, is_maker=False, now=now, fee_rate=fee_rate)
+            return self._orders[order.order_id]
+
     def _find_open(self, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
         if order_id is not None:
             order = self._orders.get(order_id)
@@ -592,11 +681,20 @@ class Engine:
         if self.is_reducing(order):
             self._check_reducible(order)
             return
+        self._check_min_notional(order)
         required = self._order_margin(order)
         available = self._wallet_view(self._wallet_time).available_balance
         if required > available:
             raise EngineError("insufficient_balance",
                               f"order needs {required} {self._config.coin} of margin, {available} available")
+
+    def _check_min_notional(self, order: Order) -> None:
+        """An order that opens or increases a position must be worth ``min_notional`` (reducing: any)."""
+        market = self._market(order.symbol)
+        ref_price = order.price if order.price is not None else market.last
+        minimum = market.config.min_notional
+        if order.qty * ref_price < minimum:
+            raise EngineError("min_notional", f"order notional {order.qty * ref_price} is below {minimum}")
 
     def _order_margin(self, order: Order) -> Decimal:
         """Initial margin of the part of an order that would open or increase its slot."""
@@ -605,8 +703,9 @@ class Engine:
         size = self._size(order.symbol, order.position_idx)
         delta = _signed(order.side, order.qty)
         opening = order.qty if size == 0 or (size > 0) == (delta > 0) else max(_ZERO, order.qty - abs(size))
-        ref_price = order.price if order.price is not None else self._market(order.symbol).last
-        return _round8(opening * ref_price / self._config.leverage)
+        market = self._market(order.symbol)
+        ref_price = order.price if order.price is not None else market.last
+        return initial_margin(opening * ref_price, market.leverage)
 
     # ----------------------------------------------------------------------------------- matching
 
@@ -695,14 +794,16 @@ class Engine:
         self._open.pop(parent.order_id, None)
         self._emit(OrderEvent(ended, ended.status, now))
 
-    def _fill(self, order: Order, price: Decimal, *, is_maker: bool, now: int) -> None:
+    def _fill(self, order: Order, price: Decimal, *, is_maker: bool, now: int,
+              fee_rate: Decimal | None = None) -> None:
         """Fill the whole order (a reducing one capped at the position) and account for it."""
         if self.is_reducing(order) and not self._can_reduce(order):
             self._end_order(order, "Cancelled", "Cancelled", now, reason="position_closed")
             return
         slot = self._slot(order.symbol, order.position_idx)
         qty = min(order.qty, abs(slot.size)) if self.is_reducing(order) else order.qty
-        fee_rate = self._config.maker_fee if is_maker else self._config.taker_fee
+        if fee_rate is None:
+            fee_rate = self._config.maker_fee if is_maker else self._config.taker_fee
         fee = price * qty * fee_rate
         realised = self._apply_to_slot(slot, order.side, qty, price)
         slot.cum_gross += realised
@@ -714,7 +815,9 @@ class Engine:
         self._wallet_time = now
         fill = Fill(trade_id=next(self._trade_ids), order_id=order.order_id, symbol=order.symbol,
                     side=order.side, price=price, qty=qty, fee=fee, fee_rate=fee_rate, is_maker=is_maker,
-                    realised_pnl=realised, position_idx=order.position_idx, timestamp=now)
+                    realised_pnl=realised, position_idx=order.position_idx, timestamp=now,
+                    forced=order.forced, seq=slot.seq)
+        self._fills.append(fill)
         self._ledger.append(LedgerEntry(trade_id=fill.trade_id, symbol=fill.symbol,
                                         position_idx=fill.position_idx, side=fill.side, qty=qty, price=price,
                                         realised_gross=realised, fee=fee, timestamp=now))
@@ -785,35 +888,82 @@ class Engine:
         slot = market.slots.get(position_idx) or _Slot()
         side = BUY if slot.size > 0 else SELL if slot.size < 0 else ""
         unrealised = (market.last - slot.entry) * slot.size if slot.size != 0 else _ZERO
+        notional = slot.size * market.last
+        brackets = market.config.brackets
         return Position(symbol=symbol, position_idx=position_idx, side=side, size=abs(slot.size),
                         entry_price=slot.entry, mark_price=market.last, unrealised_pnl=unrealised,
                         cum_realised_gross=slot.cum_gross, cum_fees=slot.cum_fees,
                         cum_realised_net=slot.cum_gross - slot.cum_fees, updated_time=slot.updated_time,
-                        seq=slot.seq)
+                        seq=slot.seq, leverage=market.leverage,
+                        initial_margin=initial_margin(notional, market.leverage),
+                        maintenance_margin=maintenance_margin(brackets, notional),
+                        maint_margin_ratio=bracket_for(brackets, notional).maint_margin_ratio)
 
     def wallet(self) -> Wallet:
         with self._lock:
             return self._wallet_view(self._wallet_time)
 
     def _wallet_view(self, updated_time: int) -> Wallet:
-        unrealised = _ZERO
-        notional = _ZERO
-        for market in self._markets.values():
-            for slot in market.slots.values():
-                unrealised += (market.last - slot.entry) * slot.size if slot.size != 0 else _ZERO
-                notional += abs(slot.size) * market.last
+        """The cross account by Binance's formulas (single-asset mode): margin balance = wallet +
+        uPnL; maintenance = sum of each slot's; available = max(0, margin balance - positions' IM -
+        open orders' IM); mm_rate = maintenance / margin balance (0 while nothing is held or owed)."""
+        unrealised = position_im = maintenance = _ZERO
+        for symbol, market in self._markets.items():
+            for idx in market.slots:
+                if idx in self._valid_indices():
+                    view = self._position_view(symbol, idx)
+                    unrealised += view.unrealised_pnl
+                    position_im += view.initial_margin
+                    maintenance += view.maintenance_margin
         balance = self._config.wallet_balance + self._realised_total - self._fees_total
         equity = balance + unrealised
-        initial_margin = _round8(notional / self._config.leverage)
         order_margin = sum((self._order_margin(self._orders[i]) for i in self._open
                             if self._orders[i].status == "New"), _ZERO)
-        available = max(_ZERO, equity - initial_margin - order_margin)
-        maintenance = notional * self._config.maintenance_margin_rate
+        available = max(_ZERO, equity - position_im - order_margin)
         mm_rate = _round8(maintenance / equity) if equity > 0 and maintenance > 0 else _ZERO
         return Wallet(coin=self._config.coin, wallet_balance=balance, available_balance=available,
                       equity=equity, unrealised_pnl=unrealised, maintenance_margin=maintenance,
-                      mm_rate=mm_rate, updated_time=updated_time, initial_margin=initial_margin,
+                      mm_rate=mm_rate, updated_time=updated_time, initial_margin=position_im,
                       order_margin=order_margin)
+
+    # --------------------------------------------------------------------------------- leverage
+
+    def open_order_margin(self, symbol: str, position_idx: int) -> Decimal:
+        """Initial margin of a slot's open orders that would open or increase it."""
+        with self._lock:
+            return sum((self._order_margin(self._orders[i]) for i in self._open
+                        if self._orders[i].status == "New" and self._orders[i].symbol == symbol
+                        and self._orders[i].position_idx == position_idx), _ZERO)
+
+    def leverage(self, symbol: str) -> Decimal:
+        with self._lock:
+            return self._market(symbol).leverage
+
+    def brackets(self, symbol: str) -> tuple[LeverageBracket, ...]:
+        return self._market(symbol).config.brackets
+
+    def set_leverage(self, symbol: str, leverage: Decimal | int) -> Decimal:
+        """Change a symbol's leverage (both slots); emits a LeverageEvent.  Returns the max notional.
+
+        Refused (``EngineError("bad_leverage")``) unless an integer from 1 to the first bracket's
+        ``initial_leverage``, and (``"leverage_exceeds_notional"``) when a slot's notional is above what
+        the brackets allow at that leverage, as Binance does.
+        """
+        with self._mutation() as now:
+            market = self._market(symbol)
+            value = Decimal(leverage)
+            brackets = market.config.brackets
+            if value % 1 != 0 or not 1 <= value <= brackets[0].initial_leverage:
+                raise EngineError("bad_leverage", f"leverage {leverage} must be an integer in "
+                                                  f"1..{brackets[0].initial_leverage}")
+            limit = max_notional(brackets, value)
+            if any(abs(slot.size) * market.last > limit for slot in market.slots.values()):
+                raise EngineError("leverage_exceeds_notional",
+                                  f"a {symbol} position is above {limit}, the most leverage {value} allows")
+            market.leverage = value
+            positions = tuple(self._position_view(symbol, idx) for idx in self._valid_indices())
+            self._emit(LeverageEvent(symbol, value, positions, self._wallet_view(self._wallet_time), now))
+            return limit
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open orders in placement order: New, Untriggered, and Triggered conditionals whose child rests."""
@@ -828,6 +978,13 @@ class Engine:
             if order is None:
                 raise EngineError("unknown_order", f"no order {order_id}")
             return order
+
+    def fills(self, symbol: str | None = None) -> tuple[Fill, ...]:
+        """Every fill so far (forced closes included), in execution order (ascending ``trade_id``)."""
+        with self._lock:
+            if symbol is not None:
+                self._market(symbol)
+            return tuple(f for f in self._fills if symbol is None or f.symbol == symbol)
 
     @property
     def ledger(self) -> tuple[LedgerEntry, ...]:

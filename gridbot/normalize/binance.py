@@ -45,8 +45,11 @@ from gridbot.events import (
     Event,
     FillUpdate,
     OrderStatus,
+    OrderType,
     OrderUpdate,
+    PositionSide,
     PositionUpdate,
+    Side,
     TickerUpdate,
     WalletUpdate,
 )
@@ -71,8 +74,8 @@ _ZERO: Final = Decimal(0)
 _SHAPE_ERRORS: Final = (KeyError, TypeError, AttributeError)
 
 _POSITION_IDX: Final[Mapping[str, int]] = MappingProxyType({"BOTH": 0, "LONG": 1, "SHORT": 2})
-_SIDES: Final[Mapping[str, str]] = MappingProxyType({"BUY": "Buy", "SELL": "Sell"})
-_ORDER_TYPES: Final[Mapping[str, str]] = MappingProxyType(
+_SIDES: Final[Mapping[str, Side]] = MappingProxyType({"BUY": "Buy", "SELL": "Sell"})
+_ORDER_TYPES: Final[Mapping[str, OrderType]] = MappingProxyType(
     {
         "LIMIT": "Limit",
         "STOP": "Limit",
@@ -475,7 +478,7 @@ def _lookup(table: Mapping[str, _T], value: Any, name: str, raw: Any) -> _T:
         raise NormalizationError(f"binance field {name!r} has an unknown value: {value!r}", raw) from None
 
 
-def _order_type(value: Any, name: str, raw: Any) -> str:
+def _order_type(value: Any, name: str, raw: Any) -> OrderType:
     """LIMIT, STOP, TAKE_PROFIT -> Limit; MARKET and every *_MARKET type -> Market."""
     order_type = _ORDER_TYPES.get(value) if isinstance(value, str) else None
     if order_type is not None:
@@ -499,7 +502,7 @@ def _linked_order_id(status: Any, actual_id: Any) -> str | None:
     return None
 
 
-def _position_side(idx: int, amount: Decimal) -> str:
+def _position_side(idx: int, amount: Decimal) -> PositionSide:
     """One-way: the sign of the amount; hedge: the slot, or "" when the slot is flat."""
     if not amount:
         return ""

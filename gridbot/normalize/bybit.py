@@ -27,6 +27,7 @@ from gridbot.events import (
     FillUpdate,
     OrderStatus,
     OrderUpdate,
+    PositionSide,
     PositionUpdate,
     TickerUpdate,
     WalletUpdate,
@@ -50,7 +51,7 @@ _POSITION_IDXS: Final = frozenset({0, 1, 2})
 _ORDER_SIDES: Final = frozenset({"Buy", "Sell"})
 _ORDER_TYPES: Final = frozenset({"Limit", "Market"})
 # "None" is how some API versions spell a flat position's side.
-_POSITION_SIDES: Final[Mapping[str, str]] = MappingProxyType(
+_POSITION_SIDES: Final[Mapping[str, PositionSide]] = MappingProxyType(
     {"Buy": "Buy", "Sell": "Sell", "": "", "None": ""}
 )
 # The v5 enum (docs/v5/enum#orderstatus) plus "Created" (accepted, not yet in the book).  Bybit has no

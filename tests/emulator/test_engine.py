@@ -205,8 +205,8 @@ def test_wallet_balance_equity_available_and_mm_rate() -> None:
     assert wallet.initial_margin == D("310")  # 3100 notional / 10
     assert wallet.order_margin == D("290")  # 0.1 * 29000 / 10
     assert wallet.available_balance == D("9498.35")
-    assert wallet.maintenance_margin == D("15.5")  # 3100 * 0.005
-    assert wallet.mm_rate == (D("15.5") / D("10098.35")).quantize(D("1E-8")) == D("0.00153490")
+    assert wallet.maintenance_margin == D("12.4")  # 3100 * 0.004 - 0 (first default bracket)
+    assert wallet.mm_rate == (D("12.4") / D("10098.35")).quantize(D("1E-8")) == D("0.00122792")
     assert wallet.coin == "USDT"
 
 
@@ -554,3 +554,37 @@ def test_ids_are_distinct_ints_and_seed_derived() -> None:
     trade_ids = [e.fill.trade_id for e in fills(events)]
     assert order_ids == [8_005_000_001, 8_005_000_001, 8_005_000_002, 8_005_000_002]
     assert trade_ids == [1_005_000_001, 1_005_000_002]
+
+
+# ---------------------------------------------------------------------------------------- forced closes
+
+
+def test_liquidation_closes_the_slot_at_its_price_with_a_taker_fee() -> None:
+    engine, events, _ = make_engine()
+    market(engine, "Buy", "0.1")
+    del events[:]
+    order = engine.liquidate(BTC, 0, D("29000"))
+    assert (order.forced, order.status, order.side, order.qty, order.avg_price) == (
+        "liquidation", "Filled", "Sell", D("0.1"), D("29000"))
+    [fill] = fills(events)
+    assert (fill.fill.forced, fill.fill.realised_pnl, fill.fill.fee) == ("liquidation", D("-100"),
+                                                                         D("2900") * TAKER)
+    assert [type(e).__name__ for e in events] == ["OrderEvent", "OrderEvent", "FillEvent", "PositionEvent",
+                                                  "WalletEvent"]
+    position = engine.position(BTC, 0)
+    assert position.size == 0 and fill.fill.seq == position.seq
+    assert engine.fills(BTC)[-1] == fill.fill and engine.ledger[-1].trade_id == fill.fill.trade_id
+    assert engine.wallet().wallet_balance == D("10000") - D("3000") * TAKER - D("100") - D("2900") * TAKER
+
+
+def test_adl_has_no_fee_and_ends_the_slots_reducing_orders() -> None:
+    engine, _, _ = make_engine(hedge=True)
+    market(engine, "Sell", "0.1", position_idx=2)
+    tp = engine.place_order(symbol=BTC, side="Buy", order_type="Limit", qty=D("0.1"), price=D("25000"),
+                            position_idx=2)
+    engine.liquidate(BTC, 2, D("31000"), kind="adl")
+    forced = engine.fills(BTC)[-1]
+    assert (forced.forced, forced.fee, forced.realised_pnl, forced.side) == ("adl", 0, D("-100"), "Buy")
+    assert engine.order(tp.order_id).status == "Cancelled"
+    with pytest.raises(EngineError):
+        engine.liquidate(BTC, 0, D("31000"))  # one-way index in hedge mode

@@ -1,0 +1,336 @@
+"""One exchange of ``gridbot demo``: its loopback emulator, an SDK-backed stream pointed at it, an order
+gateway and a grid per symbol; fault injection; and the proof, read inside one settled moment, that the
+stream's realised PnL equals the emulator's ledger and that nothing polled a state endpoint."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from gridbot._gateways import BinanceGateway, BybitGateway, OrderGateway
+from gridbot.endpoints import Endpoints
+from gridbot.events import Exchange, StatusUpdate
+from gridbot.grid import GridConfig, GridStrategy, GridView, fan_out
+from gridbot.stream import ExchangeStream
+
+__all__ = ["DEMO_MARKETS", "FAULT_SCHEDULE", "DemoOptions", "ExchangeRun", "Market", "Settled",
+           "is_state_call", "plain"]
+
+DEMO_KEY, DEMO_SECRET = "test-key", "test-secret"
+
+
+@dataclass(frozen=True)
+class Market:
+    """An emulated market: start price, tick, quantity per grid order, random-walk volatility per step."""
+
+    start_price: Decimal
+    tick_size: Decimal
+    qty_step: Decimal
+    order_qty: Decimal
+    volatility: float
+
+
+DEMO_MARKETS: dict[str, Market] = {
+    "BTCUSDT": Market(Decimal("60000"), Decimal("0.1"), Decimal("0.001"), Decimal("0.01"), 0.0006),
+    "ETHUSDT": Market(Decimal("3000"), Decimal("0.01"), Decimal("0.01"), Decimal("0.2"), 0.0007),
+    "SOLUSDT": Market(Decimal("150"), Decimal("0.01"), Decimal("0.1"), Decimal("4"), 0.0008),
+}
+PRICE_INTERVAL = 0.05          # seconds between emulated price steps
+CATCH_UP_TIMEOUT = 30.0        # seconds the grid may keep trading after --duration until the stream caught up
+DRAIN_TIMEOUT = 15.0           # seconds to wait for the last events after placing stops
+STOP_TIMEOUT = 10.0
+_NON_STATE_SUFFIXES = ("/ping", "/time", "/exchangeInfo")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    exchanges: tuple[Exchange, ...]
+    symbols: tuple[str, ...]
+    duration: float = 20.0
+    seed: int | None = None
+    faults: bool = False
+    hedge: bool = False
+    levels: int = 3
+    step_pct: Decimal = Decimal("0.1")
+    as_json: bool = False
+
+
+class _Emulator(Protocol):
+    """What the demo uses of BinanceEmulator / BybitEmulator."""
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+    @property
+    def engine(self) -> Any: ...
+    @property
+    def faults(self) -> Any: ...
+    @property
+    def rest_calls(self) -> dict[str, int]: ...
+    def start(self, timeout: float = ...) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+def is_state_call(call: str) -> bool:
+    """Whether an emulator ``"METHOD /path"`` key reads account state (a GET that is not a ping,
+    a clock, exchange info or public market data)."""
+    method, _, path = call.partition(" ")
+    return method == "GET" and not path.endswith(_NON_STATE_SUFFIXES) and not path.startswith("/v5/market/")
+
+
+def _state_calls(calls: dict[str, int]) -> int:
+    return sum(n for call, n in calls.items() if is_state_call(call))
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A moment when the stream had delivered every fill the emulator made (per-slot cumulative
+    realised PnL seen == the engine's), with the figures of both sides read inside that moment."""
+
+    realised_pnl: Decimal
+    ledger_realised_pnl: Decimal
+    closes: int
+    open_tp_ids: tuple[str, ...]
+    open_tp_orders_on_exchange: int
+
+
+class ExchangeRun:
+    """One exchange of the demo: emulator, stream, gateway and one grid per symbol."""
+
+    def __init__(self, exchange: Exchange, options: DemoOptions) -> None:
+        self.exchange: Exchange = exchange
+        self.options = options
+        self.emulator: _Emulator = _make_emulator(exchange, options)
+        self.grids: list[GridStrategy] = []
+        self.stream: ExchangeStream | None = None
+        self.messages: deque[str] = deque()
+        self._faults: deque[tuple[float, str]] = deque()
+        self.resync_count = 0
+        self._started_at = 0.0
+        self._state_calls_at_start = 0
+        self._stream_calls_at_start = 0
+        self._events_mark = (0.0, 0)
+        self.events_per_second = 0.0
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        self.emulator.start()
+        endpoints = self.emulator.endpoints
+        gateway = _make_gateway(self.exchange, endpoints)
+        # The emulated account is fresh: every slot starts at 0 realised PnL.
+        self.grids = [GridStrategy(self._grid_config(symbol), gateway, exchange=self.exchange,
+                                   realised_baseline=Decimal(0))
+                      for symbol in self.options.symbols]
+        stream = ExchangeStream(self.exchange, api_key=DEMO_KEY, api_secret=DEMO_SECRET, endpoints=endpoints,
+                                on_status=fan_out(self._on_status, *(g.on_status for g in self.grids)))
+        for grid in self.grids:
+            grid.attach(stream)
+        self.stream = stream
+        stream.start(timeout=30.0)
+        self._started_at = time.monotonic()
+        self._state_calls_at_start = _state_calls(self.emulator.rest_calls)
+        self._stream_calls_at_start = stream.stats.rest_calls
+        self._events_mark = (self._started_at, stream.stats.events)
+
+    def _grid_config(self, symbol: str) -> GridConfig:
+        market = DEMO_MARKETS[symbol]
+        return GridConfig(symbol=symbol, qty=market.order_qty, levels=self.options.levels,
+                          step_pct=self.options.step_pct, tick_size=market.tick_size,
+                          hedge=self.options.hedge)
+
+    def _on_status(self, status: StatusUpdate) -> None:
+        if status.state == "resynced":
+            self.resync_count += 1
+        self.messages.append(f"{self.exchange}: stream {status.state} ({status.detail})")
+
+    def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop(timeout=STOP_TIMEOUT)
+        self.emulator.stop()
+
+    # ---- faults
+
+    def schedule_faults(self, duration: float) -> None:
+        """Queue the faults of :data:`FAULT_SCHEDULE` that this exchange has, at their times."""
+        self._faults = deque((at * duration, fault) for at, fault in FAULT_SCHEDULE
+                             if fault != "expire_listen_key" or self.exchange == "binance")
+
+    def inject_due_faults(self, elapsed: float) -> None:
+        """Inject the next fault once it is due and the stream is live again after the previous
+        one: one outage at a time, so each shows its own reconnect and resync."""
+        if not self._faults or elapsed < self._faults[0][0] or not self._live():
+            return
+        _, fault = self._faults.popleft()
+        getattr(self.emulator.faults, fault)()
+        self.messages.append(f"{self.exchange}: fault injected: {fault}")
+
+    def _live(self) -> bool:
+        return (self.stream is not None and self.stream.connected
+                and not any(grid.paused for grid in self.grids))
+
+    # ---- the end
+
+    def wind_down(self) -> None:
+        """Stop placing and cancel the resting entries; take-profits stay to protect the positions."""
+        for grid in self.grids:
+            grid.stop_placing()
+        for grid in self.grids:
+            grid.cancel_entries()
+
+    def settle(self, timeout: float, tick: Callable[[], None] | None = None) -> Settled | None:
+        """Wait until the stream is live and has delivered everything the emulator did; None on
+        timeout.  ``tick`` runs while waiting (the display)."""
+        deadline = last_tick = time.monotonic()
+        deadline += timeout
+        while True:
+            settled = self._settled()
+            now = time.monotonic()
+            if settled is not None or now >= deadline:
+                return settled
+            if tick is not None and now - last_tick >= 0.1:
+                tick()
+                last_tick = now
+            time.sleep(0.02)
+
+    def _settled(self) -> Settled | None:
+        if not self._live():
+            return None
+        engine = self.emulator.engine
+        fills_before = len(engine.ledger)
+        snapshot = self._snapshot()
+        for grid in self.grids:
+            for position in engine.positions(grid.config.symbol):
+                seen = grid.last_cum_realised(position.position_idx)
+                if (seen if seen is not None else Decimal(0)) != self._engine_cum(position):
+                    return None
+        if len(engine.ledger) != fills_before:
+            return None
+        return snapshot
+
+    def _snapshot(self) -> Settled:
+        return Settled(
+            realised_pnl=sum((g.realised_pnl() for g in self.grids), Decimal(0)),
+            ledger_realised_pnl=self.ledger_realised_pnl(),
+            closes=sum(len(g.closes) for g in self.grids),
+            open_tp_ids=tuple(sorted(i for g in self.grids for i in g.open_tp_ids())),
+            open_tp_orders_on_exchange=self.open_closing_orders(),
+        )
+
+    def _engine_cum(self, position: Any) -> Decimal:
+        """The engine's cumulative realised PnL of a slot in the exchange's own semantics."""
+        value = position.cum_realised_gross if self.exchange == "binance" else position.cum_realised_net
+        return Decimal(value)
+
+    def ledger_realised_pnl(self) -> Decimal:
+        """Binance ``cr`` is before fees; Bybit ``cumRealisedPnl`` is net of every fee."""
+        engine = self.emulator.engine
+        gross = Decimal(engine.realised_gross())
+        return gross if self.exchange == "binance" else gross - Decimal(engine.fees_paid())
+
+    # ---- reading
+
+    def open_closing_orders(self) -> int:
+        """How many orders that can only reduce a position the emulator holds open: what
+        ``open_tp_ids`` should count, read from the emulator's books (not from the stream)."""
+        return sum(1 for order in self.emulator.engine.open_orders() if _reduces(order))
+
+    def state_rest_calls_after_start(self) -> int:
+        """State reads the emulator saw since start() returned, minus the stream's own resyncs."""
+        assert self.stream is not None
+        seen = _state_calls(self.emulator.rest_calls) - self._state_calls_at_start
+        by_stream = self.stream.stats.rest_calls - self._stream_calls_at_start
+        return seen - by_stream
+
+    def sample_rate(self) -> None:
+        assert self.stream is not None
+        now, events = time.monotonic(), self.stream.stats.events
+        then, before = self._events_mark
+        if now - then >= 0.5:
+            self.events_per_second = (events - before) / (now - then)
+            self._events_mark = (now, events)
+
+    def views(self) -> list[GridView]:
+        return [grid.view() for grid in self.grids]
+
+    def result(self, settled: Settled | None) -> dict[str, Any]:
+        assert self.stream is not None
+        stats = self.stream.stats
+        settled_in_time = settled is not None
+        if settled is None:  # report what we have; the comparison will show the difference
+            settled = self._snapshot()
+        return {
+            "closes": settled.closes,
+            "realised_pnl": plain(settled.realised_pnl),
+            "ledger_realised_pnl": plain(settled.ledger_realised_pnl),
+            "open_tp_ids": list(settled.open_tp_ids),
+            "open_tp_orders_on_exchange": settled.open_tp_orders_on_exchange,
+            "state_rest_calls_after_start": self.state_rest_calls_after_start(),
+            "resyncs": stats.resyncs,
+            "reconnects": stats.reconnects,
+            "events": stats.events,
+            "order_errors": sum(g.order_errors for g in self.grids),
+            "netted_take_profits": sum(g.netted for g in self.grids),
+            "fill_pnl_mismatches": [
+                {"symbol": m.symbol, "position_idx": m.position_idx,
+                 "from_cum_realised": str(m.from_cum_realised), "from_fills": str(m.from_fills),
+                 "after_reconnect": m.after_gap}
+                for g in self.grids for m in g.cross_check.mismatches()
+            ],
+            "settled": settled_in_time,
+        }
+
+
+def _reduces(order: Any) -> bool:
+    if order.reduce_only:
+        return True
+    return (order.position_idx, order.side) in ((1, "Sell"), (2, "Buy"))
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal as a plain number without trailing zeros, so equal values print equal
+    ("5.4777790" and "5.47777900" are both "5.477779")."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def _make_emulator(exchange: Exchange, options: DemoOptions) -> _Emulator:
+    from gridbot.emulator.engine import EngineConfig, SymbolConfig
+
+    seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(4), "big")
+    symbols = tuple(
+        SymbolConfig(s, m.start_price, tick_size=m.tick_size, qty_step=m.qty_step, volatility=m.volatility)
+        for s, m in ((s, DEMO_MARKETS[s]) for s in options.symbols)
+    )
+    config = EngineConfig(symbols=symbols, seed=seed, hedge_mode=options.hedge)
+    if exchange == "binance":
+        from gridbot.emulator.binance import BinanceEmulator
+
+        return BinanceEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET,
+                               price_interval=PRICE_INTERVAL)
+    from gridbot.emulator.bybit import BybitEmulator
+
+    return BybitEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET, price_interval=PRICE_INTERVAL)
+
+
+def _make_gateway(exchange: Exchange, endpoints: Endpoints) -> OrderGateway:
+    if exchange == "binance":
+        return BinanceGateway.connect(DEMO_KEY, DEMO_SECRET, endpoints=endpoints)
+    return BybitGateway.connect(DEMO_KEY, DEMO_SECRET, endpoints=endpoints)
+
+
+# The fault schedule: (earliest time as a fraction of the duration, fault); each waits until the stream
+# is live again after the previous one.  Before the middle of the run, so that the slots trade again
+# after the last resync: on Binance, PnL realised while disconnected reaches the stream only with the
+# slot's next ACCOUNT_UPDATE (the REST snapshot has no ``cr``).
+FAULT_SCHEDULE: tuple[tuple[float, str], ...] = (
+    (0.2, "drop_private"),
+    (0.3, "drop_public"),
+    (0.4, "expire_listen_key"),
+)
+
+

@@ -31,9 +31,9 @@ class Serve:
     """``gridbot serve`` as a child process; keys in its environment only."""
 
     def __init__(self, emulator: BybitEmulator, redis_url: str, log: Path, *extra: str) -> None:
-        self.args = [sys.executable, "-m", "gridbot", "-v", "serve", "--exchange", "bybit", "--symbols", SYMBOL,
-                     "--redis", redis_url, "--account", ACCOUNT, "--rest-url", emulator.endpoints.rest,
-                     "--ws-url", emulator.endpoints.ws, *extra]
+        self.args = [sys.executable, "-m", "gridbot", "-v", "serve", "--exchange", "bybit",
+                     "--symbols", SYMBOL, "--redis", redis_url, "--account", ACCOUNT,
+                     "--rest-url", emulator.endpoints.rest, "--ws-url", emulator.endpoints.ws, *extra]
         self.env = {**os.environ, "GRIDBOT_API_KEY": KEY, "GRIDBOT_API_SECRET": SECRET}
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -59,8 +59,9 @@ class ConsumerProcess:
 
     def __init__(self, redis_url: str, out: Path, *extra: str) -> None:
         self.out = out
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.fanout.consumer_proc", redis_url, ACCOUNT,
-                                         "--out", str(out), *extra], cwd=Path(__file__).parents[2])
+        args = [sys.executable, "-m", "tests.fanout.consumer_proc", redis_url, ACCOUNT,
+                "--out", str(out), *extra]
+        self.process = subprocess.Popen(args, cwd=Path(__file__).parents[2])
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:
         if not self.out.exists():
@@ -140,17 +141,17 @@ def test_two_consumers_get_every_fill_once_across_a_redis_restart_and_a_producer
     marks = [rec.mark() for rec in recs]
     redis_server.stop()
     buy(emulator, 3)
-    for rec, since in zip(recs, marks):
+    for rec, since in zip(recs, marks, strict=True):
         rec.wait_statuses("reconnecting", since=since)
     redis_server.start()
-    for rec, since in zip(recs, marks):
+    for rec, since in zip(recs, marks, strict=True):
         rec.wait_statuses("reconnecting", "resynced", since=since)
     every_consumer_has(6)
 
     # the producer restarts
     marks = [rec.mark() for rec in recs]
     assert serve.stop() == 0, serve.output()
-    for rec, since in zip(recs, marks):
+    for rec, since in zip(recs, marks, strict=True):
         stopped = rec.wait(StatusUpdate, lambda s: s.state == "reconnecting", since=since)
         assert "stop" in stopped.detail
     serve.start()
@@ -251,7 +252,7 @@ def test_a_consumer_trimmed_past_resyncs_from_the_state(
     finally:
         consumer.signal(signal.SIGCONT)
     wait_until(lambda: [r for r in consumer.records("status") if r["state"] == "resynced"], WAIT, "resynced")
-    resynced = [r for r in consumer.records("status") if r["state"] == "resynced"][0]
+    resynced = next(r for r in consumer.records("status") if r["state"] == "resynced")
     assert "no longer holds" in resynced["detail"] and "not delivered" in resynced["detail"]
     wait_until(lambda: [r for r in consumer.records("position") if Decimal(r["size"]) == 2 * QTY], WAIT,
                "the latest position after the resync")

@@ -3,6 +3,7 @@
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import (
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
@@ -15,9 +16,11 @@ from gridbot.journal import Journal
 from gridbot.remote import PublisherStats, RedisPublisher, RemoteStream
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
-from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
+from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
 
 __all__ = [
+    "AccountState",
+    "AccountUpdate",
     "AuthenticationError",
     "ConnectError",
     "Endpoints",

@@ -16,8 +16,10 @@ from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
+from gridbot._account import AccountConfig, BinanceAccountBook, Delivered
 from gridbot.book import StateBook
 from gridbot.events import (
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
@@ -39,6 +41,7 @@ WalletCallback = Callable[[WalletUpdate], object]
 OrderCallback = Callable[[OrderUpdate], object]
 TickerCallback = Callable[[TickerUpdate], object]
 FillCallback = Callable[[FillUpdate], object]
+AccountCallback = Callable[[AccountUpdate], object]
 StatusCallback = Callable[[StatusUpdate], object]
 ERROR_LOG_INTERVAL = 10.0  # seconds between summary lines of one repeating callback error
 
@@ -59,6 +62,7 @@ class Callbacks:
     on_order: OrderCallback | None = None
     on_ticker: TickerCallback | None = None
     on_fill: FillCallback | None = None
+    on_account: AccountCallback | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -168,7 +172,7 @@ class DispatchQueue:
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
         self._cond = threading.Condition()
-        self._items: deque[Event | _TickerSlot] = deque()
+        self._items: deque[Delivered | _TickerSlot] = deque()
         self._tickers: dict[str, TickerUpdate] = {}
         self._closed = False
 
@@ -178,7 +182,7 @@ class DispatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Delivered) -> None:
         with self._cond:
             if isinstance(event, TickerUpdate):
                 if event.symbol in self._tickers:
@@ -190,7 +194,7 @@ class DispatchQueue:
                 self._items.append(event)
             self._cond.notify()
 
-    def get(self, timeout: float | None) -> Event | None:
+    def get(self, timeout: float | None) -> Delivered | None:
         """The next event, waiting up to ``timeout`` seconds (None: forever).
 
         None on timeout, or at once when the queue is closed and empty.
@@ -211,6 +215,10 @@ class DispatchQueue:
 
 class Router:
     """Calls the right callbacks for each event; merges mark prices into positions.
+
+    On Binance it also keeps the account book and delivers the computed :class:`AccountUpdate` after
+    each position, wallet, order, configuration or mark change that moves it (one per delivered ticker
+    at most, so conflated tickers conflate it too).
 
     Only one thread may deliver at a time (the stream guarantees it).  A raising callback is
     counted and logged through :class:`CallbackErrorLog` (rate-limited); it never stops delivery.
@@ -236,6 +244,11 @@ class Router:
         self._marks: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, int], PositionUpdate] = {}
         self._lock = threading.RLock()
+        self._accounts = (  # the Binance account view, computed here (gridbot._account)
+            BinanceAccountBook(exchange, tracked=lambda symbol: subscriptions.get(symbol) is not None)
+            if exchange == "binance"
+            else None
+        )
         self._sinks: tuple[Callback, ...] = ()
 
     def add_sink(self, sink: Callback) -> None:
@@ -243,8 +256,11 @@ class Router:
         with self._lock:
             self._sinks = (*self._sinks, sink)
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: Delivered) -> None:
         with self._lock:
+            if isinstance(event, AccountConfig):
+                self._update_account(event, event.timestamp, event.is_snapshot)
+                return
             self._counters.add("events")
             if self._sinks and not isinstance(event, PositionUpdate):
                 self._to_sinks(event)  # positions go to the sinks once merged, in _deliver_position
@@ -262,13 +278,18 @@ class Router:
         if isinstance(event, StatusUpdate):
             self._call(self._on_status, event, "on_status")
         elif isinstance(event, WalletUpdate):
-            self._deliver_wallet(event)
+            self._deliver_account_wide("on_wallet", event)
+            self._update_account(event, event.timestamp, event.is_snapshot)
+        elif isinstance(event, AccountUpdate):
+            self._deliver_account_wide("on_account", event)
         elif isinstance(event, TickerUpdate):
             self._deliver_ticker(event)
         elif isinstance(event, PositionUpdate):
-            self._deliver_position(event)
+            position = self._deliver_position(event)
+            self._update_account(position, position.timestamp, position.is_snapshot)
         elif isinstance(event, OrderUpdate):
             self._deliver_to_symbol(event.symbol, "on_order", event)
+            self._update_account(event, event.timestamp, event.is_snapshot)
         elif isinstance(event, FillUpdate):
             self._deliver_to_symbol(event.symbol, "on_fill", event)
 
@@ -277,7 +298,7 @@ class Router:
         :meth:`_deliver_position`, once valued at the mark the callback will see."""
         if isinstance(event, PositionUpdate):
             return
-        if isinstance(event, (StatusUpdate, WalletUpdate)):
+        if isinstance(event, (StatusUpdate, WalletUpdate, AccountUpdate)):
             self.book._apply(event)  # account-wide
         elif self._subscriptions.get(event.symbol) is not None:
             self.book._apply(event)
@@ -287,16 +308,37 @@ class Router:
         self.book._forget(symbol)
         with self._lock:
             self._marks.pop(symbol, None)
-        for slot in [s for s in self._positions if s[0] == symbol]:
-            del self._positions[slot]
+            for slot in [s for s in self._positions if s[0] == symbol]:
+                del self._positions[slot]
+            if self._accounts is not None:
+                self._accounts.forget_symbol(symbol)
 
-    def _deliver_wallet(self, wallet: WalletUpdate) -> None:
-        seen: set[int] = set()
+    def _deliver_account_wide(self, kind: str, event: Event) -> None:
+        """Every subscription's ``kind`` callback, each distinct callback once (compared by equality, so
+        the same bound method registered for several symbols counts once)."""
+        called: list[Callback] = []
         for callbacks in self._subscriptions.all():
-            callback = callbacks.on_wallet
-            if callback is not None and id(callback) not in seen:
-                seen.add(id(callback))
-                self._call(callback, wallet, "on_wallet")
+            callback = getattr(callbacks, kind)
+            if callback is not None and callback not in called:
+                called.append(callback)
+                self._call(callback, event, kind)
+
+    def _update_account(self, item: Delivered, timestamp: int, is_snapshot: bool) -> None:
+        """Feed the Binance account book; deliver its view when it changed."""
+        accounts = self._accounts
+        if accounts is None or not accounts.apply(item):
+            return
+        self._emit_account(timestamp, is_snapshot)
+
+    def _emit_account(self, timestamp: int, is_snapshot: bool) -> None:
+        accounts = self._accounts
+        view = accounts.changed_view(timestamp, is_snapshot) if accounts is not None else None
+        if view is not None:
+            self._counters.add("events")
+            self.book._apply(view)
+            if self._sinks:
+                self._to_sinks(view)
+            self._deliver_account_wide("on_account", view)
 
     def _deliver_ticker(self, ticker: TickerUpdate) -> None:
         callbacks = self._subscriptions.get(ticker.symbol)
@@ -307,23 +349,30 @@ class Router:
         if mark is None or self._marks.get(ticker.symbol) == mark:
             return
         self._marks[ticker.symbol] = mark
+        moved_any = False
         for (symbol, _), position in list(self._positions.items()):
             if symbol == ticker.symbol and position.size > 0:
                 moved = replace(position, timestamp=ticker.timestamp, is_snapshot=False)
                 self._counters.add("events")
-                self._deliver_position(moved)
+                moved = self._deliver_position(moved)
+                if self._accounts is not None:
+                    moved_any = self._accounts.apply(moved) or moved_any
+        if moved_any:
+            self._emit_account(ticker.timestamp, False)
 
-    def _deliver_position(self, position: PositionUpdate) -> None:
+    def _deliver_position(self, position: PositionUpdate) -> PositionUpdate:
+        """Deliver ``position`` valued at the latest mark; returns what was delivered."""
         mark = self._marks.get(position.symbol)
         if mark is not None:
             position = with_mark(position, mark)
         if self._subscriptions.get(position.symbol) is None:
-            return
+            return position
         self._positions[(position.symbol, position.position_idx)] = position
         if self._sinks:
             self._to_sinks(position)
         self.book._apply(position)
         self._deliver_to_symbol(position.symbol, "on_position", position)
+        return position
 
     def _deliver_to_symbol(self, symbol: str, kind: str, event: Event) -> None:
         callbacks = self._subscriptions.get(symbol)

@@ -15,6 +15,7 @@ from gridbot._bounded import BoundedSet
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
     TERMINAL_ORDER_STATUSES,
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
@@ -38,6 +39,8 @@ def _state_key(event: Event) -> _StateKey | None:
         return ("order", event.symbol, event.order_id)
     if isinstance(event, WalletUpdate):
         return ("wallet", event.coin)
+    if isinstance(event, AccountUpdate):
+        return ("account", event.margin_coin)
     return None
 
 

@@ -1,9 +1,9 @@
 """The state book: the account's current state as the stream has delivered it, readable without callbacks.
 
 ``stream.book`` holds, per subscribed symbol, the position slots (valued at the latest mark), the open
-orders and take-profit ids, and the latest ticker; and the wallet per coin, the stream's last status,
-the state of each socket and when each last carried a message.  A synchronous strategy loop can read
-it directly, no callback needed::
+orders and take-profit ids, and the latest ticker; and the wallet per coin, the account view
+(:class:`~gridbot.AccountUpdate`), the stream's last status, the state of each socket and when each
+last carried a message.  A synchronous strategy loop can read it directly, no callback needed::
 
     stream = ExchangeStream("bybit", api_key=..., api_secret=...)
     stream.subscribe("BTCUSDT")            # no callbacks: the book alone
@@ -33,6 +33,7 @@ from gridbot._bounded import BoundedSet
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
     TERMINAL_ORDER_STATUSES,
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
@@ -86,6 +87,7 @@ class BookSnapshot:
     last_fill: tuple[FillUpdate, ...]  # the latest fill per symbol
     state: StatusState | None
     last_event_at: int | None
+    account: AccountUpdate | None = None  # the latest account view (margin balance, MM rate, ...)
 
     def position(self, symbol: str, position_idx: int = 0) -> PositionUpdate | None:
         """The slot's latest position (None before the first: flat slots are known too, size 0)."""
@@ -138,6 +140,7 @@ class StateBook:
         self._coins: dict[str, None] = {}
         self._fills: dict[str, FillUpdate] = {}
         self._state: StatusState | None = None
+        self._account: AccountUpdate | None = None
         self._last_event_at: int | None = None
         now = _now_ms()
         self._sockets: dict[Channel, SocketStatus] = {
@@ -183,6 +186,11 @@ class StateBook:
         with self._lock:
             return self._wallet.get(coin)
 
+    def account(self) -> AccountUpdate | None:
+        """The latest account view (AccountUpdate: margin balance, maintenance margin, MM rate, ...)."""
+        with self._lock:
+            return self._account
+
     def last_fill(self, symbol: str) -> FillUpdate | None:
         with self._lock:
             return self._fills.get(symbol.upper())
@@ -216,6 +224,7 @@ class StateBook:
                 last_fill=tuple(f for _, f in sorted(self._fills.items())),
                 state=self._state,
                 last_event_at=self._last_event_at,
+                account=self._account,
             )
 
     def __repr__(self) -> str:
@@ -242,6 +251,8 @@ class StateBook:
                 self._fills[event.symbol] = event
             elif isinstance(event, StatusUpdate):
                 self._state = event.state
+            elif isinstance(event, AccountUpdate):
+                self._account = event
 
     def _apply_order(self, order: OrderUpdate) -> None:
         tracker = self._take_profits.get(order.symbol)

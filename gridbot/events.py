@@ -16,6 +16,7 @@ __all__ = [
     "OPEN_ORDER_STATUSES",
     "ORDER_STATUSES",
     "TERMINAL_ORDER_STATUSES",
+    "AccountUpdate",
     "Event",
     "Exchange",
     "FillUpdate",
@@ -86,13 +87,36 @@ class PositionUpdate(_EventBase):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WalletUpdate(_EventBase):
-    """Balances of one coin; a field is None where the exchange does not send it."""
+    """Balances of one coin in that coin's units; a field is None where the exchange does not send it.
+
+    Account-wide figures (margin balance, maintenance margin, MM rate) are in :class:`AccountUpdate`.
+    """
 
     coin: str
     wallet_balance: Decimal | None
     available_balance: Decimal | None
     equity: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountUpdate(_EventBase):
+    """The account's risk view, in ``margin_coin`` ("USDT" Binance single-asset, "USD" Bybit UTA).
+
+    ``mm_rate`` = maintenance margin / margin balance (liquidation at 1).  ``computed`` is True when
+    gridbot derived the figures (Binance: wallet, positions at the merged mark, leverage brackets) and
+    False when the exchange sent them (Bybit's wallet topic).  A field is None where it is not known
+    or not defined (e.g. isolated positions or multi-assets mode on Binance) -- never a guess.
+    """
+
+    margin_coin: str
+    wallet_balance: Decimal | None
+    unrealised_pnl: Decimal | None
+    margin_balance: Decimal | None
+    initial_margin: Decimal | None
+    maintenance_margin: Decimal | None
+    available_balance: Decimal | None
     mm_rate: Decimal | None
+    computed: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,4 +177,6 @@ class StatusUpdate(_EventBase):
     detail: str = ""
 
 
-Event = PositionUpdate | WalletUpdate | OrderUpdate | FillUpdate | TickerUpdate | StatusUpdate
+Event = (
+    PositionUpdate | WalletUpdate | AccountUpdate | OrderUpdate | FillUpdate | TickerUpdate | StatusUpdate
+)

@@ -8,10 +8,10 @@ slot 0.
 
 State comes from the stream, never from REST polling: realised PnL from ``cum_realised_pnl`` deltas
 (:class:`RealisedPnlTracker`), cross-checked against the fills' own PnL; open take-profit ids from
-:class:`TakeProfitTracker`; balance and MM rate from :class:`WalletState`.  Orders are placed through
-an :class:`~gridbot._gateways.OrderGateway` (REST, control only).  While the stream reconnects the
-strategy places nothing; after the resync it catches up (take-profits for entries that filled meanwhile,
-re-armed levels).
+:class:`TakeProfitTracker`; balance from :class:`WalletState`, MM rate from :class:`AccountState`.
+Orders are placed through an :class:`~gridbot._gateways.OrderGateway` (REST, control only).  While the
+stream reconnects the strategy places nothing; after the resync it catches up (take-profits for entries
+that filled meanwhile, re-armed levels).
 
 Every callback takes one lock, so the strategy can be read from another thread (a terminal view) and
 events delivered while an order request is in flight wait for it.
@@ -32,6 +32,7 @@ from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
+    AccountUpdate,
     FillUpdate,
     OrderUpdate,
     PositionUpdate,
@@ -40,7 +41,7 @@ from gridbot.events import (
     TickerUpdate,
     WalletUpdate,
 )
-from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
+from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
 
 __all__ = ["Close", "GridConfig", "GridStrategy", "GridView", "Level", "LevelState", "PnlChange",
            "PnlCrossCheck", "PnlMismatch", "fan_out"]
@@ -216,7 +217,7 @@ class GridView:
     realised_pnl: Decimal
     recent_closes: tuple[PnlChange, ...]
     wallet_balance: Decimal | None
-    available_balance: Decimal | None
+    available_balance: Decimal | None  # the account's (AccountUpdate), in margin_coin
     mm_rate: Decimal | None
     levels: tuple[tuple[int, str], ...]
     order_errors: int
@@ -248,6 +249,7 @@ class GridStrategy:
         self.pnl = RealisedPnlTracker()
         self.take_profits = TakeProfitTracker()
         self.wallet = WalletState(coin)
+        self.account = AccountState()
         net = exchange == "bybit" if pnl_net_of_fees is None else pnl_net_of_fees
         self.cross_check = PnlCrossCheck(net_of_fees=net)
         self._levels: dict[int, Level] = {}
@@ -288,6 +290,7 @@ class GridStrategy:
         stream.subscribe(
             self.config.symbol, on_position=self.on_position, on_wallet=self.on_wallet,
             on_order=self.on_order, on_ticker=self.on_ticker, on_fill=self.on_fill,
+            on_account=self.on_account,
         )
 
     # ------------------------------------------------------------------ callbacks
@@ -346,6 +349,10 @@ class GridStrategy:
     def on_wallet(self, wallet: WalletUpdate) -> None:
         with self._lock:
             self.wallet.update(wallet)
+
+    def on_account(self, account: AccountUpdate) -> None:
+        with self._lock:
+            self.account.update(account)
 
     def on_order(self, order: OrderUpdate) -> None:
         with self._lock:
@@ -420,8 +427,8 @@ class GridStrategy:
                 realised_pnl=self.realised_pnl(),
                 recent_closes=tuple(c for c in self.pnl_changes if c.is_close)[-5:],
                 wallet_balance=self.wallet.wallet_balance,
-                available_balance=self.wallet.available_balance,
-                mm_rate=self.wallet.mm_rate,
+                available_balance=self.account.available_balance,
+                mm_rate=self.account.mm_rate,
                 levels=tuple((lv.index, lv.state.value) for lv in self.levels),
                 order_errors=self.order_errors,
                 netted=self.netted,
@@ -597,6 +604,7 @@ class _Subscribable(Protocol):
         on_order: Callable[[OrderUpdate], object] | None = None,
         on_ticker: Callable[[TickerUpdate], object] | None = None,
         on_fill: Callable[[FillUpdate], object] | None = None,
+        on_account: Callable[[AccountUpdate], object] | None = None,
     ) -> None: ...
 
 

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gridbot._account import AccountConfig
 from gridbot._dispatch import (
+    AccountCallback,
     Callbacks,
     DispatchQueue,
     FillCallback,
@@ -234,21 +236,23 @@ class ExchangeStream:
         on_order: OrderCallback | None = None,
         on_ticker: TickerCallback | None = None,
         on_fill: FillCallback | None = None,
+        on_account: AccountCallback | None = None,
     ) -> None:
         """Register callbacks for ``symbol`` (upper-cased); before or after :meth:`start`.
 
         Each callback takes its event type (``on_position`` a PositionUpdate, ...); its return value
         is ignored.  Every callback is optional: a symbol subscribed with none still fills
-        :attr:`book`.  ``on_wallet`` is account-wide (called once per update whichever symbols
-        share it).  A symbol added while running gets its ticker stream and is seeded like one
-        added before.  Subscribing an already subscribed symbol replaces its callbacks.
+        :attr:`book`.  ``on_wallet`` and ``on_account`` are account-wide: each distinct callback
+        (compared by equality, so a bound method counts once) is called once per update, whichever
+        symbols share it.  A symbol added while running gets its ticker stream and is seeded like
+        one added before.  Subscribing an already subscribed symbol replaces its callbacks.
 
         Raises:
             TypeError: a callback is neither callable nor None.
             ValueError: ``symbol`` is empty.
         """
         symbol = _normalize_symbol(symbol)
-        callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill)
+        callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
         is_new = self._subscriptions.set(symbol, callbacks)
         if is_new and self._live and not self._stopped:
             self._adapter.add_symbol(symbol)
@@ -501,7 +505,7 @@ class ExchangeStream:
                         self.exchange, decoded.timestamp)
             return
         for event in decoded:
-            if self._pipeline.accept(event):
+            if isinstance(event, AccountConfig) or self._pipeline.accept(event):
                 self._queue.put(event)
 
     def _bad_message(self, frame: _Frame, reason: str) -> None:
@@ -607,9 +611,12 @@ class ExchangeStream:
 
     def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool) -> None:
         events = self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet)
+        config = self._adapter.fetch_account_config(symbols, full=include_wallet)
         reconciled = self._pipeline.reconcile(events, symbols, timestamp=_now_ms())
         for event in reconciled.events:
             self._queue.put(event)
+        if config is not None:  # after the whole snapshot: the account view is computed on all of it
+            self._queue.put(config)
         if reconciled.vanished_orders:
             self._finish_vanished(reconciled.vanished_orders)
 

@@ -1,4 +1,4 @@
-"""What a grid strategy keeps from the stream: realised PnL deltas, open take-profit ids, wallet state.
+"""What a grid strategy keeps from the stream: realised PnL deltas, open take-profit ids, wallet and account.
 
 Pure objects: no I/O, no clock, no threads.  Feed them events from the callbacks, in the order received.
 """
@@ -13,12 +13,13 @@ from gridbot._bounded import BoundedSet
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
     TERMINAL_ORDER_STATUSES,
+    AccountUpdate,
     OrderUpdate,
     PositionUpdate,
     WalletUpdate,
 )
 
-__all__ = ["RealisedPnlTracker", "TakeProfitTracker", "WalletState", "is_take_profit_order"]
+__all__ = ["AccountState", "RealisedPnlTracker", "TakeProfitTracker", "WalletState", "is_take_profit_order"]
 
 _Slot = tuple[str, int]
 _ZERO = Decimal(0)
@@ -162,7 +163,6 @@ class WalletState:
             wallet_balance=_latest(wallet.wallet_balance, known.wallet_balance),
             available_balance=_latest(wallet.available_balance, known.available_balance),
             equity=_latest(wallet.equity, known.equity),
-            mm_rate=_latest(wallet.mm_rate, known.mm_rate),
         )
 
     def get(self, coin: str | None = None) -> WalletUpdate | None:
@@ -181,20 +181,71 @@ class WalletState:
     def equity(self) -> Decimal | None:
         return self._field("equity")
 
-    @property
-    def mm_rate(self) -> Decimal | None:
-        """The account maintenance-margin rate (account-wide, so any coin's latest value)."""
-        latest = max(
-            (w for w in self._coins.values() if w.mm_rate is not None),
-            key=lambda w: w.timestamp,
-            default=None,
-        )
-        return latest.mm_rate if latest else None
-
     def _field(self, name: str) -> Decimal | None:
         wallet = self._coins.get(self.coin)
         value = getattr(wallet, name) if wallet else None
         return value if isinstance(value, Decimal) else None
+
+
+class AccountState:
+    """The latest account view (:class:`~gridbot.events.AccountUpdate`): margin balance, maintenance margin,
+    MM rate, available balance.
+
+    Unlike :class:`WalletState`, a None in an update replaces the last value: on the account view None means
+    "not known or not defined now" (e.g. an isolated position was opened on Binance), and a stale number
+    there would look right and not be.  Every property is None before the first update.
+    """
+
+    __slots__ = ("_latest",)
+
+    def __init__(self) -> None:
+        self._latest: AccountUpdate | None = None
+
+    def update(self, account: AccountUpdate) -> None:
+        self._latest = account
+
+    @property
+    def latest(self) -> AccountUpdate | None:
+        """The last update received, or None."""
+        return self._latest
+
+    @property
+    def margin_coin(self) -> str | None:
+        return self._latest.margin_coin if self._latest else None
+
+    @property
+    def wallet_balance(self) -> Decimal | None:
+        return self._latest.wallet_balance if self._latest else None
+
+    @property
+    def unrealised_pnl(self) -> Decimal | None:
+        return self._latest.unrealised_pnl if self._latest else None
+
+    @property
+    def margin_balance(self) -> Decimal | None:
+        return self._latest.margin_balance if self._latest else None
+
+    @property
+    def initial_margin(self) -> Decimal | None:
+        return self._latest.initial_margin if self._latest else None
+
+    @property
+    def maintenance_margin(self) -> Decimal | None:
+        return self._latest.maintenance_margin if self._latest else None
+
+    @property
+    def available_balance(self) -> Decimal | None:
+        return self._latest.available_balance if self._latest else None
+
+    @property
+    def mm_rate(self) -> Decimal | None:
+        """Maintenance margin / margin balance: the account is liquidated at 1."""
+        return self._latest.mm_rate if self._latest else None
+
+    @property
+    def computed(self) -> bool | None:
+        """True when gridbot derived the view (Binance), False when the exchange sent it (Bybit)."""
+        return self._latest.computed if self._latest else None
 
 
 def _latest(new: Decimal | None, old: Decimal | None) -> Decimal | None:

@@ -31,14 +31,14 @@ def test_events_are_frozen_slotted_and_keyword_only() -> None:
         p.size = Decimal("1")  # type: ignore[misc]
     assert not hasattr(p, "__dict__")
     with pytest.raises(TypeError):
-        TickerUpdate("bybit", 1)  # type: ignore[misc]
+        TickerUpdate("bybit", 1)  # type: ignore[call-arg]
 
 
 def test_defaults_for_snapshot_flag_and_status_detail() -> None:
     s = StatusUpdate(exchange="binance", timestamp=5, state="connected")
     assert s.is_snapshot is False and s.detail == "" and s.raw == {}
     w = WalletUpdate(exchange="bybit", timestamp=1, coin="USDT", wallet_balance=None,
-                     available_balance=Decimal("1"), equity=None, mm_rate=None)
+                     available_balance=Decimal("1"), equity=None)
     assert w.available_balance == Decimal("1")
     f = FillUpdate(exchange="bybit", timestamp=1, symbol="X", order_id="1", trade_id="t", side="Buy",
                    price=Decimal("1"), qty=Decimal("1"), fee=Decimal("0"), fee_asset="USDT",

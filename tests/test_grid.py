@@ -10,7 +10,16 @@ import pytest
 
 from gridbot._gateways import OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, ConnectError
-from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, StatusUpdate, TickerUpdate, WalletUpdate
+from gridbot.events import (
+    AccountUpdate,
+    FillUpdate,
+    OrderUpdate,
+    PositionSide,
+    PositionUpdate,
+    StatusUpdate,
+    TickerUpdate,
+    WalletUpdate,
+)
 from gridbot.grid import GridConfig, GridStrategy, LevelState, PnlCrossCheck, fan_out
 
 SYMBOL = "BTCUSDT"
@@ -87,13 +96,14 @@ def order_event(placed: Placed, status: str, *, filled: str | None = None) -> Or
 def fill_event(placed: Placed, *, pnl: str = "0", fee: str = "0", idx: int | None = None) -> FillUpdate:
     return FillUpdate(
         exchange="binance", timestamp=3, symbol=SYMBOL, order_id=placed.order_id,
-        trade_id="t" + placed.order_id, side=placed.side, price=placed.price, qty=placed.qty, fee=D(fee),
+        trade_id="t" + placed.order_id, side="Buy" if placed.side == "Buy" else "Sell",
+        price=placed.price, qty=placed.qty, fee=D(fee),
         fee_asset="USDT", realised_pnl=D(pnl), is_maker=True,
         position_idx=placed.position_idx if idx is None else idx,
     )
 
 
-def position(cum: str | None, *, size: str = "0", side: str = "", idx: int = 0) -> PositionUpdate:
+def position(cum: str | None, *, size: str = "0", side: PositionSide = "", idx: int = 0) -> PositionUpdate:
     return PositionUpdate(exchange="binance", timestamp=4, symbol=SYMBOL, position_idx=idx, side=side,
                           size=D(size), entry_price=D("100"), mark_price=None, unrealised_pnl=D(0),
                           cum_realised_pnl=None if cum is None else D(cum))
@@ -332,7 +342,7 @@ def test_a_take_profit_netted_away_in_one_way_mode_rearms_the_level_without_an_e
     assert level.state is LevelState.IDLE
     assert (grid.netted, grid.order_errors, level.failures) == (1, 0, 0)
     grid.on_ticker(ticker("99.50"))
-    assert level.state is LevelState.ENTRY_OPEN
+    assert next(lv for lv in grid.levels if lv.index == -1).state is LevelState.ENTRY_OPEN
     rearmed = gateway.placed[-1]
     assert (rearmed.side, rearmed.price) == ("Buy", D("99.00"))
     assert rearmed.client_order_id != entry.client_order_id
@@ -468,7 +478,11 @@ def test_view_reports_wallet_positions_and_marks() -> None:
     grid, _ = make_grid(levels=1)
     grid.on_ticker(ticker("100.00"))
     grid.on_wallet(WalletUpdate(exchange="bybit", timestamp=1, coin="USDT", wallet_balance=D("10000"),
-                                available_balance=D("9000"), equity=D("10001"), mm_rate=D("0.002")))
+                                available_balance=None, equity=D("10001")))
+    grid.on_account(AccountUpdate(exchange="bybit", timestamp=1, margin_coin="USD", wallet_balance=D("10000"),
+                                  unrealised_pnl=D("1"), margin_balance=D("10001"), initial_margin=D("1000"),
+                                  maintenance_margin=D("20"), available_balance=D("9000"), mm_rate=D("0.002"),
+                                  computed=False))
     grid.on_position(position("0", size="0.01", side="Buy"))
     view = grid.view()
     assert (view.symbol, view.mark_price, view.wallet_balance, view.available_balance, view.mm_rate) == (

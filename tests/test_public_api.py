@@ -3,6 +3,8 @@
 import gridbot
 
 EXPECTED = {
+    "AccountState",
+    "AccountUpdate",
     "AuthenticationError",
     "ConnectError",
     "Endpoints",

@@ -2,8 +2,8 @@
 
 from decimal import Decimal
 
-from gridbot.events import OrderUpdate, PositionUpdate, WalletUpdate
-from gridbot.tracking import RealisedPnlTracker, TakeProfitTracker, WalletState
+from gridbot.events import AccountUpdate, OrderUpdate, PositionUpdate, WalletUpdate
+from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
 
 D = Decimal
 
@@ -138,14 +138,41 @@ class TestWallet:
     def test_latest_values_and_none_keeps_known(self) -> None:
         w = WalletState()
         w.update(WalletUpdate(exchange="binance", timestamp=1, coin="USDT", wallet_balance=D("100"),
-                              available_balance=D("80"), equity=None, mm_rate=None, is_snapshot=True))
+                              available_balance=D("80"), equity=None, is_snapshot=True))
         w.update(WalletUpdate(exchange="binance", timestamp=2, coin="USDT", wallet_balance=D("101"),
-                              available_balance=None, equity=None, mm_rate=None))
-        assert (w.wallet_balance, w.available_balance, w.equity, w.mm_rate) == (D("101"), D("80"), None, None)
+                              available_balance=None, equity=None))
+        assert (w.wallet_balance, w.available_balance, w.equity) == (D("101"), D("80"), None)
 
-    def test_mm_rate_is_account_wide(self) -> None:
+    def test_other_coins_are_kept_apart(self) -> None:
         w = WalletState()
         w.update(WalletUpdate(exchange="bybit", timestamp=5, coin="BTC", wallet_balance=D("1"),
-                              available_balance=D("9"), equity=D("1"), mm_rate=D("0.02")))
-        assert w.mm_rate == D("0.02") and w.wallet_balance is None
+                              available_balance=None, equity=D("1")))
+        assert w.wallet_balance is None
         assert w.get("BTC") is not None and w.get("BTC").equity == D("1")  # type: ignore[union-attr]
+
+
+def _account(mm_rate: str | None, available: str | None, *, ts: int = 1) -> AccountUpdate:
+    return AccountUpdate(
+        exchange="binance", timestamp=ts, margin_coin="USDT", wallet_balance=D("100"), unrealised_pnl=D("-5"),
+        margin_balance=D("95"), initial_margin=D("10"), maintenance_margin=D("1"),
+        available_balance=None if available is None else D(available),
+        mm_rate=None if mm_rate is None else D(mm_rate), computed=True,
+    )
+
+
+class TestAccount:
+    def test_empty_state_answers_none(self) -> None:
+        a = AccountState()
+        assert (a.latest, a.mm_rate, a.available_balance, a.margin_balance, a.computed) == (None,) * 5
+
+    def test_latest_update_wins_and_a_none_replaces_the_last_value(self) -> None:
+        a = AccountState()
+        a.update(_account("0.0105", "85"))
+        assert (a.mm_rate, a.available_balance, a.margin_balance, a.maintenance_margin) == (
+            D("0.0105"), D("85"), D("95"), D("1"))
+        assert (a.wallet_balance, a.unrealised_pnl, a.initial_margin, a.margin_coin, a.computed) == (
+            D("100"), D("-5"), D("10"), "USDT", True)
+        # None on the account view means "not known now": a stale rate must not survive it.
+        a.update(_account(None, "80", ts=2))
+        assert (a.mm_rate, a.available_balance) == (None, D("80"))
+        assert a.latest is not None and a.latest.timestamp == 2

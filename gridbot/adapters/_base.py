@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, Literal, Protocol
 
+from gridbot._account import AccountConfig, Delivered
 from gridbot.events import Event, OrderUpdate
 from gridbot.normalize import Ignored, ListenKeyExpired
 
@@ -17,7 +18,7 @@ __all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
 
 Channel = Literal["private", "public"]
 LinkState = Literal["up", "down", "gap", "failed"]
-Decoded = list[Event] | Ignored | ListenKeyExpired
+Decoded = Sequence[Delivered] | Ignored | ListenKeyExpired
 
 
 class Sink(Protocol):
@@ -59,6 +60,11 @@ class Adapter(Protocol):
         Counts each request in ``counters.rest_calls``.  Raises AuthenticationError or ConnectError
         (or another GridbotError) on failure, translated from the SDK's exception.
         """
+
+    def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> AccountConfig | None:
+        """REST: what a computed account view needs besides the snapshot's events (Binance: leverage
+        brackets of symbols not fetched before, leverage, margin type, multi-assets mode); None where the
+        exchange sends its account figures (Bybit).  ``full``: the account-wide seed.  Counts each request."""
 
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         """REST: the final state of orders that were open before a gap and are missing from the

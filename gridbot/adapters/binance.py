@@ -72,6 +72,8 @@ from binance.ws.keepalive_websocket import KeepAliveWebsocket
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 from binance.ws.streams import BinanceSocketManager, ThreadedWebsocketManager
 
+from gridbot._account import AccountConfig
+from gridbot._margin import SymbolBrackets
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
@@ -85,6 +87,11 @@ from gridbot.normalize.binance import (
     parse_user_message,
     positions_from_rest,
     wallets_from_rest,
+)
+from gridbot.normalize.binance_account import (
+    account_config_from_push,
+    account_config_from_rest,
+    brackets_from_rest,
 )
 from gridbot.stats import Counters
 
@@ -469,6 +476,7 @@ class BinanceAdapter:
         self._current: dict[Channel, _Link | None] = {"private": None, "public": None}
         self._up: dict[Channel, bool] = {"private": False, "public": False}
         self._fatal: GridbotError | None = None
+        self._brackets: dict[str, SymbolBrackets] = {}  # fetched once per symbol (fetch_account_config)
 
         self._twm: _SocketThread | None = None
         self._seed_rest: Any = None  # Client for fetch_snapshot (the stream's worker thread)
@@ -544,6 +552,48 @@ class BinanceAdapter:
             events.extend(algo_orders_from_rest(rows))
         return events
 
+    def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> AccountConfig | None:
+        """Leverage brackets of ``symbols`` not fetched before (``GET /fapi/v1/leverageBracket?symbol=S``,
+        once per symbol), and their leverage and margin type plus the multi-assets mode
+        (``GET /fapi/v2/account``, every seed: they may change while disconnected).
+
+        A failure here does not fail the seed -- positions, orders and the wallet matter more than the
+        computed account view: it is logged, the figures that need the missing input are None, and the
+        next seed (every resync) fetches it again.
+        """
+        client = self._require_seed_rest()
+        wanted = [symbol.upper() for symbol in symbols]
+        for symbol in wanted:
+            if symbol not in self._brackets:
+                self._brackets.update(self._fetch_brackets(client, symbol))
+        timestamp = time.time_ns() // 1_000_000
+        self._counters.add("rest_calls")
+        try:
+            with self._translated("fetching the account (GET /fapi/v2/account)"):
+                account = client.futures_account()
+            return account_config_from_rest(account, self._brackets, wanted, full=full, timestamp=timestamp)
+        except AuthenticationError:
+            raise
+        except GridbotError as exc:
+            logger.warning("binance: no leverage or margin type for the account view (%s); its margin "
+                           "figures are unknown until the next resync", exc)
+            brackets = {s: b for s, b in self._brackets.items() if s in wanted}
+            return AccountConfig(exchange="binance", timestamp=timestamp, is_snapshot=True, full=full,
+                                 brackets=brackets)
+
+    def _fetch_brackets(self, client: Any, symbol: str) -> dict[str, SymbolBrackets]:
+        self._counters.add("rest_calls")
+        action = f"fetching the leverage brackets of {symbol} (GET /fapi/v1/leverageBracket)"
+        try:
+            with self._translated(action):
+                return brackets_from_rest(client.futures_leverage_bracket(symbol=symbol))
+        except AuthenticationError:
+            raise
+        except GridbotError as exc:
+            logger.warning("binance: %s (%s); its maintenance margin is unknown until the next resync",
+                           action, exc)
+            return {}
+
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         """Final states by REST: ``GET /fapi/v1/order`` for regular orders, ``GET /fapi/v1/algoOrder``
         for Algo Service orders (told apart by their wire origin: ALGO_UPDATE or an ``algoId`` row)."""
@@ -581,6 +631,8 @@ class BinanceAdapter:
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         if channel == "private":
+            if isinstance(payload, dict) and payload.get("e") == "ACCOUNT_CONFIG_UPDATE":
+                return [account_config_from_push(payload)]
             return parse_user_message(payload)
         result = parse_market_message(payload)
         return result if isinstance(result, Ignored) else list[Event](result)

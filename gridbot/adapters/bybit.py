@@ -661,6 +661,10 @@ class BybitAdapter:
             events.extend(orders)
         return events
 
+    def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> None:
+        """Bybit sends its account figures (the wallet topic's account fields): nothing to fetch."""
+        return None
+
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         """Final states of orders that left the open orders while disconnected.
 

@@ -80,7 +80,7 @@ class ViewLogHandler(logging.Handler):
     def __init__(self, lines: deque[str]) -> None:
         super().__init__()
         self._lines = lines
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -215,8 +215,8 @@ def _exchange_table(run: ExchangeRun) -> RenderableType:
         f"  wallet {money(wallet.wallet_balance if wallet else None)}  "
         f"available {money(wallet.available_balance if wallet else None)}  "
         f"MM rate {rate(wallet.mm_rate if wallet else None)}", no_wrap=True, overflow="ellipsis")
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False,
-                  collapse_padding=True)
+    # Columns separated by the box's one-space divider only: the widest realistic row is ~77 columns.
+    table = Table(box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False)
     for name, justify in (("symbol", "left"), ("mark", "right"), ("position", "right"), ("entry", "right"),
                           ("uPnL", "right"), ("TPs", "right"), ("closes", "right"), ("realised", "right"),
                           ("last", "right")):
@@ -253,9 +253,14 @@ def plain_line(run: ExchangeRun) -> str:
     for view in views:
         open_positions = [p for p in view.positions if p.size > 0]
         state = " PAUSED" if view.paused else ""
-        parts.append(f"{view.symbol} mark {price(view.symbol, view.mark_price)} "
-                     f"{position_text(view.symbol, open_positions)} TPs {len(view.open_tp_ids)} "
-                     f"closes {view.closes} realised {pnl(view.realised_pnl)}{state}")
+        held = position_text(view.symbol, open_positions)
+        if open_positions:
+            upnl = sum((p.unrealised_pnl for p in open_positions), Decimal(0))
+            entry = _entry_text(view.symbol, open_positions)
+            held += ("" if entry == _DASH else f" @ {entry}") + f" uPnL {pnl(upnl)}"
+        parts.append(f"{view.symbol} mark {price(view.symbol, view.mark_price)} {held} "
+                     f"TPs {len(view.open_tp_ids)} closes {view.closes} "
+                     f"realised {pnl(view.realised_pnl)}{state}")
     wallet = views[0] if views else None
     wallet_text = (f"wallet {money(wallet.wallet_balance)} MM rate {rate(wallet.mm_rate)}"
                    if wallet else "")
@@ -275,7 +280,7 @@ def summary_table(results: dict[Any, dict[str, Any]]) -> RenderableType:
     from rich.table import Table
 
     table = Table(title="gridbot demo: summary")
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     for exchange in results:
         table.add_column(str(exchange), justify="right")
     for row in SUMMARY_ROWS:
@@ -288,7 +293,9 @@ def _cell(row: str, value: Any) -> str:
         if not value:
             return "none"
         after = sum(1 for m in value if m["after_reconnect"])
-        return f"{len(value)} slot(s)" + (f", {after} after a reconnect" if after else "")
+        if after == len(value):
+            return f"{after} after reconnect"
+        return f"{len(value)} ({after} after reconnect)"
     if row in ("realised_pnl", "ledger_realised_pnl"):
         return pnl(Decimal(value))
     return str(len(value)) if isinstance(value, list) else str(value)

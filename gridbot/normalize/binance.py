@@ -18,8 +18,9 @@ Choices where Binance gives less than the event model has:
   wallet balance less isolated margin, still including margin held by cross positions and open orders).
   Neither is the balance available for new orders, so pushed WalletUpdates carry
   ``available_balance=None`` ("not sent"), and only the REST seed (balance v3 ``availableBalance``) sets
-  it.  Consumers must keep the last known value when a push carries None.  ``equity`` and ``mm_rate``
-  are never sent by these messages: None.
+  it.  Consumers must keep the last known value when a push carries None.  ``equity`` is never sent by
+  these messages: None.  The account figures (margin balance, maintenance margin, MM rate) are computed
+  by the stream (gridbot._account), not sent by Binance.
 - Position: ``mark_price`` is None on pushes (ACCOUNT_UPDATE has none; the stream merges the ticker's);
   REST positionRisk has ``markPrice``.  REST has no ``cr``, so seeded positions carry
   ``cum_realised_pnl=None``.
@@ -231,7 +232,6 @@ def _wallet_push(row: Mapping[str, Any], timestamp: int, msg: Mapping[str, Any])
         wallet_balance=dec(row["wb"], "wb", msg),
         available_balance=None,  # `cw` is the cross wallet balance, not the available balance
         equity=None,
-        mm_rate=None,
     )
 
 
@@ -393,7 +393,6 @@ def _wallet_row(row: Mapping[str, Any]) -> WalletUpdate:
         wallet_balance=dec(row["balance"], "balance", row),
         available_balance=opt_dec(row.get("availableBalance"), "availableBalance", row),
         equity=None,
-        mm_rate=None,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from gridbot.errors import NormalizationError
 from gridbot.events import (
+    AccountUpdate,
     Event,
     FillUpdate,
     OrderStatus,
@@ -135,7 +136,7 @@ def _fill_events(msg: Mapping[str, Any], rows: Sequence[Any]) -> list[Event]:
 
 def _wallet_events(msg: Mapping[str, Any], rows: Sequence[Any]) -> list[Event]:
     ts = to_int(msg.get("creationTime"), "creationTime", msg)
-    return list(_wallets(rows, msg, ts, False))
+    return _wallets(rows, msg, ts, False)
 
 
 _PRIVATE_HANDLERS: Final[Mapping[str, Callable[[Mapping[str, Any], Sequence[Any]], list[Event]]]] = (
@@ -295,14 +296,14 @@ def _fill(row: Mapping[str, Any], ctx: Any) -> FillUpdate:
     )
 
 
-def _wallets(accounts: Sequence[Any], ctx: Any, ts: int, is_snapshot: bool) -> list[WalletUpdate]:
-    """One update per coin row of each account row.  ``available_balance`` and ``mm_rate`` are the
-    account's ``totalAvailableBalance`` (USD-valued, account-wide) and ``accountMMRate``; "" is None.
+def _wallets(accounts: Sequence[Any], ctx: Any, ts: int, is_snapshot: bool) -> list[Event]:
+    """Per account row: one WalletUpdate per coin row (that coin's ``walletBalance`` and ``equity``, in its
+    units; Bybit sends no per-coin available balance since ``availableToWithdraw`` was deprecated), then
+    one AccountUpdate from the account-wide USD fields.  "" (not applicable, e.g. isolated margin or
+    portfolio margin) is None.
     """
-    updates: list[WalletUpdate] = []
+    updates: list[Event] = []
     for account in accounts:
-        available = opt_dec(account.get("totalAvailableBalance"), "totalAvailableBalance", ctx)
-        mm_rate = opt_dec(account.get("accountMMRate"), "accountMMRate", ctx)
         for coin in account.get("coin") or ():
             updates.append(
                 WalletUpdate(
@@ -312,12 +313,34 @@ def _wallets(accounts: Sequence[Any], ctx: Any, ts: int, is_snapshot: bool) -> l
                     raw=coin,
                     coin=str(require(coin, "coin", ctx)),
                     wallet_balance=opt_dec(coin.get("walletBalance"), "walletBalance", ctx),
-                    available_balance=available,
+                    available_balance=None,
                     equity=opt_dec(coin.get("equity"), "equity", ctx),
-                    mm_rate=mm_rate,
                 )
             )
+        updates.append(_account(account, ctx, ts, is_snapshot))
     return updates
+
+
+def _account(account: Mapping[str, Any], ctx: Any, ts: int, is_snapshot: bool) -> AccountUpdate:
+    """The account row's totals (USD): wallet, perp uPnL, margin balance, IM, MM, available, MM rate."""
+    def total(name: str) -> Decimal | None:
+        return opt_dec(account.get(name), name, ctx)
+
+    return AccountUpdate(
+        exchange=EXCHANGE,
+        timestamp=ts,
+        is_snapshot=is_snapshot,
+        raw={k: v for k, v in account.items() if k != "coin"},
+        margin_coin="USD",
+        wallet_balance=total("totalWalletBalance"),
+        unrealised_pnl=total("totalPerpUPL"),
+        margin_balance=total("totalMarginBalance"),
+        initial_margin=total("totalInitialMargin"),
+        maintenance_margin=total("totalMaintenanceMargin"),
+        available_balance=total("totalAvailableBalance"),
+        mm_rate=total("accountMMRate"),
+        computed=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- REST seed
@@ -343,8 +366,9 @@ def orders_from_rest(response: Mapping[str, Any]) -> list[OrderUpdate]:
         raise NormalizationError(f"malformed order/realtime response: {exc!r}", response) from exc
 
 
-def wallets_from_rest(response: Mapping[str, Any]) -> list[WalletUpdate]:
-    """``GET /v5/account/wallet-balance`` (full pybit response); ``timestamp`` is the response's ``time``."""
+def wallets_from_rest(response: Mapping[str, Any]) -> list[Event]:
+    """``GET /v5/account/wallet-balance`` (full pybit response): WalletUpdates per coin and one AccountUpdate
+    per account row; ``timestamp`` is the response's ``time``."""
     rows, _category, response_ts = _rest_rows(response)
     try:
         return _wallets(rows, response, to_int(response_ts, "time", response), True)

@@ -22,10 +22,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal
 
+from gridbot._dispatch import (
+    AccountCallback,
+    Callbacks,
+    FillCallback,
+    OrderCallback,
+    PositionCallback,
+    TickerCallback,
+    WalletCallback,
+)
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import Event, StatusUpdate
 from gridbot.remote._codec import Marker, decode, state_identity
-from gridbot.remote._delivery import AckQueue, RemoteCallbacks, RemoteRouter
+from gridbot.remote._delivery import AckQueue, RemoteRouter
 from gridbot.remote._redis import READ_SCRIPT, Keys, connect, down_errors, redact
 from gridbot.stats import Counters, StreamStats
 
@@ -35,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 DispatchMode = Literal["thread", "manual"]
 StatusState = Literal["connected", "reconnecting", "resynced", "stopped", "failed"]
-_Callback = Callable[[Any], None]
 _COUNT = 500
 # In a group, a consumer takes small batches and reads again only when it has worked most of them off,
 # so the work goes to whoever is free instead of to whoever read first.
@@ -69,7 +77,7 @@ class RemoteStream:
     """
 
     def __init__(self, redis_url: str, account: str, *, group: str | None = None, consumer: str | None = None,
-                 dispatch: DispatchMode = "thread", on_status: Callable[[StatusUpdate], None] | None = None,
+                 dispatch: DispatchMode = "thread", on_status: Callable[[StatusUpdate], object] | None = None,
                  heartbeat_timeout: float = 5.0, claim_idle: float = 30.0, block: float = 0.5) -> None:
         if dispatch not in ("thread", "manual"):
             raise ValueError(f"dispatch must be 'thread' or 'manual', not {dispatch!r}")
@@ -126,14 +134,14 @@ class RemoteStream:
 
     # ------------------------------------------------------------------ subscriptions
 
-    def subscribe(self, symbol: str, *, on_position: _Callback | None = None,
-                  on_wallet: _Callback | None = None, on_order: _Callback | None = None,
-                  on_ticker: _Callback | None = None, on_fill: _Callback | None = None,
-                  on_account: _Callback | None = None) -> None:
+    def subscribe(self, symbol: str, *, on_position: PositionCallback | None = None,
+                  on_wallet: WalletCallback | None = None, on_order: OrderCallback | None = None,
+                  on_ticker: TickerCallback | None = None, on_fill: FillCallback | None = None,
+                  on_account: AccountCallback | None = None) -> None:
         """Register callbacks for ``symbol`` (upper-cased), before or after :meth:`start`; a symbol
         added while running is seeded from the stored state like one added before."""
         symbol = _normalize_symbol(symbol)
-        callbacks = RemoteCallbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
+        callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
         if self._router.set(symbol, callbacks) and self._started and not self._stopped:
             with self._acks_lock:
                 self._seed_requests.append(symbol)

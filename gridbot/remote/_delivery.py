@@ -10,9 +10,9 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from gridbot._dispatch import Callbacks, check_callback
 from gridbot.events import (
     Event,
     FillUpdate,
@@ -24,21 +24,11 @@ from gridbot.events import (
 )
 from gridbot.stats import Counters
 
-__all__ = ["AckQueue", "RemoteCallbacks", "RemoteRouter"]
+__all__ = ["AckQueue", "RemoteRouter"]
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[Any], None]
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteCallbacks:
-    on_position: Callback | None = None
-    on_wallet: Callback | None = None
-    on_order: Callback | None = None
-    on_ticker: Callback | None = None
-    on_fill: Callback | None = None
-    on_account: Callback | None = None
+Callback = Callable[[Any], object]
 
 
 class _TickerSlot:
@@ -99,12 +89,13 @@ class RemoteRouter:
     """Symbol -> callbacks (copy-on-write) and the calls; a raising callback is logged and counted."""
 
     def __init__(self, on_status: Callback | None, counters: Counters) -> None:
+        check_callback("on_status", on_status)
         self._on_status = on_status
         self._counters = counters
         self._lock = threading.Lock()
-        self._by_symbol: dict[str, RemoteCallbacks] = {}
+        self._by_symbol: dict[str, Callbacks] = {}
 
-    def set(self, symbol: str, callbacks: RemoteCallbacks) -> bool:
+    def set(self, symbol: str, callbacks: Callbacks) -> bool:
         with self._lock:
             is_new = symbol not in self._by_symbol
             self._by_symbol = {**self._by_symbol, symbol: callbacks}
@@ -139,11 +130,11 @@ class RemoteRouter:
             self._account_wide("on_account", event)
 
     def _account_wide(self, kind: str, event: Event) -> None:
-        seen: set[int] = set()
+        called: list[Callback] = []  # by equality: a bound method registered for several symbols counts once
         for callbacks in list(self._by_symbol.values()):
             callback = getattr(callbacks, kind)
-            if callback is not None and id(callback) not in seen:
-                seen.add(id(callback))
+            if callback is not None and callback not in called:
+                called.append(callback)
                 self._call(callback, event, kind)
 
     def _call(self, callback: Callback | None, event: Event, kind: str) -> None:

@@ -438,7 +438,12 @@ def test_sdk_giving_up_rebuilds_with_backoff(sdk: FakeSdk, make_adapter: Any, si
     adapter = make_adapter()
     delays: list[int] = []
     adapter.open(["BTCUSDT"], timeout=5)
-    adapter.reconnect_delay = lambda attempt: delays.append(attempt) or 0.01
+
+    def reconnect_delay(attempt: int) -> float:
+        delays.append(attempt)
+        return 0.01
+
+    adapter.reconnect_delay = reconnect_delay
     dead = sdk.latest("public")
     sdk.connect_behaviours = [OSError(111, "refused"), OSError(111, "refused")]  # two failed rebuilds
 
@@ -540,7 +545,7 @@ def test_fetch_snapshot_calls_filters_and_counts(sdk: FakeSdk, make_adapter: Any
     assert [w.coin for w in events if isinstance(w, WalletUpdate)] == ["USDT"]
     orders = [e for e in events if isinstance(e, OrderUpdate)]
     assert [(o.symbol, o.order_id) for o in orders] == [("BTCUSDT", "1917641"), ("BNBUSDT", "2148627")]
-    assert sdk.seed_rest.timestamp_offset == 7  # the manager's measured clock offset is used to sign
+    assert sdk.seed_rest.timestamp_offset == 7  # type: ignore[attr-defined]  # the manager's measured clock offset is used to sign
 
     adapter.fetch_snapshot(["BTCUSDT"], include_wallet=False)
     assert counters.snapshot().rest_calls == 7
@@ -570,8 +575,10 @@ def test_fetch_orders_queries_regular_and_algo_orders(sdk: FakeSdk, make_adapter
     adapter.open(["BTCUSDT"], timeout=5)
     filled = {**OPEN_ORDER_ROW, "status": "FILLED", "executedQty": "0.40"}
     algo_row = {**fixture("rest_open_algo_orders.json")[0], "algoStatus": "CANCELED"}
-    regular, gone = mod.orders_from_rest([OPEN_ORDER_ROW, {**OPEN_ORDER_ROW, "orderId": 404}])
-    algo = mod.algo_orders_from_rest(fixture("rest_open_algo_orders.json"))[0]
+    regular, gone = mod.orders_from_rest(  # type: ignore[attr-defined]
+        [OPEN_ORDER_ROW, {**OPEN_ORDER_ROW, "orderId": 404}])
+    algo = mod.algo_orders_from_rest(  # type: ignore[attr-defined]
+        fixture("rest_open_algo_orders.json"))[0]
 
     def query_order(symbol: str, orderId: str) -> Any:
         if orderId == "404":

@@ -746,13 +746,13 @@ def test_close_during_a_rebuild_stops_the_backoff(
 
 
 def order_frame(order_id: str, position_idx: int) -> dict[str, Any]:
-    frame = fixture("private.order.linear.filled.observed.json")
+    frame: dict[str, Any] = fixture("private.order.linear.filled.observed.json")
     frame["data"][0].update(orderId=order_id, positionIdx=position_idx, symbol="BTCUSDT")
     return frame
 
 
 def execution_frame(order_id: str) -> dict[str, Any]:
-    frame = fixture("private.execution.stream.json")
+    frame: dict[str, Any] = fixture("private.execution.stream.json")
     frame["data"][0]["orderId"] = order_id
     return frame
 
@@ -807,14 +807,14 @@ def test_remove_symbol_forgets_its_ticker_state(opened: BybitAdapter) -> None:
 
 def linear_positions(symbol: str) -> dict[str, Any]:
     """The docs example is category=inverse; made linear here (synthetic)."""
-    response = fixture("rest.position_list.response.json")
+    response: dict[str, Any] = fixture("rest.position_list.response.json")
     response["result"]["category"] = "linear"
     response["result"]["list"][0]["symbol"] = symbol
     return response
 
 
 def orders_page(order_ids: list[str], cursor: str, symbol: str = "ETHUSDT") -> dict[str, Any]:
-    response = fixture("rest.order_realtime.response.json")
+    response: dict[str, Any] = fixture("rest.order_realtime.response.json")
     template = response["result"]["list"][0]
     response["result"]["list"] = [{**template, "orderId": oid, "symbol": symbol} for oid in order_ids]
     response["result"]["nextPageCursor"] = cursor

@@ -112,7 +112,7 @@ def api_error(call: Callable[[], object]) -> BinanceAPIException:
 def test_sdk_pings_the_emulator_when_constructed(emu: BinanceEmulator) -> None:
     rest = emu.endpoints.rest
 
-    class LoopbackClient(Client):
+    class LoopbackClient(Client):  # type: ignore[misc]  # python-binance ships no type hints
         API_URL = rest + "/api"
         FUTURES_URL = rest + "/fapi"
 

@@ -584,7 +584,7 @@ def test_adl_has_no_fee_and_ends_the_slots_reducing_orders() -> None:
                             position_idx=2)
     engine.liquidate(BTC, 2, D("31000"), kind="adl")
     forced = engine.fills(BTC)[-1]
-    assert (forced.forced, forced.fee, forced.realised_pnl, forced.side) == ("adl", 0, D("-100"), "Buy")
+    assert (forced.forced, forced.fee, forced.realised_pnl, forced.side) == ("adl", D(0), D("-100"), "Buy")
     assert engine.order(tp.order_id).status == "Cancelled"
     with pytest.raises(EngineError):
         engine.liquidate(BTC, 0, D("31000"))  # one-way index in hedge mode

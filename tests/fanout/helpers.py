@@ -62,8 +62,7 @@ def order(order_id: str, status: str = "New", n: int = 0, symbol: str = SYMBOL) 
 
 def wallet(balance: str, n: int = 0) -> WalletUpdate:
     return WalletUpdate(exchange="bybit", timestamp=1_700_000_000_000 + n, coin="USDT",
-                        wallet_balance=Decimal(balance), available_balance=None, equity=Decimal(balance),
-                        mm_rate=None)
+                        wallet_balance=Decimal(balance), available_balance=None, equity=Decimal(balance))
 
 
 def ticker(mark: str, n: int = 0, symbol: str = SYMBOL) -> TickerUpdate:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +128,10 @@ def test_two_consumers_get_every_fill_once_across_a_redis_restart_and_a_producer
         remote.start(timeout=WAIT)
         cleanup.append(remote)
         consumers.append(remote)
-    for remote in consumers:
-        wait_until(lambda r=remote: r.connected, WAIT, "consumer connected to a live producer")
+    wait_until(lambda: all(r.connected for r in consumers), WAIT, "consumers connected to a live producer")
 
     def every_consumer_has(count: int) -> None:
-        for rec in recs:
-            wait_until(lambda r=rec: len(fill_ids(r)) >= count, WAIT, f"{count} fills")
+        wait_until(lambda: all(len(fill_ids(r)) >= count for r in recs), WAIT, f"{count} fills")
 
     buy(emulator, 3)
     every_consumer_has(3)
@@ -155,8 +154,7 @@ def test_two_consumers_get_every_fill_once_across_a_redis_restart_and_a_producer
         stopped = rec.wait(StatusUpdate, lambda s: s.state == "reconnecting", since=since)
         assert "stop" in stopped.detail
     serve.start()
-    for remote in consumers:
-        wait_until(lambda r=remote: r.connected, WAIT, "consumer connected to the new producer")
+    wait_until(lambda: all(r.connected for r in consumers), WAIT, "consumers connected to the new producer")
     buy(emulator, 3)
     every_consumer_has(9)
 
@@ -191,8 +189,7 @@ def test_a_group_of_two_splits_the_fills_and_none_is_lost_when_one_is_killed(
     b = ConsumerProcess(redis_server.url, tmp_path / "b.jsonl", "--group", "g", "--consumer", "b",
                         "--claim-idle", "1")
     cleanup += [a, b]
-    for proc in (a, b):
-        wait_until(lambda p=proc: p.records("started"), WAIT, "consumer process started")
+    wait_until(lambda: a.records("started") and b.records("started"), WAIT, "consumer processes started")
     client = redis_server.client()
 
     def pending_of(name: str) -> list[str]:
@@ -200,19 +197,22 @@ def test_a_group_of_two_splits_the_fills_and_none_is_lost_when_one_is_killed(
         rows = client.xpending_range(STREAM_KEY, "g", min="-", max="+", count=1000, consumername=name)
         ids = []
         for row in rows:
-            for _, fields in client.xrange(STREAM_KEY, row["message_id"], row["message_id"]):
+            for _, fields in client.xrange(STREAM_KEY, row["message_id"], row["message_id"]) or []:
+                assert fields is not None
                 body = json.loads(fields[b"e"])
                 if body["type"] == "FillUpdate":
                     ids.append(body["f"]["trade_id"])
         return ids
+
+    def accounted_for(count: int) -> bool:
+        return len(a.fills()) + len(b.fills()) + len(pending_of("a")) >= count
 
     placed = 0
     while not a.records("fill") or not pending_of("a"):
         assert placed < 40, "consumer a never got its share"
         buy(emulator)
         placed += 1
-        wait_until(lambda n=placed: len(a.fills()) + len(b.fills()) + len(pending_of("a")) >= n, WAIT,
-                   f"fill {placed} delivered or held")
+        wait_until(partial(accounted_for, placed), WAIT, f"fill {placed} delivered or held")
     # a's processed fills are acknowledged; what it holds is only what it never processed
     wait_until(lambda: not set(pending_of("a")) & set(a.fills()), WAIT, "a's processed fills acknowledged")
     held = pending_of("a")
@@ -242,7 +242,9 @@ def test_a_consumer_trimmed_past_resyncs_from_the_state(
     client = redis_server.client()
     consumer.signal(signal.SIGSTOP)  # a consumer that stalls (GC pause, laptop lid, SIGSTOP)
     try:
-        first = client.xrange(STREAM_KEY, count=1)[0][0]
+        entries = client.xrange(STREAM_KEY, count=1)
+        assert entries and entries[0][0] is not None
+        first = entries[0][0]
         price = Decimal("60000")
         while client.xrange(STREAM_KEY, first, first):  # until the stream is trimmed past it
             price += 1

@@ -171,7 +171,11 @@ def test_a_consumer_trimmed_past_resyncs_from_the_state_and_says_so(redis_server
     gate = threading.Event()
     remote = consumer(redis_server, cleanup, rec, start=False)
     remote.max_queued = 5
-    remote.subscribe(SYMBOL, on_fill=lambda e: (gate.wait(20), rec(e)), on_position=rec)
+    def slow_fill(event: FillUpdate) -> None:
+        gate.wait(20)
+        rec(event)
+
+    remote.subscribe(SYMBOL, on_fill=slow_fill, on_position=rec)
     remote.start(timeout=10)
     host.emit(*[e for n in range(1, 1001) for e in (fill(n), position(f"{n}", n))])
     client = redis_server.client()
@@ -192,10 +196,18 @@ def test_a_group_splits_the_events_and_claims_a_dead_consumers_entries(
     rec_a, rec_b = Recorder(), Recorder()
     b_working = threading.Event()
     a = consumer(redis_server, cleanup, rec_a, group="writers", consumer="a", claim_idle=1.0, start=False)
-    a.subscribe(SYMBOL, on_fill=lambda e: (b_working.wait(20), rec_a(e)))  # busy until b works too
+    def a_fill(event: FillUpdate) -> None:  # busy until b works too
+        b_working.wait(20)
+        rec_a(event)
+
+    def b_fill(event: FillUpdate) -> None:
+        b_working.set()
+        rec_b(event)
+
+    a.subscribe(SYMBOL, on_fill=a_fill)
     a.start(timeout=10)
     b = consumer(redis_server, cleanup, rec_b, group="writers", consumer="b", claim_idle=1.0, start=False)
-    b.subscribe(SYMBOL, on_fill=lambda e: (b_working.set(), rec_b(e)))
+    b.subscribe(SYMBOL, on_fill=b_fill)
     b.start(timeout=10)
     host.emit(*[fill(n) for n in range(1, 201)])
     wait_until(lambda: len(fill_numbers(rec_a)) + len(fill_numbers(rec_b)) >= 200, what="200 fills")

@@ -24,7 +24,7 @@ def path(tmp_path: Path) -> Iterator[str]:
                                                             realised_pnl=D("0.5")),
                       position("10", timestamp=1_000), position("12.25", timestamp=2_000),
                       position("0", symbol="ETHUSDT"), order("7"), order("8", "Filled")):
-            journal.record(event)  # type: ignore[arg-type]
+            journal.record(event)
         assert journal.flush()
         yield path
 

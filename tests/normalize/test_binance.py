@@ -43,6 +43,11 @@ GOLDEN_FIXTURES = {
     "rest_open_algo_orders.json",
     "rest_position_risk_v3.json",
     "trade_lite.json",
+    # account view: golden tests in tests/test_margin.py and tests/normalize/test_binance_account.py
+    "leverage_bracket_faq_btcusdt.json",
+    "rest_account_v2.json",
+    "rest_leverage_bracket.json",
+    "rest_leverage_bracket_symbol.json",
 }
 
 
@@ -87,9 +92,9 @@ def test_account_update_golden() -> None:
         position(**common, position_idx=2, side="Sell", size=D("10"), entry_price=D("6563.86"),
                  unrealised_pnl=D("-1423.156"), cum_realised_pnl=D("-45.04")),
         WalletUpdate(exchange="binance", timestamp=1564745798938, coin="USDT",
-                     wallet_balance=D("122624.12345678"), available_balance=None, equity=None, mm_rate=None),
+                     wallet_balance=D("122624.12345678"), available_balance=None, equity=None),
         WalletUpdate(exchange="binance", timestamp=1564745798938, coin="BUSD",
-                     wallet_balance=D("1"), available_balance=None, equity=None, mm_rate=None),
+                     wallet_balance=D("1"), available_balance=None, equity=None),
     ]
     # raw is the row each event was built from; nothing is a snapshot; Decimals keep the wire string.
     rows = msg["a"]["P"] + msg["a"]["B"]
@@ -229,7 +234,7 @@ def test_rest_balance_golden() -> None:
     assert wallets == [
         WalletUpdate(exchange="binance", timestamp=1617939110373, is_snapshot=True, coin="USDT",
                      wallet_balance=D("122607.35137903"), available_balance=D("23.72469206"),
-                     equity=None, mm_rate=None),
+                     equity=None),
     ]
     assert wallets[0].raw is rows[0]
 

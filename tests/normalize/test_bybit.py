@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gridbot.errors import NormalizationError
-from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
+from gridbot.events import AccountUpdate, FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
 from gridbot.normalize import Ignored, bybit
 from gridbot.normalize.bybit import (
     TickerMerger,
@@ -528,29 +528,60 @@ def test_synthetic_execution_maker_without_pnl_or_fee_currency() -> None:
 @golden("private.wallet.stream.json")
 def test_wallet_docs_one_coin() -> None:
     msg = load("private.wallet.stream.json")
-    [wallet] = events(msg)
+    [wallet, account] = events(msg)
+    # The coin row carries only the coin's own figures, in BTC.
     assert wallet == WalletUpdate(
         exchange="bybit",
         timestamp=1700034722104,
         coin="BTC",
         wallet_balance=D("0.00102964"),
-        available_balance=D("9556.6056555"),
+        available_balance=None,
         equity=D("0.00102964"),
-        mm_rate=D("0"),
     )
     assert wallet.raw is msg["data"][0]["coin"][0]
+    # The account-wide USD figures are the AccountUpdate.
+    assert account == AccountUpdate(
+        exchange="bybit",
+        timestamp=1700034722104,
+        margin_coin="USD",
+        wallet_balance=D("9684.46297164"),
+        unrealised_pnl=D("0"),
+        margin_balance=D("9684.46297164"),
+        initial_margin=D("0"),
+        maintenance_margin=D("0"),
+        available_balance=D("9556.6056555"),
+        mm_rate=D("0"),
+        computed=False,
+    )
+    assert account.raw["totalEquity"] == "10262.91335023" and "coin" not in account.raw
 
 
 def test_synthetic_wallet_several_coins_and_empty_fields() -> None:
     msg = load("private.wallet.stream.json")
     account = msg["data"][0]
-    account.update(totalAvailableBalance="", accountMMRate="0.0153")
+    account.update(totalAvailableBalance="", accountMMRate="0.0153", totalMaintenanceMargin="148.2")
     account["coin"].append({"coin": "USDT", "equity": "", "walletBalance": "1000.5"})
-    btc, usdt = events(msg)
+    btc, usdt, totals = events(msg)
     assert (btc.coin, usdt.coin) == ("BTC", "USDT")
     assert btc.available_balance is None and usdt.available_balance is None
-    assert btc.mm_rate == usdt.mm_rate == D("0.0153")
     assert (usdt.wallet_balance, usdt.equity) == (D("1000.5"), None)
+    assert isinstance(totals, AccountUpdate)
+    assert (totals.available_balance, totals.mm_rate, totals.maintenance_margin) == (
+        None, D("0.0153"), D("148.2"))
+
+
+def test_synthetic_wallet_without_coin_rows_still_gives_the_account() -> None:
+    msg = load("private.wallet.stream.json")
+    msg["data"][0]["coin"] = []
+    [totals] = events(msg)
+    assert isinstance(totals, AccountUpdate) and totals.margin_balance == D("9684.46297164")
+
+
+def test_synthetic_wallet_account_bad_number_raises() -> None:
+    msg = load("private.wallet.stream.json")
+    msg["data"][0]["accountMMRate"] = "abc"
+    with pytest.raises(NormalizationError, match="accountMMRate"):
+        parse_private_message(msg)
 
 
 # ---------------------------------------------------------------------------------------------- categories
@@ -857,18 +888,31 @@ def test_synthetic_rest_orders_include_conditional_take_profit() -> None:
 @golden("rest.wallet_balance.response.json")
 def test_rest_wallet_docs_example() -> None:
     response = load("rest.wallet_balance.response.json")
-    [wallet] = wallets_from_rest(response)
+    [wallet, account] = wallets_from_rest(response)
     assert wallet == WalletUpdate(
         exchange="bybit",
         timestamp=1690872862481,  # the response's time
         is_snapshot=True,
         coin="BTC",
         wallet_balance=D("0"),
-        available_balance=D("3.00326056"),
+        available_balance=None,
         equity=D("0"),
-        mm_rate=D("0"),
     )
     assert wallet.raw is response["result"]["list"][0]["coin"][0]
+    assert account == AccountUpdate(
+        exchange="bybit",
+        timestamp=1690872862481,
+        is_snapshot=True,
+        margin_coin="USD",
+        wallet_balance=D("3.00326056"),
+        unrealised_pnl=D("0"),
+        margin_balance=D("3.00326056"),
+        initial_margin=D("0"),
+        maintenance_margin=D("0"),
+        available_balance=D("3.00326056"),
+        mm_rate=D("0"),
+        computed=False,
+    )
 
 
 @pytest.mark.parametrize("seed", [positions_from_rest, orders_from_rest, wallets_from_rest])

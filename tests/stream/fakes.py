@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from gridbot import ExchangeStream, NormalizationError
 from gridbot.adapters._base import Channel, Decoded, Sink
@@ -38,6 +38,8 @@ class FakeAdapter:
         self.snapshot_error: BaseException | None = None
         self.open_error: BaseException | None = None
         self.final_orders: list[Event] = []
+        self.account_config: Any = None
+        self.account_config_calls: list[tuple[list[str], bool]] = []
         self.fetch_orders_calls: list[list[str]] = []
         self.added: list[str] = []
         self.removed: list[str] = []
@@ -69,6 +71,10 @@ class FakeAdapter:
         if self.snapshot_error is not None:
             raise self.snapshot_error
         return [e for e in self.snapshot if getattr(e, "symbol", None) in symbols or isinstance(e, WalletUpdate)]
+
+    def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> Any:
+        self.account_config_calls.append((list(symbols), full))
+        return self.account_config
 
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         self.fetch_orders_calls.append([o.order_id for o in orders])
@@ -119,7 +125,7 @@ def make_stream(fake: list[FakeAdapter], **kwargs: Any) -> tuple[ExchangeStream,
     return s, fake[-1], rec
 
 
-def position(size: str = "1", *, side: str = "Buy", ts: int = 10, cum: str | None = "0", idx: int = 0,
+def position(size: str = "1", *, side: Literal["Buy", "Sell"] = "Buy", ts: int = 10, cum: str | None = "0", idx: int = 0,
              entry: str = "100", symbol: str = "BTCUSDT", snap: bool = False, seq: int | None = None) -> PositionUpdate:
     return PositionUpdate(
         exchange="bybit", timestamp=ts, is_snapshot=snap, symbol=symbol, position_idx=idx,
@@ -155,7 +161,7 @@ def ticker(mark: str, *, ts: int = 10, symbol: str = "BTCUSDT") -> TickerUpdate:
 
 def wallet(balance: str, *, ts: int = 10, snap: bool = False) -> WalletUpdate:
     return WalletUpdate(exchange="bybit", timestamp=ts, is_snapshot=snap, coin="USDT",
-                        wallet_balance=D(balance), available_balance=None, equity=None, mm_rate=None)
+                        wallet_balance=D(balance), available_balance=None, equity=None)
 
 
 def no_gridbot_threads() -> bool:

@@ -157,3 +157,22 @@ def test_positions_still_flow_after_a_raising_callback(fake: list[FakeAdapter]) 
     finally:
         stream.stop()
     assert stream.stats.callback_errors == 1
+
+
+def test_the_readme_manual_shutdown_pattern_delivers_the_final_stopped(fake: list[FakeAdapter]) -> None:
+    states: list[str] = []
+    stream = ExchangeStream("bybit", api_key="k", api_secret="s", dispatch="manual",
+                            on_status=lambda s: states.append(s.state))
+    adapter = fake[-1]
+    got: list[PositionUpdate] = []
+    stream.subscribe("BTCUSDT", on_position=got.append)
+    stream.start(timeout=5)
+    try:
+        stream.dispatch_pending(timeout=1.0)
+        adapter.push(position("1", ts=20))
+    finally:
+        stream.stop()
+        while stream.dispatch_pending():
+            pass
+    assert states[0] == "connected" and states[-1] == "stopped"
+    assert [p.size for p in got] == [D("1")]  # received before stop(): delivered, not lost

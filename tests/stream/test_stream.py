@@ -53,7 +53,7 @@ class TestStartAndSeed:
             assert adapter.snapshot_calls == [(["BTCUSDT"], True)]
             kinds = [type(e) for e in rec.events]
             assert kinds == [PositionUpdate, OrderUpdate, WalletUpdate]
-            assert all(e.is_snapshot for e in rec.events)  # type: ignore[union-attr]
+            assert all(e.is_snapshot for e in rec.events)
             assert s.connected and s.stats.rest_calls == 1
         finally:
             s.stop()
@@ -245,8 +245,11 @@ class TestDelivery:
 
         s.subscribe("BTCUSDT", on_fill=slow, on_order=slow, on_position=slow)
         s.start(timeout=5)
-        feeders = [threading.Thread(target=lambda n=n: [adapter.push(fill(f"{n}-{i}")) for i in range(50)])
-                   for n in range(4)]
+        def feed(n: int) -> None:
+            for i in range(50):
+                adapter.push(fill(f"{n}-{i}"))
+
+        feeders = [threading.Thread(target=feed, args=(n,)) for n in range(4)]
         for t in feeders:
             t.start()
         for t in feeders:

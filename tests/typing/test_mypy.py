@@ -44,3 +44,14 @@ def test_mypy_rejects_the_marked_mistakes_and_nothing_else(tmp_path: Path) -> No
     expected = _expected()
     assert len(expected) >= 10
     assert errors == expected, f"mypy output:\n{out}"
+
+
+@pytest.mark.timeout(600)
+def test_the_package_and_the_tests_are_strictly_typed() -> None:
+    """``mypy --strict gridbot tests`` (as CI runs it), so a test that loosens the types fails here too."""
+    from mypy import api
+
+    out, err, status = api.run(["--strict", "--no-error-summary", "--config-file", str(ROOT / "setup.cfg"),
+                                "--cache-dir", str(ROOT / ".mypy_cache"), str(ROOT / "gridbot"),
+                                str(ROOT / "tests")])
+    assert status == 0, out + err

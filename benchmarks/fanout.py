@@ -123,8 +123,8 @@ def produce(redis_url: str) -> None:
 def synthetic_fill() -> FillUpdate:
     return FillUpdate(exchange="bybit", timestamp=time.time_ns() // 1_000_000, symbol=SYMBOL, order_id="1",
                       trade_id=f"bench-{time.time_ns()}", side="Buy", price=Decimal("60000.1"),
-                      qty=Decimal("0.001"), fee=Decimal("0.033"), fee_asset="USDT", realised_pnl=Decimal("0"), is_maker=False,
-                      position_idx=0)
+                      qty=Decimal("0.001"), fee=Decimal("0.033"), fee_asset="USDT", realised_pnl=Decimal("0"),
+                      is_maker=False, position_idx=0)
 
 
 def summary(started: int, events: int, last: int, latencies: list[int]) -> dict[str, float]:

@@ -242,7 +242,7 @@ class BinanceAccountBook:
                 for name in ("unrealised", "cross_unrealised", "maintenance", "cross_initial"):
                     totals.add(name, None)
             return  # another asset's position does not count in the USDT account (single-asset mode)
-        mark = position.mark_price if position.mark_price is not None else self._marks.get(symbol)
+        mark = self._mark_of(position)
         if mark is None or not self._tracked(symbol):
             for name in ("unrealised", "cross_unrealised", "maintenance", "cross_initial"):
                 totals.add(name, None)
@@ -263,6 +263,19 @@ class BinanceAccountBook:
         totals.add("maintenance", maintenance_margin(notional, brackets) if brackets else None)
         leverage = self._leverage.get(symbol)
         totals.add("cross_initial", initial_margin(notional, leverage) if leverage else None)
+
+    def _mark_of(self, position: PositionUpdate) -> Decimal | None:
+        """The merged mark; else the symbol's last known one; else, for a push that came before any
+        ticker, the mark Binance valued it at (its ``up``: entry + uPnL / size, minus for a short)."""
+        if position.mark_price is not None:
+            return position.mark_price
+        known = self._marks.get(position.symbol)
+        if known is not None:
+            return known
+        if position.is_snapshot or position.size == 0:
+            return None
+        move = position.unrealised_pnl / position.size
+        return position.entry_price - move if position.side == "Sell" else position.entry_price + move
 
     def _order_margin(self) -> Decimal | None:
         """Margin held by resting orders: zero for orders that can only reduce; unknown (None) as soon

@@ -1,7 +1,7 @@
-"""Worker-thread bookkeeping between decoding and dispatch: dedupe and snapshot reconciliation.
+"""Worker-thread bookkeeping between decoding and dispatch: dedupe, "never backwards", reconciliation.
 
-Owned by one worker thread (not thread-safe).  No I/O: the stream feeds it decoded events and REST
-snapshots and gets back what to deliver.
+Owned by one worker thread (not thread-safe).  No I/O: the stream feeds it decoded events, REST
+snapshots and backfilled fills, and gets back what to deliver.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from gridbot._bounded import BoundedSet
+from gridbot._versions import VersionBook, state_key
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
     TERMINAL_ORDER_STATUSES,
-    AccountUpdate,
     Event,
     FillUpdate,
     OrderUpdate,
     PositionUpdate,
-    WalletUpdate,
 )
 
 __all__ = ["Pipeline", "Reconciled"]
@@ -28,20 +27,6 @@ __all__ = ["Pipeline", "Reconciled"]
 logger = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
-_StateKey = tuple[str, ...]
-
-
-def _state_key(event: Event) -> _StateKey | None:
-    """The identity whose latest state an event carries (fills and tickers have none)."""
-    if isinstance(event, PositionUpdate):
-        return ("position", event.symbol, str(event.position_idx))
-    if isinstance(event, OrderUpdate):
-        return ("order", event.symbol, event.order_id)
-    if isinstance(event, WalletUpdate):
-        return ("wallet", event.coin)
-    if isinstance(event, AccountUpdate):
-        return ("account", event.margin_coin)
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,56 +40,50 @@ class Reconciled:
 class Pipeline:
     """Drops what must not be delivered twice or late, and remembers what a resync must reconcile.
 
-    - fills: by (symbol, trade id);
-    - orders: nothing after a terminal status (so duplicate ``Filled`` pushes are dropped);
-    - positions: by the exchange's ``seq`` where it sends one (Bybit);
-    - after a snapshot, a push older than the snapshot's row for the same identity is stale.
+    - fills: once per (symbol, trade id), across pushes and backfills;
+    - positions, orders, wallets: never older than what was delivered for the same identity
+      (:class:`~gridbot._versions.VersionBook`: ``seq`` where the exchange sends one, then exchange
+      time, then content), whether the candidate is a push or a snapshot row;
+    - orders: nothing after a terminal status.
     """
 
     def __init__(self, remember: int = 100_000) -> None:
         self._trade_ids: BoundedSet[tuple[str, str]] = BoundedSet(remember)
-        self._terminal_orders: BoundedSet[tuple[str, str]] = BoundedSet(remember)
-        self._position_seq: dict[tuple[str, int], int] = {}
-        self._snapshot_time: dict[_StateKey, int] = {}
+        self._versions = VersionBook(remember)
         self._open_positions: dict[tuple[str, int], PositionUpdate] = {}
         self._open_orders: dict[tuple[str, str], OrderUpdate] = {}
+        self._last_fill_time: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ pushes
 
     def accept(self, event: Event) -> bool:
         """True when a pushed event should be delivered; records it if so."""
         if isinstance(event, FillUpdate):
-            return self._accept_fill(event)
-        if isinstance(event, OrderUpdate) and (event.symbol, event.order_id) in self._terminal_orders:
-            logger.debug("dropping update of finished order %s %s", event.symbol, event.order_id)
-            return False
-        if isinstance(event, PositionUpdate) and not self._newer_seq(event):
-            return False
-        key = _state_key(event)
-        if key is not None and event.timestamp < self._snapshot_time.get(key, -1):
-            logger.debug("dropping push older than the snapshot: %s", key)
+            return self.accept_fill(event)
+        verdict = self._versions.judge(event)
+        if verdict != "fresh":
+            logger.debug("dropping %s %s: %s", verdict, type(event).__name__, state_key(event))
             return False
         self._record(event)
         return True
 
-    def _accept_fill(self, fill: FillUpdate) -> bool:
+    def accept_fill(self, fill: FillUpdate) -> bool:
+        """True the first time a fill's (symbol, trade id) is seen, pushed or backfilled."""
         key = (fill.symbol, fill.trade_id)
         if key in self._trade_ids:
             logger.debug("dropping duplicate fill %s %s", fill.symbol, fill.trade_id)
             return False
         self._trade_ids.add(key)
+        if fill.timestamp > self._last_fill_time.get(fill.symbol, 0):
+            self._last_fill_time[fill.symbol] = fill.timestamp
         return True
 
-    def _newer_seq(self, position: PositionUpdate) -> bool:
-        seq = position.raw.get("seq") if position.raw else None
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            return True
-        slot = (position.symbol, position.position_idx)
-        if seq <= self._position_seq.get(slot, -1):
-            logger.debug("dropping position %s idx %s with old seq %s", *slot, seq)
-            return False
-        self._position_seq[slot] = seq
-        return True
+    def last_fill_time(self, symbol: str) -> int | None:
+        """Exchange time of the newest fill delivered for ``symbol``, or None."""
+        return self._last_fill_time.get(symbol)
 
     def _record(self, event: Event) -> None:
+        self._versions.record(event)
         if isinstance(event, PositionUpdate):
             slot = (event.symbol, event.position_idx)
             if event.size > 0:
@@ -114,41 +93,35 @@ class Pipeline:
         elif isinstance(event, OrderUpdate):
             key = (event.symbol, event.order_id)
             if event.status in TERMINAL_ORDER_STATUSES:
-                self._terminal_orders.add(key)
                 self._open_orders.pop(key, None)
             elif event.status in OPEN_ORDER_STATUSES:
                 self._open_orders[key] = event
 
-    def reconcile(
-        self, snapshot: Sequence[Event], symbols: Collection[str], *, timestamp: int
-    ) -> Reconciled:
-        """Apply a REST snapshot of ``symbols``.
+    # ------------------------------------------------------------------ snapshots
 
-        Returns the snapshot events to deliver, plus a flat position for every slot that was open
-        but the snapshot no longer lists (closed while disconnected), and the open orders it no
-        longer lists (finished while disconnected: their final state must be fetched).
+    def reconcile(self, snapshot: Sequence[Event], symbols: Collection[str]) -> Reconciled:
+        """Apply a REST snapshot of ``symbols`` (and the wallet, if it holds wallet rows).
+
+        Delivers each row that is newer than what its identity delivered (a REST answer can lag the
+        socket), plus a flat position for every open slot of ``symbols`` the snapshot no longer lists
+        (closed while disconnected), and returns the open orders of ``symbols`` it no longer lists
+        (finished while disconnected: their final state must be fetched).  Other symbols' bookkeeping
+        is untouched.
         """
-        self._snapshot_time = {}
+        wanted = set(symbols)
         seen_positions: set[tuple[str, int]] = set()
         seen_orders: set[tuple[str, str]] = set()
         deliver: list[Event] = []
         for event in snapshot:
-            if isinstance(event, OrderUpdate) and (event.symbol, event.order_id) in self._terminal_orders:
-                continue
-            key = _state_key(event)
-            if key is not None:
-                self._snapshot_time[key] = max(event.timestamp, self._snapshot_time.get(key, -1))
             if isinstance(event, PositionUpdate):
                 seen_positions.add((event.symbol, event.position_idx))
-                self._newer_seq(event)
             elif isinstance(event, OrderUpdate):
                 seen_orders.add((event.symbol, event.order_id))
-            self._record(event)
-            deliver.append(event)
-        wanted = set(symbols)
+            if self.accept(event):
+                deliver.append(event)
         for slot, last in list(self._open_positions.items()):
             if slot[0] in wanted and slot not in seen_positions:
-                flat = _flat(last, timestamp)
+                flat = _flat(last)
                 self._record(flat)
                 deliver.append(flat)
         vanished = [
@@ -158,19 +131,25 @@ class Pipeline:
         ]
         return Reconciled(deliver, vanished)
 
+    def delivered_fill(self, fill: FillUpdate) -> bool:
+        """Whether this fill's (symbol, trade id) was already delivered."""
+        return (fill.symbol, fill.trade_id) in self._trade_ids
+
     def forget_symbol(self, symbol: str) -> None:
-        """Drop the open state of an unsubscribed symbol (dedupe memory stays)."""
+        """Drop the open state of an unsubscribed symbol (fill and finished-order memory stays)."""
         for slot in [s for s in self._open_positions if s[0] == symbol]:
             del self._open_positions[slot]
         for key in [k for k in self._open_orders if k[0] == symbol]:
             del self._open_orders[key]
+        self._versions.forget_symbol(symbol)
 
 
-def _flat(last: PositionUpdate, timestamp: int) -> PositionUpdate:
-    """The slot closed while we were away; its cumulative PnL is unknown until the next push."""
+def _flat(last: PositionUpdate) -> PositionUpdate:
+    """The slot closed while we were away.  Its cumulative PnL is unknown until the next push; its
+    time is just after the last delivered state (the REST answer said nothing newer)."""
     return replace(
         last,
-        timestamp=timestamp,
+        timestamp=last.timestamp + 1 if last.timestamp else 0,
         is_snapshot=True,
         side="",
         size=_ZERO,

@@ -19,6 +19,7 @@ __all__ = [
     "AccountUpdate",
     "Event",
     "Exchange",
+    "ExecType",
     "FillUpdate",
     "OrderStatus",
     "OrderType",
@@ -54,6 +55,11 @@ TERMINAL_ORDER_STATUSES: frozenset[str] = frozenset(
 )
 ORDER_STATUSES: frozenset[str] = OPEN_ORDER_STATUSES | TERMINAL_ORDER_STATUSES
 
+ExecType = Literal["Trade", "Liquidation", "Adl"]
+"""How a fill came about: an ordinary trade, a liquidation (Binance ``x`` CALCULATED with an
+``autoclose-`` order, Bybit ``BustTrade``) or auto-deleveraging (Binance ``adl_autoclose``, Bybit
+``AdlTrade``)."""
+
 StatusState = Literal["connected", "reconnecting", "resynced", "stopped", "failed"]
 
 
@@ -83,6 +89,9 @@ class PositionUpdate(_EventBase):
     mark_price: Decimal | None
     unrealised_pnl: Decimal
     cum_realised_pnl: Decimal | None
+    seq: int | None = None
+    """The exchange's sequence of this slot where it sends one (Bybit's cross sequence; -1 = never
+    traded), else None.  It orders trades only: Bybit does not bump it for settings changes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +151,11 @@ class OrderUpdate(_EventBase):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FillUpdate(_EventBase):
-    """One execution; ``realised_pnl`` is this fill's PnL before fees."""
+    """One execution; ``realised_pnl`` is this fill's PnL before fees, None where the exchange's
+    answer does not carry it (Bybit's REST execution list, used to backfill a gap, has no ``execPnl``).
+
+    ``exec_type`` marks forced closes ("Liquidation", "Adl"); ``seq`` is Bybit's cross sequence.
+    """
 
     symbol: str
     order_id: str
@@ -152,9 +165,11 @@ class FillUpdate(_EventBase):
     qty: Decimal
     fee: Decimal
     fee_asset: str
-    realised_pnl: Decimal
+    realised_pnl: Decimal | None
     is_maker: bool
     position_idx: int
+    exec_type: ExecType = "Trade"
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -149,8 +149,10 @@ class PnlChange:
 @dataclass(frozen=True)
 class PnlMismatch:
     """A slot whose cumulative-PnL deltas and fills disagree.  ``after_gap``: the stream reconnected
-    since start, and fills pushed while it was disconnected are never delivered (the resync brings
-    positions and orders, not executions), so a difference there is expected."""
+    since start.  That is no excuse any more: a resync delivers the fills made while the socket was
+    down (backfilled by REST), so every mismatch is worth a look.  Slots where a fill came without
+    its PnL (Bybit's REST execution list has no ``execPnl``) cannot be checked and are reported by
+    :meth:`PnlCrossCheck.unverified` instead."""
 
     symbol: str
     position_idx: int
@@ -173,18 +175,24 @@ class PnlCrossCheck:
         self._deltas: dict[_Slot, Decimal] = {}
         self._fills: dict[_Slot, Decimal] = {}
         self._pending: dict[_Slot, Decimal] = {}
+        self._unknown: dict[_Slot, int] = {}
         self.gaps = 0
 
     def note_gap(self) -> None:
         """The stream is reconnecting: fills may be missed from here on."""
         self.gaps += 1
 
-    def fill_pnl(self, fill: FillUpdate) -> Decimal:
-        """What one fill contributes to the cumulative figure."""
+    def fill_pnl(self, fill: FillUpdate) -> Decimal | None:
+        """What one fill contributes to the cumulative figure; None when the fill has no PnL."""
+        if fill.realised_pnl is None:
+            return None
         return fill.realised_pnl - fill.fee if self.net_of_fees else fill.realised_pnl
 
     def add_fill(self, slot: _Slot, fill: FillUpdate) -> None:
         amount = self.fill_pnl(fill)
+        if amount is None:
+            self._unknown[slot] = self._unknown.get(slot, 0) + 1
+            return
         self._fills[slot] = self._fills.get(slot, _ZERO) + amount
         self._pending[slot] = self._pending.get(slot, _ZERO) + amount
 
@@ -193,9 +201,15 @@ class PnlCrossCheck:
         self._deltas[slot] = self._deltas.get(slot, _ZERO) + delta
         return self._pending.pop(slot, _ZERO)
 
+    def unverified(self) -> dict[_Slot, int]:
+        """Slots that received fills without a PnL, and how many: their totals cannot be compared."""
+        return dict(self._unknown)
+
     def mismatches(self) -> list[PnlMismatch]:
         found = []
         for slot in sorted(self._deltas.keys() | self._fills.keys()):
+            if slot in self._unknown:
+                continue
             deltas, fills = self._deltas.get(slot, _ZERO), self._fills.get(slot, _ZERO)
             if deltas != fills:
                 found.append(PnlMismatch(slot[0], slot[1], deltas, fills, after_gap=self.gaps > 0))
@@ -344,7 +358,7 @@ class GridStrategy:
                 self.cross_check.add_fill((fill.symbol, idx), fill)
             if fill.order_id in self._tp_fills:
                 pnl, fees = self._tp_fills[fill.order_id]
-                self._tp_fills[fill.order_id] = (pnl + fill.realised_pnl, fees + fill.fee)
+                self._tp_fills[fill.order_id] = (pnl + (fill.realised_pnl or _ZERO), fees + fill.fee)
 
     def on_wallet(self, wallet: WalletUpdate) -> None:
         with self._lock:

@@ -14,7 +14,8 @@ class StreamStats:
 
     ``events`` counts events delivered to callbacks; ``rest_calls`` counts REST requests made to
     watch state (seed and resyncs, never control calls); ``conflated`` counts ticker updates
-    replaced by a newer one before delivery.
+    replaced by a newer one before delivery; ``backfilled_fills`` counts fills a resync fetched by
+    REST and delivered because the socket had not (made while it was down or silent).
     """
 
     events: int = 0
@@ -24,6 +25,7 @@ class StreamStats:
     conflated: int = 0
     callback_errors: int = 0
     bad_messages: int = 0
+    backfilled_fills: int = 0
 
 
 _FIELDS = tuple(f.name for f in fields(StreamStats))

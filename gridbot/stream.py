@@ -9,8 +9,10 @@ Threads (all started by gridbot, all joined by :meth:`ExchangeStream.stop`):
   ``dispatch="manual"`` the caller runs them in :meth:`ExchangeStream.dispatch_pending`.
 
 Seeding loses nothing: the sockets are subscribed first and their frames wait in the inbox while
-the worker fetches the REST snapshot; pushes older than the snapshot's row of the same identity are
-then dropped, newer ones applied.  The same happens after every reconnect.
+the worker fetches the REST snapshot; per identity, whatever is older than what was already
+delivered is dropped (:mod:`gridbot._versions`), pushes and snapshot rows alike.  After every
+reconnect or gap the same happens, and the fills the gap swallowed are fetched and delivered
+(:mod:`gridbot._backfill`) before the ``resynced`` status.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gridbot._account import AccountConfig
+from gridbot._backfill import FillWatermarks, backfill_fills
 from gridbot._dispatch import (
     AccountCallback,
     Callbacks,
@@ -198,6 +201,7 @@ class ExchangeStream:
         self._book = StateBook()
         self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._pipeline = Pipeline()
+        self._fill_marks = FillWatermarks()
         self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
         self._adapter = _make_adapter(
             exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
@@ -287,6 +291,9 @@ class ExchangeStream:
             if self._started:
                 raise GridbotError("start() was already called; a stream starts once")
             self._started = True
+        live_since = _now_ms()
+        for symbol in self._subscriptions.symbols():
+            self._fill_marks.went_live(symbol, live_since)
         deadline = time.monotonic() + timeout
         if self._dispatch_mode == "thread":
             self._dispatcher = self._thread("dispatch", self._run_dispatcher)
@@ -483,6 +490,7 @@ class ExchangeStream:
             self._seed_symbol(item.symbol)
         elif isinstance(item, _ForgetSymbol):
             self._pipeline.forget_symbol(item.symbol)
+            self._fill_marks.forget(item.symbol)
 
     # ------------------------------------------------------------------ frames
 
@@ -526,6 +534,7 @@ class ExchangeStream:
         elif link.state == "gap":
             logger.warning("%s %s: possible gap in the stream: %s", self.exchange, link.channel, link.detail)
             if link.channel == "private":
+                self._fill_marks.open_gap(self._pipeline)
                 self._resync_needed = True
                 if all(self._links_up.values()) and self._resync_due is None:
                     self._schedule_resync(_GAP_GRACE)
@@ -536,6 +545,7 @@ class ExchangeStream:
         was_up = self._links_up[link.channel]
         self._links_up[link.channel] = False
         if link.channel == "private":
+            self._fill_marks.open_gap(self._pipeline)
             self._resync_needed = True
             self._resync_due = None  # resync once the socket is back, not against a dying one
         if was_up and not self._reconnecting:
@@ -559,11 +569,13 @@ class ExchangeStream:
         self._resync_due = time.monotonic() + delay
 
     def _resync(self) -> None:
-        """Fetch the snapshot again after a reconnect or gap; retried with backoff on failure."""
+        """Fetch the snapshot and the gap's fills after a reconnect or gap; retried with backoff on
+        failure (what a failed attempt delivered is not delivered again: the pipeline drops it)."""
         self._resync_due = None
         symbols = self._subscriptions.symbols()
+        began = time.monotonic()
         try:
-            self._apply_snapshot(symbols, include_wallet=True)
+            backfilled = self._apply_snapshot(symbols, include_wallet=True, backfill=True)
         except GridbotError as exc:
             logger.warning("%s: resync failed (%s); retrying in %.1f s",
                            self.exchange, exc, self._resync_backoff)
@@ -574,7 +586,10 @@ class ExchangeStream:
         self._resync_needed = False
         self._reconnecting = False
         self._counters.add("resyncs")
-        self._emit_status("resynced", f"snapshot of {len(symbols)} symbol(s) applied")
+        took_ms = (time.monotonic() - began) * 1000
+        logger.info("%s: resync took %.0f ms; %d fill(s) backfilled", self.exchange, took_ms, backfilled)
+        self._emit_status("resynced", f"snapshot of {len(symbols)} symbol(s) applied, "
+                                      f"{backfilled} fill(s) backfilled, in {took_ms:.0f} ms")
 
     def _initial_seed(self, deadline: float) -> None:
         """The first snapshot; retried until ``start()``'s deadline, except for rejected keys."""
@@ -602,6 +617,7 @@ class ExchangeStream:
     def _seed_symbol(self, symbol: str) -> None:
         if self._subscriptions.get(symbol) is None:
             return
+        self._fill_marks.went_live(symbol, _now_ms())
         try:
             self._apply_snapshot([symbol], include_wallet=False)
         except GridbotError as exc:
@@ -609,16 +625,34 @@ class ExchangeStream:
             self._resync_needed = True
             self._schedule_resync(self._resync_backoff)
 
-    def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool) -> None:
+    def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool, backfill: bool = False) -> int:
+        """Fetch and deliver a snapshot of ``symbols``; with ``backfill``, then the fills the gap may
+        have swallowed.  Everything is fetched before anything is delivered where possible, so a
+        failing request leaves little to retry.  Returns the number of fills backfilled."""
         events = self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet)
+        found = backfill_fills(self._adapter, self._pipeline, self._fill_marks, symbols, _now_ms()) \
+            if backfill else None
         config = self._adapter.fetch_account_config(symbols, full=include_wallet)
-        reconciled = self._pipeline.reconcile(events, symbols, timestamp=_now_ms())
+        reconciled = self._pipeline.reconcile(events, symbols)
         for event in reconciled.events:
             self._queue.put(event)
         if config is not None:  # after the whole snapshot: the account view is computed on all of it
             self._queue.put(config)
         if reconciled.vanished_orders:
             self._finish_vanished(reconciled.vanished_orders)
+        if found is None:
+            return 0
+        delivered = 0
+        for fill in found.fills:
+            if self._pipeline.accept_fill(fill):
+                self._queue.put(fill)
+                delivered += 1
+        self._fill_marks.close_gap()
+        if delivered:
+            self._counters.add("backfilled_fills", delivered)
+            logger.info("%s: %d fill(s) made during the gap delivered from REST (%d fetched)",
+                        self.exchange, delivered, found.fetched)
+        return delivered
 
     def _finish_vanished(self, orders: list[OrderUpdate]) -> None:
         """Orders that were open before the gap and are not any more: fetch how they ended."""

@@ -19,10 +19,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "binance"
 FAQ = parse_leverage_brackets(json.loads((FIXTURES / "leverage_bracket_faq_btcusdt.json").read_text()))
 
 
-def position(size: str, *, side: Literal["Buy", "Sell"] = "Buy", entry: str = "50000", mark: str | None = "50000", idx: int = 0,
-             symbol: str = "BTCUSDT", raw: dict[str, Any] | None = None) -> PositionUpdate:
+def position(size: str, *, side: Literal["Buy", "Sell"] = "Buy", entry: str = "50000", mark: str | None = "50000",
+             idx: int = 0, symbol: str = "BTCUSDT", raw: dict[str, Any] | None = None,
+             snap: bool = False) -> PositionUpdate:
     return PositionUpdate(
-        exchange="binance", timestamp=5, symbol=symbol, position_idx=idx, side=side if D(size) else "",
+        exchange="binance", timestamp=5, is_snapshot=snap, symbol=symbol, position_idx=idx, side=side if D(size) else "",
         size=D(size), entry_price=D(entry), mark_price=None if mark is None else D(mark),
         unrealised_pnl=D(0), cum_realised_pnl=None, raw=raw or {},
     )
@@ -120,7 +121,7 @@ def test_position_without_mark_uses_the_last_known_mark_of_its_symbol() -> None:
 
 
 def test_no_mark_at_all_is_unknown() -> None:
-    view = primed(position("1", mark=None)).view(1, False)
+    view = primed(position("1", mark=None, snap=True)).view(1, False)
     assert (view.unrealised_pnl, view.margin_balance, view.maintenance_margin, view.mm_rate) == (None,) * 4
     assert view.wallet_balance == D("10000")
 
@@ -226,3 +227,22 @@ def test_seed_wallet_row_gives_the_cross_wallet() -> None:
     for item in (wallet("10000", cw="9000", seed=True), config()):
         b.apply(item)
     assert b.view(1, True).available_balance == D("9000")
+
+
+def test_a_push_before_any_mark_is_valued_where_binance_valued_it() -> None:
+    # A new position's ACCOUNT_UPDATE arrives before its symbol's first ticker: its `up` tells the mark.
+    b = book()
+    for item in (wallet("10000"), config()):
+        b.apply(item)
+    short = PositionUpdate(exchange="binance", timestamp=5, symbol="BTCUSDT", position_idx=0, side="Sell",
+                           size=D("2"), entry_price=D("50000"), mark_price=None, unrealised_pnl=D("-200"),
+                           cum_realised_pnl=D("0"))
+    b.apply(short)
+    view = b.view(1, False)
+    assert view.unrealised_pnl == D("-200")
+    assert view.maintenance_margin == D("100200") * D("0.005") - D("50")  # valued at 50,100
+    snapshot_row = PositionUpdate(exchange="binance", timestamp=5, is_snapshot=True, symbol="ETHUSDT",
+                                  position_idx=0, side="Buy", size=D("1"), entry_price=D("3000"), mark_price=None,
+                                  unrealised_pnl=D("0"), cum_realised_pnl=None)
+    b2 = primed(snapshot_row, tracked={"BTCUSDT", "ETHUSDT"})
+    assert b2.view(1, True).unrealised_pnl is None  # a REST row without markPrice: no mark, no guess

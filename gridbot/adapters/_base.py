@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, Literal, Protocol
 
 from gridbot._account import AccountConfig, Delivered
-from gridbot.events import Event, OrderUpdate
+from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize import Ignored, ListenKeyExpired
 
 __all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
@@ -70,6 +70,12 @@ class Adapter(Protocol):
         """REST: the final state of orders that were open before a gap and are missing from the
         open-orders snapshot (filled or cancelled while disconnected), so trackers learn how they
         ended.  Orders the exchange no longer knows are left out.  Counts each request."""
+
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        """REST: every fill of ``symbol`` with ``since_ms <= time <= until_ms`` (exchange ms), oldest
+        first, ``is_snapshot=True`` — the fills a gap may have swallowed.  The adapter splits the
+        window and pages as its exchange documents.  Counts each request; raises like
+        ``fetch_snapshot`` (a malformed answer is an error, never "no fills")."""
 
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         """Normalize one raw frame (runs on the stream's worker thread; may keep decoder state,

@@ -75,12 +75,14 @@ from binance.ws.streams import BinanceSocketManager, ThreadedWebsocketManager
 from gridbot._account import AccountConfig
 from gridbot._margin import SymbolBrackets
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
+from gridbot.adapters._liveness import BINANCE_SERVER_PING_S, watched_connection
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
-from gridbot.events import Event, OrderUpdate
+from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize import Ignored
 from gridbot.normalize.binance import (
     algo_orders_from_rest,
+    fills_from_rest,
     finished_algo_order_from_rest,
     orders_from_rest,
     parse_market_message,
@@ -116,7 +118,13 @@ _CLEANUP_BUDGET: Final = 5.0  # how long a failed open() may spend stopping what
 _BACKOFF_INITIAL: Final = 0.5
 _BACKOFF_CAP: Final = 30.0
 _POLL: Final = 0.05  # slice of blocking waits that must notice close()
+# A user socket that received no frame and no server ping for this long is treated as down: the
+# documented server ping interval plus a margin.
+_PRIVATE_SILENCE: Final = BINANCE_SERVER_PING_S + 60.0
 _STOP: Final = object()  # supervisor queue sentinel
+_TRADES_LIMIT: Final = 1000  # userTrades: "Default 500; max 1000"
+_TRADES_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "startTime and endTime cannot be longer than 7 days"
+_MAX_TRADE_PAGES: Final = 1000  # per window: 1M fills; more means the answers do not advance
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 
 
@@ -136,6 +144,10 @@ def _refused_status(exc: BaseException) -> int | None:
 
 def _remaining(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
+
+
+def _touch(link: _Link) -> None:
+    link.last_rx = time.monotonic()
 
 
 def _stream_name(symbol: str) -> str:
@@ -247,6 +259,7 @@ class _Link:
         self.gap_pending = False
         self.reported_errors: collections.deque[Any] = collections.deque()  # error dicts seen at source
         self.error: BaseException | None = None
+        self.last_rx = time.monotonic()  # last data frame or server ping (written on the loop)
         self.listener: asyncio.Task[Any] | None = None
         self.read_task: asyncio.Task[Any] | None = None
 
@@ -266,6 +279,8 @@ class _Hooks(Protocol):
     def sdk_read_loop_ended(self, link: _Link) -> None: ...
 
     def sdk_error(self, link: _Link, error: dict[str, Any]) -> None: ...
+
+    def sdk_bad_frame(self, link: _Link, frame: Any, exc: Exception) -> None: ...
 
 
 def _notify(hook: Callable[[_Link], None], link: _Link) -> None:
@@ -304,6 +319,18 @@ class _ObservedSocket(ReconnectingWebsocket):  # type: ignore[misc]
             logger.exception("binance %s: link hook failed", self._gb_link.channel)
         await super()._propagate_error(error_msg)
 
+    def _handle_message(self, evt: Any) -> Any:
+        """The SDK ends its read loop for good on a frame that is not JSON (a new gap, and a dead socket
+        to rebuild); one bad frame is counted and skipped instead (None: the SDK queues nothing)."""
+        try:
+            return super()._handle_message(evt)
+        except (ValueError, TypeError, OSError) as exc:
+            try:
+                self._gb_hooks.sdk_bad_frame(self._gb_link, evt, exc)
+            except BaseException:
+                logger.exception("binance %s: link hook failed", self._gb_link.channel)
+            return None
+
     async def _read_loop(self) -> None:
         self._gb_link.read_task = asyncio.current_task()
         try:
@@ -317,7 +344,8 @@ class _UserSocket(_ObservedSocket, KeepAliveWebsocket):  # type: ignore[misc]
 
     def __init__(self, *, link: _Link, hooks: _Hooks, client: Any, url: str, listen_key: str) -> None:
         super().__init__(client=client, url=url, keepalive_type="futures", prefix="ws/",
-                         max_queue_size=_SDK_QUEUE_SIZE, open_timeout=_WS_OPEN_TIMEOUT)
+                         max_queue_size=_SDK_QUEUE_SIZE, open_timeout=_WS_OPEN_TIMEOUT,
+                         create_connection=watched_connection(functools.partial(_touch, link)))
         self._gb_link = link
         self._gb_hooks = hooks
         self._listen_key = listen_key
@@ -466,6 +494,7 @@ class BinanceAdapter:
         self._counters = counters
         self.reconnect_delay: Callable[[int], float] = _reconnect_delay
         self.connect_timeout = _CONNECT_TIMEOUT
+        self.private_silence_timeout = _PRIVATE_SILENCE
 
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -551,6 +580,40 @@ class BinanceAdapter:
                                    client.futures_get_open_algo_orders, wanted)
             events.extend(algo_orders_from_rest(rows))
         return events
+
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        """``GET /fapi/v1/userTrades`` of ``symbol`` in windows of at most 7 days (the documented span);
+        a full page (1000 rows) continues with ``fromId`` = the highest id + 1 (inclusive per the zh-CN
+        docs; ``fromId`` cannot be combined with times), until a page is short or passes the window.
+        The docs state no order: rows are sorted by trade id."""
+        client = self._require_seed_rest()
+        found: dict[str, FillUpdate] = {}
+        start = since_ms
+        while start <= until_ms:
+            end = min(until_ms, start + _TRADES_WINDOW_MS - 1)
+            for fill in self._trades_window(client, symbol, start, end):
+                if fill.symbol == symbol and start <= fill.timestamp <= end:
+                    found[fill.trade_id] = fill
+            start = end + 1
+        return sorted(found.values(), key=lambda fill: int(fill.trade_id))
+
+    def _trades_window(self, client: Any, symbol: str, start: int, end: int) -> list[FillUpdate]:
+        action = f"fetching the fills of {symbol} (GET /fapi/v1/userTrades)"
+        rows = self._rest_rows(action, functools.partial(
+            client.futures_account_trades, symbol=symbol, startTime=start, endTime=end, limit=_TRADES_LIMIT),
+            None)
+        fills = fills_from_rest(rows)
+        for _page in range(_MAX_TRADE_PAGES):
+            if len(rows) < _TRADES_LIMIT or not fills or fills[-1].timestamp > end:
+                return fills
+            next_id = int(fills[-1].trade_id) + 1
+            rows = self._rest_rows(action, functools.partial(
+                client.futures_account_trades, symbol=symbol, fromId=next_id, limit=_TRADES_LIMIT), None)
+            page = fills_from_rest(rows)
+            if page and int(page[0].trade_id) < next_id:
+                raise GridbotError(f"Binance {action}: fromId={next_id} answered older trades")
+            fills.extend(page)
+        raise GridbotError(f"Binance {action}: more than {_MAX_TRADE_PAGES} pages in one window")
 
     def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> AccountConfig | None:
         """Leverage brackets of ``symbols`` not fetched before (``GET /fapi/v1/leverageBracket?symbol=S``,
@@ -750,15 +813,22 @@ class BinanceAdapter:
         return row
 
     def _rest_rows(self, action: str, call: Callable[[], Any],
-                   wanted: frozenset[str] | None) -> list[Any]:
+                   wanted: frozenset[str] | None) -> list[dict[str, Any]]:
+        """A documented list-of-objects answer, filtered to ``wanted`` symbols.  Any other shape (an
+        object, a list holding strings...) is an error: it must fail the seed or resync (which is
+        retried), never pass for "no positions/orders"."""
         self._counters.add("rest_calls")
         with self._translated(action):
             rows = call()
         if not isinstance(rows, list):
             raise GridbotError(f"Binance answered {action} with a {type(rows).__name__}, not a list")
+        odd = next((row for row in rows if not isinstance(row, dict)), None)
+        if odd is not None:
+            raise GridbotError(f"Binance answered {action} with a list holding a "
+                               f"{type(odd).__name__} ({str(odd)[:80]!r}), not objects")
         if wanted is None:
             return rows
-        return [row for row in rows if isinstance(row, dict) and row.get("symbol") in wanted]
+        return [row for row in rows if row.get("symbol") in wanted]
 
     def _clock_offset(self) -> int:
         twm = self._twm
@@ -923,6 +993,11 @@ class BinanceAdapter:
         link.reported_errors.append(error)
         self._report_gap(link, error)
 
+    def sdk_bad_frame(self, link: _Link, frame: Any, exc: Exception) -> None:
+        self._counters.add("bad_messages")
+        logger.error("binance %s: dropped a frame that is not JSON (%s); raw=%.200r",
+                     link.channel, exc, frame)
+
     def _report_gap(self, link: _Link, error: dict[str, Any]) -> None:
         if link.retired or self._closing or str(error.get("type")) in _FATAL_ERROR_TYPES:
             return
@@ -951,6 +1026,7 @@ class BinanceAdapter:
 
     def sdk_connected(self, link: _Link) -> None:
         with self._lock:
+            link.last_rx = time.monotonic()
             link.connected = True
             link.ever_connected = True
             if self._current[link.channel] is link and not (link.retired or link.dead):
@@ -1074,12 +1150,14 @@ class BinanceAdapter:
         attempts: dict[Channel, int] = {"private": 0, "public": 0}
         while not self._stopping.is_set():
             wait = max(0.0, min(due.values()) - time.monotonic()) if due else None
+            watch = max(0.05, min(5.0, self.private_silence_timeout / 4))
             try:
-                item = self._commands.get(timeout=wait)
+                item = self._commands.get(timeout=watch if wait is None else min(wait, watch))
             except queue.Empty:
                 item = None
             if item is _STOP or self._stopping.is_set():
                 return
+            self._check_silence()
             woken: Channel | None = "private" if item == "private" else "public" if item == "public" else None
             if woken is not None and woken not in due:
                 due[woken] = time.monotonic()
@@ -1097,6 +1175,26 @@ class BinanceAdapter:
                 else:
                     due[channel] = time.monotonic() + self.reconnect_delay(attempts[channel])
                     attempts[channel] += 1
+
+    def _check_silence(self) -> None:
+        """A connected user socket that received nothing — no data frame, no server ping — for longer
+        than ``private_silence_timeout`` is stalled: declare it dead, which reports ``down`` and has
+        it rebuilt (new listen key); the stream resyncs when it is back."""
+        with self._lock:
+            link = self._current["private"]
+            if link is None or link.dead or link.retired or not link.connected:
+                return
+            silent = time.monotonic() - link.last_rx
+        if silent <= self.private_silence_timeout:
+            return
+        twm = self._twm
+        if twm is None:
+            return
+        detail = f"no frame and no server ping for {silent:.0f} s"
+        try:
+            twm.loop.call_soon_threadsafe(self._on_dead, link, detail)
+        except RuntimeError:
+            pass  # the loop is closed: close() is under way
 
     def _attempt(self, channel: Channel) -> bool:
         """One try at giving ``channel`` the socket it needs; False means "try again after a backoff"."""

@@ -48,6 +48,7 @@ from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize import Ignored
 from gridbot.normalize.bybit import (
     TickerMerger,
+    fills_from_rest,
     orders_from_rest,
     parse_private_message,
     positions_from_rest,
@@ -71,6 +72,9 @@ _AUTH_RET_CODES: Final = frozenset({10003, 10004, 10005, 33004})
 _ORDER_SLOT_CAPACITY: Final = 50_000
 _ORDERS_PAGE_LIMIT: Final = 50
 _MAX_ORDER_PAGES: Final = 1_000
+_EXECUTIONS_LIMIT: Final = 100  # execution/list: "[1, 100]. Default: 50"
+_EXECUTIONS_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "endTime - startTime <= 7 days"
+_MAX_EXECUTION_PAGES: Final = 1_000
 _AUTH_EXPIRE_SECONDS: Final = 10  # pybit's default of 1 s fails on a little clock skew
 _SECRET_MASK: Final = "***"
 
@@ -255,8 +259,10 @@ class _BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
             try:
                 msg = json.loads(message)
             except ValueError as exc:
-                logger.error("Bybit %s socket: unreadable frame (%s); reconnecting", self._gb_channel, exc)
-                self._gb_mark_closed(f"unreadable frame: {exc}")
+                # One bad frame is no reason to drop the connection (and open a gap): count and skip it.
+                self._gb_owner._counters.add("bad_messages")
+                logger.error("Bybit %s socket: dropped an unreadable frame (%s); raw=%.200r",
+                             self._gb_channel, exc, message)
                 return
             if isinstance(msg, dict) and self._gb_control(msg):
                 return
@@ -681,6 +687,45 @@ class BybitAdapter:
             self._remember_orders(rows)
             found.extend(rows)
         return found
+
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        """``GET /v5/execution/list`` (category linear) of ``symbol`` in windows of at most 7 days, each
+        paged by ``nextPageCursor`` until it is empty (the end-of-data signal is not documented: an
+        empty or absent cursor ends the window; a repeated one is an error).  Trade, BustTrade and
+        AdlTrade rows, deduplicated by ``execId``, oldest first; ``position_idx`` from the order when
+        this adapter has seen it (as for pushed executions)."""
+        found: dict[str, FillUpdate] = {}
+        start = since_ms
+        while start <= until_ms:
+            end = min(until_ms, start + _EXECUTIONS_WINDOW_MS)
+            for fill in self._executions_window(symbol, start, end):
+                if fill.symbol == symbol and start <= fill.timestamp <= end:
+                    found[fill.trade_id] = fill
+            start = end + 1
+        ordered = sorted(found.values(),
+                         key=lambda f: (f.timestamp, -1 if f.seq is None else f.seq, f.trade_id))
+        with_slots = self._with_fill_slots(list[Event](ordered))
+        return [event for event in with_slots if isinstance(event, FillUpdate)]
+
+    def _executions_window(self, symbol: str, start: int, end: int) -> list[FillUpdate]:
+        fills: list[FillUpdate] = []
+        cursor = ""
+        seen: set[str] = set()
+        for _page in range(_MAX_EXECUTION_PAGES):
+            params: dict[str, Any] = {"category": "linear", "symbol": symbol, "startTime": start,
+                                      "endTime": end, "limit": _EXECUTIONS_LIMIT}
+            if cursor:
+                params["cursor"] = cursor
+            response = self._rest("execution/list", self._http.get_executions, **params)
+            fills.extend(fills_from_rest(response))
+            result = response.get("result")
+            cursor = str(result.get("nextPageCursor") or "") if isinstance(result, Mapping) else ""
+            if not cursor:
+                return fills
+            if cursor in seen:
+                raise GridbotError(f"Bybit GET /v5/execution/list: pagination repeats cursor {cursor!r}")
+            seen.add(cursor)
+        raise GridbotError(f"Bybit GET /v5/execution/list: more than {_MAX_EXECUTION_PAGES} pages")
 
     def _order_by_id(self, what: str, call: Callable[..., Any], order: OrderUpdate) -> list[OrderUpdate]:
         response = self._rest(what, call, category="linear", symbol=order.symbol, orderId=order.order_id)

@@ -31,6 +31,12 @@ Choices where Binance gives less than the event model has:
   how much), else Cancelled.  ``linked_order_id`` is the child order id ``ai`` once TRIGGERED/FINISHED.
 - Order type LIQUIDATION (documented for ORDER_TRADE_UPDATE) is "Market": a forced close must not be
   dropped as an unknown enum, or its fill would be lost.
+- Forced closes: ``x`` = CALCULATED ("Liquidation Execution"; the zh-CN page: liquidation *or* ADL)
+  gives a FillUpdate like TRADE, ``exec_type`` "Adl" when the order's client id is ``adl_autoclose``
+  (documented), else "Liquidation".  Which fill fields it carries is not documented: a missing ``t``
+  becomes the trade id ``calc-<orderId>-<T>``, a missing or zero ``l`` means no fill.
+- ``GET /fapi/v1/userTrades`` rows (gap backfill) become FillUpdates with ``exec_type`` "Trade" (the row
+  does not tell a forced close) and ``is_snapshot`` True; ``commission`` is taken with its sign, as ``n``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import Any, Final, TypeVar
 from gridbot.errors import NormalizationError
 from gridbot.events import (
     Event,
+    ExecType,
     FillUpdate,
     OrderStatus,
     OrderType,
@@ -59,6 +66,7 @@ from gridbot.normalize._common import Ignored, ListenKeyExpired, dec, opt_dec, t
 __all__ = [
     "EXCHANGE",
     "algo_orders_from_rest",
+    "fills_from_rest",
     "finished_algo_order_from_rest",
     "orders_from_rest",
     "parse_market_message",
@@ -110,6 +118,8 @@ _ALGO_STATUSES: Final[Mapping[str, OrderStatus]] = MappingProxyType(
     }
 )
 _TAKE_PROFIT_TYPES: Final = frozenset({"TAKE_PROFIT", "TAKE_PROFIT_MARKET"})
+_FILL_EXECUTIONS: Final = frozenset({"TRADE", "CALCULATED"})
+_ADL_CLIENT_ID: Final = "adl_autoclose"
 _ALGO_LINKED_STATUSES: Final = frozenset({"TRIGGERED", "FINISHED"})
 
 
@@ -168,6 +178,14 @@ def positions_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[PositionUpdat
 def wallets_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[WalletUpdate]:
     """``GET /fapi/v3/balance`` rows: ``balance`` and ``availableBalance`` per asset."""
     return _each_row(rows, "balance", _wallet_row)
+
+
+def fills_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[FillUpdate]:
+    """``GET /fapi/v1/userTrades`` rows, sorted by trade id (the docs do not state an order; a
+    symbol's trade ids grow with time)."""
+    fills = _each_row(rows, "userTrades", _trade_row)
+    fills.sort(key=lambda fill: _id_key(fill.trade_id))
+    return fills
 
 
 def orders_from_rest(rows: Sequence[Mapping[str, Any]]) -> list[OrderUpdate]:
@@ -239,7 +257,8 @@ def _order_trade_update(msg: Mapping[str, Any]) -> list[Event]:
     order = msg["o"]
     timestamp = _order_time(order, msg)
     update = _order_push(order, timestamp, msg)
-    if order.get("x") == "TRADE":
+    execution = order.get("x")
+    if execution in _FILL_EXECUTIONS and (execution == "TRADE" or _dec_or_zero(order.get("l"), "l", msg)):
         return [update, _fill_push(order, update, timestamp, msg)]
     return [update]
 
@@ -273,13 +292,17 @@ def _order_push(order: Mapping[str, Any], timestamp: int, msg: Mapping[str, Any]
 def _fill_push(
     order: Mapping[str, Any], update: OrderUpdate, timestamp: int, msg: Mapping[str, Any]
 ) -> FillUpdate:
+    forced = order.get("x") == "CALCULATED"
+    trade_id = order.get("t") if forced else order["t"]
+    if forced and not trade_id:
+        trade_id = f"calc-{update.order_id}-{timestamp}"
     return FillUpdate(
         exchange=EXCHANGE,
         timestamp=timestamp,
         raw=msg,
         symbol=update.symbol,
         order_id=update.order_id,
-        trade_id=str(order["t"]),
+        trade_id=str(trade_id),
         side=update.side,
         price=dec(order["L"], "L", msg),
         qty=dec(order["l"], "l", msg),
@@ -288,7 +311,12 @@ def _fill_push(
         realised_pnl=_dec_or_zero(order.get("rp"), "rp", msg),
         is_maker=order.get("m") is True,
         position_idx=update.position_idx,
+        exec_type=_forced_type(update.client_order_id) if forced else "Trade",
     )
+
+
+def _forced_type(client_order_id: str) -> ExecType:
+    return "Adl" if client_order_id.startswith(_ADL_CLIENT_ID) else "Liquidation"
 
 
 def _algo_push(msg: Mapping[str, Any]) -> OrderUpdate:
@@ -451,6 +479,35 @@ def _algo_row(row: Mapping[str, Any]) -> OrderUpdate:
         is_take_profit=wire_type in _TAKE_PROFIT_TYPES,
         linked_order_id=_linked_order_id(wire_status, row.get("actualOrderId")),
     )
+
+
+def _trade_row(row: Mapping[str, Any]) -> FillUpdate:
+    idx = _lookup(_POSITION_IDX, row.get("positionSide", "BOTH"), "positionSide", row)
+    maker = row["maker"]
+    if not isinstance(maker, bool):
+        raise NormalizationError(f"binance userTrades field 'maker' is not a boolean: {maker!r}", row)
+    return FillUpdate(
+        exchange=EXCHANGE,
+        timestamp=to_int(row["time"], "time", row),
+        is_snapshot=True,
+        raw=row,
+        symbol=row["symbol"],
+        order_id=str(to_int(row["orderId"], "orderId", row)),
+        trade_id=str(to_int(row["id"], "id", row)),
+        side=_lookup(_SIDES, row["side"], "side", row),
+        price=dec(row["price"], "price", row),
+        qty=dec(row["qty"], "qty", row),
+        fee=_dec_or_zero(row.get("commission"), "commission", row),
+        fee_asset=str(row.get("commissionAsset") or ""),
+        realised_pnl=opt_dec(row.get("realizedPnl"), "realizedPnl", row),
+        is_maker=maker,
+        position_idx=idx,
+    )
+
+
+def _id_key(trade_id: str) -> tuple[int, str]:
+    """Numeric ids sort as numbers."""
+    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
 
 
 def _each_row(

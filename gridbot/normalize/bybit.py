@@ -25,6 +25,7 @@ from gridbot.errors import NormalizationError
 from gridbot.events import (
     AccountUpdate,
     Event,
+    ExecType,
     FillUpdate,
     OrderStatus,
     OrderUpdate,
@@ -38,6 +39,7 @@ from gridbot.normalize._common import Ignored, dec, opt_dec, require, to_int
 __all__ = [
     "EXCHANGE",
     "TickerMerger",
+    "fills_from_rest",
     "orders_from_rest",
     "parse_private_message",
     "positions_from_rest",
@@ -74,6 +76,9 @@ _ORDER_STATUS: Final[Mapping[str, OrderStatus]] = MappingProxyType(
 )
 _TAKE_PROFIT_STOP_ORDER_TYPES: Final = frozenset({"TakeProfit", "PartialTakeProfit"})
 _TAKE_PROFIT_CREATE_TYPES: Final = frozenset({"CreateByTakeProfit", "CreateByPartialTakeProfit"})
+_FILL_EXEC_TYPES: Final[Mapping[str, ExecType]] = MappingProxyType(
+    {"Trade": "Trade", "BustTrade": "Liquidation", "AdlTrade": "Adl"}
+)
 _NO_FUNDING_TIME: Final = frozenset({"", "0", 0})
 _TICKER_PREFIX: Final = "tickers."
 _CONTROL_TYPES: Final = frozenset({"COMMAND_RESP", "AUTH_RESP"})
@@ -126,12 +131,17 @@ def _order_events(msg: Mapping[str, Any], rows: Sequence[Any]) -> list[Event]:
 
 
 def _fill_events(msg: Mapping[str, Any], rows: Sequence[Any]) -> list[Event]:
-    """Only ``execType == "Trade"``: Funding, AdlTrade, BustTrade, Delivery, Settle, BlockTrade,
-    MovePosition, FutureSpread are skipped; what they change reaches gridbot through the position
-    and wallet pushes.  ``position_idx`` is always 0: executions carry none, so the stream puts in the
-    order's ``positionIdx`` when it has seen that order.
+    """``execType`` Trade, and the forced closes BustTrade ("Takeover liquidation": ``exec_type``
+    "Liquidation") and AdlTrade ("Adl").  Funding, Delivery, Settle, BlockTrade, MovePosition,
+    FutureSpread are skipped; what they change reaches gridbot through the position and wallet pushes.
+    ``position_idx`` is always 0: executions carry none, so the stream puts in the order's
+    ``positionIdx`` when it has seen that order.
     """
-    return [_fill(row, msg) for row in rows if row.get("execType") == "Trade" and _is_linear(row, _LINEAR)]
+    return [_fill(row, msg) for row in rows if _is_fill(row) and _is_linear(row, _LINEAR)]
+
+
+def _is_fill(row: Any) -> bool:
+    return isinstance(row, Mapping) and row.get("execType") in _FILL_EXEC_TYPES
 
 
 def _wallet_events(msg: Mapping[str, Any], rows: Sequence[Any]) -> list[Event]:
@@ -217,7 +227,15 @@ def _position(row: Mapping[str, Any], ctx: Any, default_ts: Any, is_snapshot: bo
         mark_price=opt_dec(row.get("markPrice"), "markPrice", ctx),
         unrealised_pnl=_dec_or_zero(row.get("unrealisedPnl"), "unrealisedPnl", ctx),
         cum_realised_pnl=opt_dec(row.get("cumRealisedPnl"), "cumRealisedPnl", ctx),
+        seq=_seq(row.get("seq"), ctx),
     )
+
+
+def _seq(value: Any, ctx: Any) -> int | None:
+    """Bybit's cross sequence (a JSON number, or a string in some answers); None when absent."""
+    if value is None or value == "":
+        return None
+    return to_int(value, "seq", ctx)
 
 
 def _order(row: Mapping[str, Any], ctx: Any, default_ts: Any, is_snapshot: bool) -> OrderUpdate:
@@ -271,7 +289,7 @@ def _order(row: Mapping[str, Any], ctx: Any, default_ts: Any, is_snapshot: bool)
     )
 
 
-def _fill(row: Mapping[str, Any], ctx: Any) -> FillUpdate:
+def _fill(row: Mapping[str, Any], ctx: Any, is_snapshot: bool = False) -> FillUpdate:
     side = row.get("side")
     if side not in _ORDER_SIDES:
         raise NormalizationError(f"unknown execution side {side!r}", ctx)
@@ -290,9 +308,12 @@ def _fill(row: Mapping[str, Any], ctx: Any) -> FillUpdate:
         qty=dec(row.get("execQty"), "execQty", ctx),
         fee=dec(row.get("execFee"), "execFee", ctx),
         fee_asset=str(row.get("feeCurrency") or ""),
-        realised_pnl=_dec_or_zero(row.get("execPnl"), "execPnl", ctx),
+        realised_pnl=_dec_or_zero(row["execPnl"], "execPnl", ctx) if "execPnl" in row else None,
         is_maker=is_maker,
         position_idx=0,
+        exec_type=_FILL_EXEC_TYPES[row["execType"]],
+        seq=_seq(row.get("seq"), ctx),
+        is_snapshot=is_snapshot,
     )
 
 
@@ -364,6 +385,23 @@ def orders_from_rest(response: Mapping[str, Any]) -> list[OrderUpdate]:
         return [_order(row, row, response_ts, True) for row in rows if _is_linear(row, category)]
     except _MALFORMED as exc:
         raise NormalizationError(f"malformed order/realtime response: {exc!r}", response) from exc
+
+
+def fills_from_rest(response: Mapping[str, Any]) -> list[FillUpdate]:
+    """``GET /v5/execution/list`` (full pybit response; one page): the Trade, BustTrade and AdlTrade rows,
+    oldest first.  The docs sort by ``execTime`` descending and warn that rows of one ``execTime`` may
+    be out of order, so rows are sorted here by (``execTime``, ``seq``, ``execId``).  The REST row has
+    no ``execPnl``: ``realised_pnl`` is then None.  ``position_idx`` is 0 (rows carry none).
+    """
+    rows, category, _response_ts = _rest_rows(response)
+    try:
+        fills = [_fill(row, row, True) for row in rows if _is_fill(row) and _is_linear(row, category)]
+    except _MALFORMED as exc:
+        raise NormalizationError(f"malformed execution/list response: {exc!r}", response) from exc
+    if any(not isinstance(row, Mapping) for row in rows):
+        raise NormalizationError("execution/list holds a row that is not an object", response)
+    fills.sort(key=lambda fill: (fill.timestamp, -1 if fill.seq is None else fill.seq, fill.trade_id))
+    return fills
 
 
 def wallets_from_rest(response: Mapping[str, Any]) -> list[Event]:

@@ -176,6 +176,9 @@ class FakeClient:
     def futures_get_algo_order(self, **params: Any) -> Any:
         return self._call("algo_order", **params)
 
+    def futures_account_trades(self, **params: Any) -> Any:
+        return self._call("trades", **params)
+
     def close_connection(self) -> None:
         self.closed = True
 
@@ -825,11 +828,34 @@ def test_real_sdk_reconnect_is_reported_down_then_up(wire: WireServer, make_adap
     wait_until(lambda: sink.frames("private") == [{"e": "ACCOUNT_UPDATE"}])
 
 
-def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink) -> None:
+def test_real_sdk_non_json_frame_is_counted_and_skipped(wire: WireServer, make_adapter: Any,
+                                                         sink: RecordingSink) -> None:
+    counters = Counters()
+    adapter = make_adapter(endpoints=wire.endpoints, counters=counters)
+    adapter.open(["BTCUSDT"], timeout=5)
+
+    # 1.0.37 ends its read loop for good on a non-JSON frame (a gap and a rebuild); gridbot skips it.
+    wire.send("private", "this is not JSON")
+    wire.send("private", {"e": "ACCOUNT_UPDATE"})
+    wait_until(lambda: sink.frames("private") == [{"e": "ACCOUNT_UPDATE"}])
+    assert counters.snapshot().bad_messages == 1
+    assert sink.links("private") == [] and wire.paths("private") == ["/private/ws?listenKey=LK1"]
+
+
+def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink,
+                                            mocker: Any) -> None:
+    original = mod._ObservedSocket._handle_message
+
+    def dies_on_cue(self: Any, evt: Any) -> Any:
+        if evt == "die":
+            raise RuntimeError("read loop killer")  # the SDK ends its read loop on any other error
+        return original(self, evt)
+
+    mocker.patch.object(mod._ObservedSocket, "_handle_message", dies_on_cue)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
-    wire.send("public", "this is not JSON")  # 1.0.37 ends its read loop for good on a non-JSON frame
+    wire.send("public", "die")
     wait_until(lambda: sink.links("public") == ["gap", "down", "up"])  # its error dict, its death
 
     wait_until(lambda: len(wire.paths("public")) == 2)
@@ -902,3 +928,93 @@ def test_real_sdk_two_adapters_in_one_process(
         adapter.close(timeout=3.0)
     assert time.monotonic() - started < 2.0
     assert new_threads(threads_before) == []
+
+
+# --------------------------------------------------------------------------- bad answers, backfill, silence
+
+
+@pytest.mark.parametrize("answer", ["positions", "open_orders", "open_algo_orders", "balance"])
+def test_a_list_without_objects_fails_the_snapshot_instead_of_meaning_empty(
+        sdk: FakeSdk, make_adapter: Any, answer: str) -> None:
+    adapter = make_adapter()
+    adapter.open(["BTCUSDT"], timeout=5)
+    sdk.answers[answer] = ["a", "b"]
+    with pytest.raises(GridbotError, match="not objects"):
+        adapter.fetch_snapshot(["BTCUSDT"], include_wallet=True)
+    sdk.answers[answer] = {"code": 0}
+    with pytest.raises(GridbotError, match="not a list"):
+        adapter.fetch_snapshot(["BTCUSDT"], include_wallet=True)
+
+
+def trade_row(trade_id: int, time_ms: int, symbol: str = "BTCUSDT") -> dict[str, Any]:
+    row: dict[str, Any] = dict(fixture("rest_user_trades.json")[0])
+    row.update(id=trade_id, time=time_ms, symbol=symbol, positionSide="BOTH", orderId=trade_id * 10)
+    return row
+
+
+def test_fetch_fills_pages_with_from_id_and_keeps_the_window(sdk: FakeSdk, make_adapter: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mod, "_TRADES_LIMIT", 3)
+    history = [trade_row(i, 1_000 + i) for i in range(1, 9)]  # ids 1..8 at 1001..1008
+
+    def trades(**params: Any) -> list[dict[str, Any]]:
+        if "fromId" in params:
+            rows = [r for r in history if r["id"] >= params["fromId"]]
+        else:
+            rows = [r for r in history if params["startTime"] <= r["time"] <= params["endTime"]]
+        return list(reversed(rows[: params["limit"]]))  # the docs state no order: newest first here
+
+    sdk.answers["trades"] = trades
+    counters = Counters()
+    adapter = make_adapter(counters=counters)
+    adapter.open(["BTCUSDT"], timeout=5)
+    before = counters.snapshot().rest_calls
+    fills = adapter.fetch_fills("BTCUSDT", 1_002, 1_007)
+    assert [f.trade_id for f in fills] == ["2", "3", "4", "5", "6", "7"]
+    assert all(f.is_snapshot and f.exec_type == "Trade" for f in fills)
+    calls = [params for name, params in sdk.seed_rest.calls if name == "trades"]
+    assert calls[0] == {"symbol": "BTCUSDT", "startTime": 1_002, "endTime": 1_007, "limit": 3}
+    assert calls[1] == {"symbol": "BTCUSDT", "fromId": 5, "limit": 3}
+    assert calls[2] == {"symbol": "BTCUSDT", "fromId": 8, "limit": 3}  # page 2 was full; 3 passes the end
+    assert counters.snapshot().rest_calls - before == 3
+
+
+def test_fetch_fills_splits_long_windows_into_seven_days(sdk: FakeSdk, make_adapter: Any) -> None:
+    sdk.answers["trades"] = lambda **params: []
+    adapter = make_adapter()
+    adapter.open(["BTCUSDT"], timeout=5)
+    week = 7 * 24 * 3600 * 1000
+    assert adapter.fetch_fills("BTCUSDT", 0, 2 * week + 5) == []
+    windows = [(p["startTime"], p["endTime"]) for name, p in sdk.seed_rest.calls if name == "trades"]
+    assert windows == [(0, week - 1), (week, 2 * week - 1), (2 * week, 2 * week + 5)]
+    assert all(end - start < week for start, end in windows)
+
+
+def test_fetch_fills_rejects_a_malformed_answer(sdk: FakeSdk, make_adapter: Any) -> None:
+    adapter = make_adapter()
+    adapter.open(["BTCUSDT"], timeout=5)
+    sdk.answers["trades"] = [1, 2]
+    with pytest.raises(GridbotError):
+        adapter.fetch_fills("BTCUSDT", 0, 10)
+
+
+def test_real_sdk_silent_user_socket_is_declared_down_and_rebuilt(
+        wire: WireServer, make_adapter: Any, sink: RecordingSink) -> None:
+    adapter = make_adapter(endpoints=wire.endpoints)
+    adapter.private_silence_timeout = 0.6  # the real bound is the documented 3-minute server ping + 60 s
+    adapter.open(["BTCUSDT"], timeout=5)
+    # the server keeps answering our pings but sends nothing: a stalled stream
+    wait_until(lambda: sink.links("private")[:2] == ["down", "up"])
+    wait_until(lambda: wire.paths("private")[:2] == ["/private/ws?listenKey=LK1",
+                                                      "/private/ws?listenKey=LK2"])
+
+
+def test_real_sdk_frames_keep_the_user_socket_alive(wire: WireServer, make_adapter: Any,
+                                                    sink: RecordingSink) -> None:
+    adapter = make_adapter(endpoints=wire.endpoints)
+    adapter.private_silence_timeout = 0.6
+    adapter.open(["BTCUSDT"], timeout=5)
+    for _ in range(12):
+        wire.send("private", {"e": "ACCOUNT_UPDATE"})
+        time.sleep(0.1)
+    assert sink.links("private") == [] and len(sink.frames("private")) == 12

@@ -38,6 +38,7 @@ from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
 from gridbot.normalize import Ignored
+from gridbot.normalize.bybit import orders_from_rest
 from gridbot.stats import Counters
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bybit"
@@ -302,6 +303,9 @@ class FakeHTTP:
 
     def get_order_history(self, **params: Any) -> Any:
         return self._answer("get_order_history", params)
+
+    def get_executions(self, **params: Any) -> Any:
+        return self._answer("get_executions", params)
 
 
 @pytest.fixture
@@ -620,11 +624,20 @@ def test_rejected_key_on_reconnect_reports_failed_and_stops_retrying(
     assert opened.connected is False
 
 
-def test_non_json_frame_forces_a_reconnect(
-    opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink
+def test_non_json_frame_is_counted_and_skipped_without_a_reconnect(
+    exchange: FakeExchange, fake_http: None, sink: RecordingSink
 ) -> None:
-    exchange.app("private").push("this is not json")
-    wait_until(lambda: sink.links("private") == [("private", "down"), ("private", "up")])
+    counters = Counters()
+    adapter = make_adapter(sink, counters)
+    adapter.open(["BTCUSDT"], timeout=3.0)
+    try:
+        exchange.app("private").push("this is not json")
+        exchange.app("private").push({"topic": "wallet", "data": []})
+        wait_until(lambda: {"topic": "wallet", "data": []} in sink.frames("private"))
+        assert counters.snapshot().bad_messages == 1
+        assert sink.links("private") == [] and len(exchange.apps_of("private")) == 1
+    finally:
+        adapter.close(timeout=3.0)
 
 
 # ---------------------------------------------------------------------------------------------- symbols
@@ -1214,3 +1227,66 @@ def test_real_pybit_unreachable_port(sink: RecordingSink, fake_http: None) -> No
     with pytest.raises(ConnectError, match=r"127\.0\.0\.1"):
         adapter.open(["BTCUSDT"], timeout=5.0)
     assert gridbot_threads() == []
+
+
+# ---------------------------------------------------------------------------------------------- fill backfill
+
+
+def executions_page(rows: list[tuple[str, int, str]], cursor: str | None) -> dict[str, Any]:
+    """A ``/v5/execution/list`` page of (execId, execTime, execType), newest first as Bybit sorts."""
+    response: dict[str, Any] = fixture("rest.execution_list.response.json")
+    template = response["result"]["list"][0]
+    response["result"]["list"] = [
+        {**template, "symbol": "BTCUSDT", "orderId": f"o-{exec_id}", "execId": exec_id, "execTime": str(ts),
+         "execType": kind, "seq": ts}
+        for exec_id, ts, kind in sorted(rows, key=lambda r: -r[1])
+    ]
+    if cursor is None:
+        del response["result"]["nextPageCursor"]
+    else:
+        response["result"]["nextPageCursor"] = cursor
+    return response
+
+
+def test_fetch_fills_pages_by_cursor_oldest_first_with_slots(fake_http: None, sink: RecordingSink) -> None:
+    counters = Counters()
+    adapter = make_adapter(sink, counters=counters)
+    http = FakeHTTP.instances[-1]
+    # an order the stream saw (hedge long, positionIdx 1): its fills get its slot
+    adapter._remember_orders(orders_from_rest(orders_page(["o-b"], "", symbol="BTCUSDT")))
+    http.scripts["get_executions"] = [
+        executions_page([("c", 300, "Trade"), ("f", 250, "Funding"), ("b", 200, "BustTrade")], "p%3D2"),
+        executions_page([("a", 100, "AdlTrade")], ""),
+    ]
+    fills = adapter.fetch_fills("BTCUSDT", 50, 400)
+    assert [(f.trade_id, f.exec_type, f.realised_pnl) for f in fills] == [
+        ("a", "Adl", None), ("b", "Liquidation", None), ("c", "Trade", None)]
+    assert [f.position_idx for f in fills] == [0, 1, 0]
+    assert http.calls == [
+        ("get_executions", {"category": "linear", "symbol": "BTCUSDT", "startTime": 50, "endTime": 400,
+                            "limit": 100}),
+        ("get_executions", {"category": "linear", "symbol": "BTCUSDT", "startTime": 50, "endTime": 400,
+                            "limit": 100, "cursor": "p%3D2"}),
+    ]
+    assert counters.snapshot().rest_calls == 2
+
+
+def test_fetch_fills_absent_cursor_ends_and_long_spans_split(fake_http: None, sink: RecordingSink) -> None:
+    adapter = make_adapter(sink)
+    http = FakeHTTP.instances[-1]
+    http.scripts["get_executions"] = [executions_page([], None)]
+    week = 7 * 24 * 3600 * 1000
+    assert adapter.fetch_fills("BTCUSDT", 0, week + 10) == []
+    windows = [(p["startTime"], p["endTime"]) for _name, p in http.calls]
+    assert windows == [(0, week), (week + 1, week + 10)]
+
+
+def test_fetch_fills_repeated_cursor_or_bad_page_is_an_error(fake_http: None, sink: RecordingSink) -> None:
+    adapter = make_adapter(sink)
+    http = FakeHTTP.instances[-1]
+    http.scripts["get_executions"] = [executions_page([("a", 1, "Trade")], "same")]
+    with pytest.raises(GridbotError, match="repeats cursor"):
+        adapter.fetch_fills("BTCUSDT", 0, 10)
+    http.scripts["get_executions"] = [{"retCode": 0, "result": {"category": "linear", "list": ["x"]}}]
+    with pytest.raises(GridbotError):
+        adapter.fetch_fills("BTCUSDT", 0, 10)

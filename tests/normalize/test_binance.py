@@ -16,6 +16,7 @@ from gridbot.normalize import Ignored, ListenKeyExpired
 from gridbot.normalize.binance import (
     EXCHANGE,
     algo_orders_from_rest,
+    fills_from_rest,
     finished_algo_order_from_rest,
     orders_from_rest,
     parse_market_message,
@@ -42,6 +43,7 @@ GOLDEN_FIXTURES = {
     "rest_listen_key.json",
     "rest_open_algo_orders.json",
     "rest_position_risk_v3.json",
+    "rest_user_trades.json",
     "trade_lite.json",
     # account view: golden tests in tests/test_margin.py and tests/normalize/test_binance_account.py
     "leverage_bracket_faq_btcusdt.json",
@@ -624,3 +626,60 @@ def test_synthetic_finished_algo_whose_child_did_not_fill_is_cancelled() -> None
 
 def test_synthetic_finished_algo_without_its_child_row_cannot_claim_a_fill() -> None:
     assert finished_algo_order_from_rest(_finished_algo_row(), None).status == "Cancelled"
+
+
+# --------------------------------------------------------------------------- forced closes and backfill
+
+
+def test_calculated_liquidation_gives_a_marked_fill_and_the_order_update() -> None:
+    msg = trade_update(x="CALCULATED", o="LIQUIDATION", ot="LIQUIDATION", c="autoclose-1700000000123",
+                       S="SELL", rp="-12.5", m=False)
+    update, fill = events_of(msg)
+    assert (update.status, update.order_type) == ("Filled", "Market")
+    assert update.client_order_id == "autoclose-1700000000123"
+    assert fill == FillUpdate(
+        exchange="binance", timestamp=1700000000123, symbol="BTCUSDT", order_id="8886775",
+        trade_id="109100866", side="Sell", price=D("2000"), qty=D("0.01"), fee=D("0.008"), fee_asset="USDT",
+        realised_pnl=D("-12.5"), is_maker=False, position_idx=0, exec_type="Liquidation",
+    )
+
+
+def test_calculated_adl_is_marked_adl() -> None:
+    [_update, fill] = events_of(trade_update(x="CALCULATED", c="adl_autoclose", o="LIQUIDATION"))
+    assert fill.exec_type == "Adl"
+
+
+def test_calculated_without_trade_id_gets_a_stable_one_and_without_qty_gives_no_fill() -> None:
+    msg = trade_update(x="CALCULATED", c="autoclose-9")
+    del msg["o"]["t"]
+    [_update, fill] = events_of(msg)
+    assert fill.trade_id == "calc-8886775-1700000000123"
+    assert [type(e) for e in events_of(trade_update(x="CALCULATED", l="0"))] == [OrderUpdate]
+
+
+def test_other_executions_give_no_fill() -> None:
+    for execution in ("NEW", "CANCELED", "EXPIRED", "AMENDMENT"):
+        assert [type(e) for e in events_of(trade_update(x=execution, X="NEW"))] == [OrderUpdate]
+
+
+def test_rest_user_trades_golden() -> None:
+    rows = load("rest_user_trades.json")
+    [fill] = fills_from_rest(rows)
+    assert fill == FillUpdate(
+        exchange="binance", timestamp=1569514978020, is_snapshot=True, symbol="BTCUSDT", order_id="25851813",
+        trade_id="698759", side="Sell", price=D("7819.01"), qty=D("0.002"), fee=D("-0.07819010"),
+        fee_asset="USDT", realised_pnl=D("-0.91539999"), is_maker=False, position_idx=2,
+    )
+    assert fill.raw is rows[0]
+
+
+def test_rest_user_trades_sorted_by_id_and_strict() -> None:
+    row = load("rest_user_trades.json")[0]
+    rows = [dict(row, id=12, time=2), dict(row, id=3, time=9), dict(row, id=10, time=2)]
+    assert [f.trade_id for f in fills_from_rest(rows)] == ["3", "10", "12"]
+    assert fills_from_rest([dict(row, realizedPnl=None)])[0].realised_pnl is None
+    bad_answers: list[list[Any]] = [["a", "b"], [dict(row, maker="false")],
+                                    [{k: v for k, v in row.items() if k != "id"}], [dict(row, price=7819.01)]]
+    for bad in bad_answers:
+        with pytest.raises(NormalizationError):
+            fills_from_rest(bad)

@@ -21,6 +21,7 @@ from gridbot.events import AccountUpdate, FillUpdate, OrderUpdate, PositionUpdat
 from gridbot.normalize import Ignored, bybit
 from gridbot.normalize.bybit import (
     TickerMerger,
+    fills_from_rest,
     orders_from_rest,
     parse_private_message,
     positions_from_rest,
@@ -126,6 +127,7 @@ def test_position_docs_flat_hedge_short_slot() -> None:
         mark_price=D("28184.5"),
         unrealised_pnl=D("0"),
         cum_realised_pnl=D("-25.06579337"),
+        seq=8327597863,
     )
     assert position.raw is msg["data"][0]
 
@@ -145,6 +147,7 @@ def test_position_observed_categorised_topic() -> None:
         mark_price=D("3342.31"),
         unrealised_pnl=D("0"),
         cum_realised_pnl=D("-323.44165063"),
+        seq=213418534265,
     )
     assert str(position.cum_realised_pnl) == "-323.44165063"
 
@@ -181,6 +184,7 @@ def test_synthetic_open_linear_long_position() -> None:
         mark_price=D("28184.5"),
         unrealised_pnl=D("92"),
         cum_realised_pnl=D("-25.06579337"),
+        seq=8327597863,
     )
 
 
@@ -497,11 +501,12 @@ def test_execution_docs_closing_fill() -> None:
         realised_pnl=D("0.05"),
         is_maker=False,
         position_idx=0,  # the stream substitutes the order's positionIdx
+        seq=140612148849382,
     )
     assert fill.raw is msg["data"][0]
 
 
-@pytest.mark.parametrize("exec_type", ["Funding", "AdlTrade", "BustTrade", "Delivery", "Settle", "UNKNOWN"])
+@pytest.mark.parametrize("exec_type", ["Funding", "Delivery", "Settle", "UNKNOWN"])
 def test_synthetic_non_trade_executions_are_skipped(exec_type: str) -> None:
     msg = load("private.execution.stream.json")
     msg["data"][0]["execType"] = exec_type
@@ -516,7 +521,7 @@ def test_synthetic_execution_maker_without_pnl_or_fee_currency() -> None:
     [fill] = events(msg)
     assert (fill.is_maker, fill.realised_pnl, fill.fee_asset, fill.fee) == (True, D("0"), "", D("-0.001"))
     del row["execPnl"]
-    assert events(msg)[0].realised_pnl == D("0")
+    assert events(msg)[0].realised_pnl is None  # absent is "not sent", not zero
     row["isMaker"] = "false"
     with pytest.raises(NormalizationError, match="isMaker"):
         parse_private_message(msg)
@@ -823,6 +828,7 @@ def test_synthetic_rest_positions_linear_open_and_flat() -> None:
         mark_price=D("28224.50"),
         unrealised_pnl=D("-2.1"),
         cum_realised_pnl=D("-0.00096902"),
+        seq=5723621632,
     )
     assert short.raw is open_row
     assert (flat.side, flat.size, flat.entry_price, flat.mark_price) == ("", D("0"), D("0"), None)
@@ -930,8 +936,82 @@ def test_module_constants() -> None:
     assert set(bybit.__all__) == {
         "EXCHANGE",
         "TickerMerger",
+        "fills_from_rest",
         "orders_from_rest",
         "parse_private_message",
         "positions_from_rest",
         "wallets_from_rest",
     }
+
+
+# ---------------------------------------------------------------------------------------------- forced closes
+
+
+@pytest.mark.parametrize(("exec_type", "marked"), [("BustTrade", "Liquidation"), ("AdlTrade", "Adl")])
+def test_synthetic_forced_close_executions_are_marked_fills(exec_type: str, marked: str) -> None:
+    msg = load("private.execution.stream.json")
+    msg["data"][0]["execType"] = exec_type
+    [fill] = events(msg)
+    assert (fill.exec_type, fill.realised_pnl) == (marked, D("0.05"))
+    assert fill.trade_id == "0ab1bdf7-4219-438b-b30a-32ec863018f7"
+
+
+def test_trade_execution_is_marked_trade() -> None:
+    [fill] = events(load("private.execution.stream.json"))
+    assert fill.exec_type == "Trade" and fill.is_snapshot is False
+
+
+# ---------------------------------------------------------------------------------------------- REST backfill
+
+
+@golden("rest.execution_list.response.json")
+def test_rest_execution_list_docs_example() -> None:
+    response = load("rest.execution_list.response.json")
+    [fill] = fills_from_rest(response)
+    assert fill == FillUpdate(
+        exchange="bybit",
+        timestamp=1672282722429,
+        is_snapshot=True,
+        symbol="ETHPERP",
+        order_id="8c065341-7b52-4ca9-ac2c-37e31ac55c94",
+        trade_id="e0cbe81d-0f18-5866-9415-cf319b5dab3b",
+        side="Buy",
+        price=D("1190.15"),
+        qty=D("0.1"),
+        fee=D("0.071409"),
+        fee_asset="",
+        realised_pnl=None,  # the REST row has no execPnl: None, never an error
+        is_maker=False,
+        position_idx=0,
+        seq=4688002127,
+    )
+    assert fill.raw is response["result"]["list"][0]
+
+
+def test_synthetic_rest_execution_list_oldest_first_forced_kept_funding_skipped() -> None:
+    response = load("rest.execution_list.response.json")
+    row = response["result"]["list"][0]
+    rows = [
+        dict(row, execId="c", execTime="300", seq=9),
+        dict(row, execId="f", execTime="250", execType="Funding"),
+        dict(row, execId="b2", execTime="200", seq=8, execType="BustTrade"),
+        dict(row, execId="b1", execTime="200", seq=7, execType="AdlTrade"),
+        dict(row, execId="a", execTime="100", seq=5, execPnl="1.5"),
+    ]
+    response["result"]["list"] = rows
+    fills = fills_from_rest(response)
+    assert [(f.trade_id, f.exec_type) for f in fills] == [
+        ("a", "Trade"), ("b1", "Adl"), ("b2", "Liquidation"), ("c", "Trade")]
+    assert fills[0].realised_pnl == D("1.5")
+
+
+def test_rest_execution_list_bad_answers_raise() -> None:
+    response = load("rest.execution_list.response.json")
+    for broken in (
+        dict(response, retCode=10001),
+        dict(response, result={"list": "nope"}),
+        dict(response, result={"category": "linear", "list": ["a", "b"]}),
+        dict(response, result={"category": "linear", "list": [{"execType": "Trade"}]}),
+    ):
+        with pytest.raises(NormalizationError):
+            fills_from_rest(broken)

@@ -38,6 +38,9 @@ class FakeAdapter:
         self.snapshot_error: BaseException | None = None
         self.open_error: BaseException | None = None
         self.final_orders: list[Event] = []
+        self.fills: list[FillUpdate] = []  # the exchange's trade history, served by fetch_fills
+        self.fill_calls: list[tuple[str, int, int]] = []
+        self.fill_error: BaseException | None = None
         self.account_config: Any = None
         self.account_config_calls: list[tuple[list[str], bool]] = []
         self.fetch_orders_calls: list[list[str]] = []
@@ -80,6 +83,14 @@ class FakeAdapter:
         self.fetch_orders_calls.append([o.order_id for o in orders])
         return list(self.final_orders)
 
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        self.fill_calls.append((symbol, since_ms, until_ms))
+        self.counters.add("rest_calls")
+        if self.fill_error is not None:
+            raise self.fill_error
+        return sorted((f for f in self.fills if f.symbol == symbol and since_ms <= f.timestamp <= until_ms),
+                      key=lambda f: f.timestamp)
+
     def decode(self, channel: Channel, payload: Any) -> Decoded:
         if payload == "bad":
             raise NormalizationError("bad payload", payload)
@@ -104,12 +115,15 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.statuses: list[str] = []
+        self.timeline: list[Any] = []  # events and statuses, in delivery order
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
+        self.timeline.append(event)
 
     def status(self, update: Any) -> None:
         self.statuses.append(update.state)
+        self.timeline.append(update)
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -131,7 +145,7 @@ def position(size: str = "1", *, side: Literal["Buy", "Sell"] = "Buy", ts: int =
         exchange="bybit", timestamp=ts, is_snapshot=snap, symbol=symbol, position_idx=idx,
         side=side if D(size) else "", size=D(size), entry_price=D(entry), mark_price=None,
         unrealised_pnl=D("0"), cum_realised_pnl=None if cum is None else D(cum),
-        raw={} if seq is None else {"seq": seq},
+        seq=seq,
     )
 
 

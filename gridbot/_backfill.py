@@ -1,0 +1,111 @@
+"""Fill backfill: the fills a gap may have swallowed, fetched by REST at the resync.
+
+Per symbol the stream knows when it went live (``start()`` or ``subscribe()`` while running) and the
+exchange time of the newest fill it delivered.  When the private socket goes down or reports a gap,
+that point is frozen as the gap's start (fills delivered after it, e.g. on the reconnected socket
+before the resync runs, must not move it); the resync asks the exchange for every fill from there
+(less a margin: Binance does not order its pushes across event types) to now, and the pipeline
+delivers those it has not delivered yet (dedupe by trade id), oldest first.  Fills older than the
+moment the symbol went live are never replayed.
+
+Pure bookkeeping plus one loop over the adapter; runs on the stream's worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gridbot._pipeline import Pipeline
+from gridbot.events import FillUpdate
+
+__all__ = ["REORDER_MARGIN_MS", "FillFetcher", "FillWatermarks", "backfill_fills"]
+
+# How far before the gap's start the fetch begins: pushes of different kinds (and clocks) disagree
+# by far less; duplicates of the overlap are dropped by trade id.
+REORDER_MARGIN_MS = 5_000
+# End of the fetch window past the local clock, for a local clock behind the exchange's.
+CLOCK_MARGIN_MS = 5_000
+
+
+class FillFetcher(Protocol):
+    def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
+        """Every fill of ``symbol`` with ``since_ms <= time <= until_ms`` (the adapter pages and
+        splits the window as its exchange requires)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backfilled:
+    """What one backfill found: fills to deliver, oldest first, and how many rows were fetched."""
+
+    fills: list[FillUpdate]
+    fetched: int
+
+
+class FillWatermarks:
+    """When each symbol went live, and where the current gap's backfill starts."""
+
+    __slots__ = ("_gap_from", "_live_since")
+
+    def __init__(self) -> None:
+        self._live_since: dict[str, int] = {}
+        self._gap_from: dict[str, int] | None = None
+
+    def went_live(self, symbol: str, at_ms: int) -> None:
+        self._live_since.setdefault(symbol, at_ms)
+
+    def forget(self, symbol: str) -> None:
+        self._live_since.pop(symbol, None)
+        if self._gap_from is not None:
+            self._gap_from.pop(symbol, None)
+
+    def live_since(self, symbol: str) -> int | None:
+        return self._live_since.get(symbol)
+
+    def open_gap(self, pipeline: Pipeline) -> None:
+        """The private stream may be missing fills from now on; a gap already open keeps its start."""
+        if self._gap_from is None:
+            self._gap_from = {symbol: self._resume_point(symbol, pipeline) for symbol in self._live_since}
+
+    def close_gap(self) -> None:
+        """The gap's fills were backfilled."""
+        self._gap_from = None
+
+    def window_start(self, symbol: str, pipeline: Pipeline) -> int:
+        """Exchange time from which ``symbol``'s fills are fetched."""
+        if self._gap_from is not None and symbol in self._gap_from:
+            start = self._gap_from[symbol]
+        else:
+            start = self._resume_point(symbol, pipeline)
+        return max(self._live_since.get(symbol, start), start - REORDER_MARGIN_MS)
+
+    def _resume_point(self, symbol: str, pipeline: Pipeline) -> int:
+        live = self._live_since.get(symbol, 0)
+        last = pipeline.last_fill_time(symbol)
+        return live if last is None else max(live, last)
+
+
+def backfill_fills(
+    fetcher: FillFetcher, pipeline: Pipeline, marks: FillWatermarks, symbols: Sequence[str], now_ms: int
+) -> Backfilled:
+    """Fetch every subscribed symbol's fills since its window start and keep the undelivered ones.
+
+    Nothing is accepted here: the caller offers each fill to the pipeline as it delivers it, so a
+    failing request (raised to the caller, who retries the resync) leaves the pipeline untouched.
+    Fills older than the moment their symbol went live are left out (never replayed).
+    """
+    fills: list[FillUpdate] = []
+    fetched = 0
+    for symbol in symbols:
+        if marks.live_since(symbol) is None:  # subscribed while the stream was starting
+            marks.went_live(symbol, now_ms)
+            continue
+        since = marks.window_start(symbol, pipeline)
+        rows = fetcher.fetch_fills(symbol, since, now_ms + CLOCK_MARGIN_MS)
+        fetched += len(rows)
+        not_before = marks.live_since(symbol) or 0
+        fills.extend(row for row in rows if row.symbol == symbol and row.timestamp >= not_before
+                     and not pipeline.delivered_fill(row))
+    fills.sort(key=lambda fill: fill.timestamp)  # stable: each symbol's rows keep the adapter's order
+    return Backfilled(fills, fetched)

@@ -47,7 +47,7 @@ from gridbot.events import (
     WalletUpdate,
 )
 
-__all__ = ["AccountConfig", "BinanceAccountBook", "Delivered"]
+__all__ = ["AccountBatch", "AccountConfig", "BinanceAccountBook", "Delivered"]
 
 _ZERO: Final = Decimal(0)
 _MARGIN_COIN: Final = "USDT"
@@ -80,8 +80,20 @@ class AccountConfig:
     open_elsewhere: frozenset[str] = frozenset()
 
 
-Delivered = Event | AccountConfig
-"""What flows from the stream's worker to its Router: events, and the Binance account configuration."""
+@dataclass(frozen=True, slots=True)
+class AccountBatch:
+    """Internal marker around events that change the account together -- the rows of one wire message
+    (an ACCOUNT_UPDATE carries the position and the wallet it moved), or a whole snapshot: the account
+    view is computed once at the end (``start=False``), never on a half-applied state."""
+
+    start: bool
+    timestamp: int = 0
+    is_snapshot: bool = False
+
+
+Delivered = Event | AccountConfig | AccountBatch
+"""What flows from the stream's worker to its Router: events, the Binance account configuration and
+batch markers."""
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
-from gridbot._account import AccountConfig, BinanceAccountBook, Delivered
+from gridbot._account import AccountBatch, AccountConfig, BinanceAccountBook, Delivered
 from gridbot.book import StateBook
 from gridbot.events import (
     AccountUpdate,
@@ -249,6 +249,8 @@ class Router:
             if exchange == "binance"
             else None
         )
+        self._batch_open = False
+        self._pending: tuple[int, bool] | None = None  # (timestamp, is_snapshot) of a held change
         self._sinks: tuple[Callback, ...] = ()
 
     def add_sink(self, sink: Callback) -> None:
@@ -258,6 +260,9 @@ class Router:
 
     def deliver(self, event: Delivered) -> None:
         with self._lock:
+            if isinstance(event, AccountBatch):
+                self._account_batch(event)
+                return
             if isinstance(event, AccountConfig):
                 self._update_account(event, event.timestamp, event.is_snapshot)
                 return
@@ -328,7 +333,20 @@ class Router:
         accounts = self._accounts
         if accounts is None or not accounts.apply(item):
             return
+        if self._batch_open:
+            self._pending = (timestamp, is_snapshot)
+            return
         self._emit_account(timestamp, is_snapshot)
+
+    def _account_batch(self, marker: AccountBatch) -> None:
+        """Hold the account view while a batch is applied; compute it once at its end."""
+        if marker.start:
+            self._batch_open = True
+            return
+        self._batch_open = False
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._emit_account(*pending)
 
     def _emit_account(self, timestamp: int, is_snapshot: bool) -> None:
         accounts = self._accounts
@@ -358,7 +376,10 @@ class Router:
                 if self._accounts is not None:
                     moved_any = self._accounts.apply(moved) or moved_any
         if moved_any:
-            self._emit_account(ticker.timestamp, False)
+            if self._batch_open:
+                self._pending = (ticker.timestamp, False)
+            else:
+                self._emit_account(ticker.timestamp, False)
 
     def _deliver_position(self, position: PositionUpdate) -> PositionUpdate:
         """Deliver ``position`` valued at the latest mark; returns what was delivered."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gridbot._account import AccountConfig
+from gridbot._account import AccountBatch, AccountConfig
 from gridbot._backfill import FillWatermarks, backfill_fills
 from gridbot._dispatch import (
     AccountCallback,
@@ -512,9 +512,19 @@ class ExchangeStream:
             logger.info("%s: listenKey expired at %d; the adapter renews it and gridbot resyncs",
                         self.exchange, decoded.timestamp)
             return
-        for event in decoded:
-            if isinstance(event, AccountConfig) or self._pipeline.accept(event):
-                self._queue.put(event)
+        accepted = [e for e in decoded if isinstance(e, AccountConfig) or self._pipeline.accept(e)]
+        self._put_together(accepted, timestamp=0, is_snapshot=False)
+
+    def _put_together(self, events: list[Any], *, timestamp: int, is_snapshot: bool) -> None:
+        """Queue events that change the account together; on Binance, whose account view gridbot
+        computes, inside batch markers so the view is computed once, on the whole change."""
+        marked = self.exchange == "binance" and len(events) > 1
+        if marked:
+            self._queue.put(AccountBatch(start=True))
+        for event in events:
+            self._queue.put(event)
+        if marked:
+            self._queue.put(AccountBatch(start=False, timestamp=timestamp, is_snapshot=is_snapshot))
 
     def _bad_message(self, frame: _Frame, reason: str) -> None:
         self._counters.add("bad_messages")
@@ -634,10 +644,10 @@ class ExchangeStream:
             if backfill else None
         config = self._adapter.fetch_account_config(symbols, full=include_wallet)
         reconciled = self._pipeline.reconcile(events, symbols)
-        for event in reconciled.events:
-            self._queue.put(event)
-        if config is not None:  # after the whole snapshot: the account view is computed on all of it
-            self._queue.put(config)
+        together: list[Any] = list(reconciled.events)
+        if config is not None:
+            together.append(config)
+        self._put_together(together, timestamp=_now_ms(), is_snapshot=True)
         if reconciled.vanished_orders:
             self._finish_vanished(reconciled.vanished_orders)
         if found is None:

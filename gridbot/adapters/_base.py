@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, Literal, Protocol
 
-from gridbot._account import AccountConfig, Delivered
+from gridbot._account import AccountConfig
 from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize import Ignored, ListenKeyExpired
 
@@ -18,7 +18,7 @@ __all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
 
 Channel = Literal["private", "public"]
 LinkState = Literal["up", "down", "gap", "failed"]
-Decoded = Sequence[Delivered] | Ignored | ListenKeyExpired
+Decoded = Sequence[Event | AccountConfig] | Ignored | ListenKeyExpired
 
 
 class Sink(Protocol):

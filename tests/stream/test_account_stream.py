@@ -182,3 +182,24 @@ def test_bybit_account_updates_go_to_each_distinct_callback_once(fake: list[Fake
         assert holder.wallets == [wallet]
     finally:
         s.stop()
+
+
+def test_binance_one_message_one_account_update(fake: list[FakeAdapter]) -> None:
+    # An ACCOUNT_UPDATE carries the position and the wallet a fill moved: the view is computed once, on
+    # both -- never on the new position with the old wallet.
+    s, adapter = binance_stream(fake)
+    got: list[AccountUpdate] = []
+    s.subscribe("BTCUSDT", on_account=got.append)
+    adapter.snapshot = [bn_position("1", snap=True), bn_wallet("10000", snap=True)]
+    adapter.account_config = bn_config()
+    s.start(timeout=5)
+    try:
+        drain(s)
+        assert len(got) == 1
+        adapter.push(bn_position("0", mark=None, ts=20), bn_wallet("10100"))  # closed with +100 realised
+        drain(s)
+        assert len(got) == 2
+        assert (got[-1].wallet_balance, got[-1].maintenance_margin, got[-1].margin_balance) == (
+            D("10100"), D("0"), D("10100"))
+    finally:
+        s.stop()

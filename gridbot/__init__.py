@@ -1,5 +1,6 @@
 """gridbot: the live state of a futures account for a synchronous grid strategy, from exchange WebSockets."""
 
+from gridbot.book import BookSnapshot, SocketStatus, StateBook, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import (
@@ -22,6 +23,7 @@ __all__ = [
     "AccountState",
     "AccountUpdate",
     "AuthenticationError",
+    "BookSnapshot",
     "ConnectError",
     "Endpoints",
     "Event",
@@ -36,8 +38,11 @@ __all__ = [
     "RealisedPnlTracker",
     "RedisPublisher",
     "RemoteStream",
+    "SocketStatus",
+    "StateBook",
     "StatusUpdate",
     "StreamStats",
+    "StreamStatus",
     "TakeProfitTracker",
     "TickerUpdate",
     "WalletState",

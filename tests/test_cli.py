@@ -52,6 +52,10 @@ def test_demo_options_are_parsed() -> None:
     ["demo", "--duration", "abc"],
     ["demo", "--duration", "inf"],
     ["demo", "--mode", "netting"],
+    ["demo", "--seed", "abc"],
+    ["demo", "--seed", "-1"],
+    ["demo", "--exchange"],
+    ["demo", "--bogus"],
     ["demo", "--levels", "0"],
     ["demo", "--levels", "-3"],
     ["demo", "--levels", "1000"],
@@ -101,7 +105,7 @@ def _subparser(name: str) -> Any:
     return cli.build_parser()._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr,index]
 
 
-@pytest.mark.parametrize("name", ["demo", "watch"])
+@pytest.mark.parametrize("name", cli.COMMAND_MODULES)
 def test_every_option_has_help_and_the_command_a_description(name: str) -> None:
     parser = _subparser(name)
     assert parser.description and len(parser.description) > 40

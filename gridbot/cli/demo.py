@@ -75,7 +75,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                              "(default BTCUSDT,ETHUSDT)")
     parser.add_argument("--duration", type=positive_float, default=20.0, metavar="SECONDS",
                         help="seconds of trading before winding down (default 20)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=None,
                         help="seed of the emulated price walk, for a repeatable run")
     parser.add_argument("--faults", action="store_true",
                         help="drop the private and public sockets and expire the Binance listenKey "
@@ -127,8 +127,8 @@ COMMAND = Command(
         "  events                      events the stream delivered\n"
         "  order errors                orders the exchange refused\n"
         "  netted take profits         one-way TPs not needed because netting had closed the exposure\n"
-        "  fill pnl mismatches         slots whose fills and cumulative PnL disagree (expected only after\n"
-        "                              a reconnect: fills pushed while disconnected are not replayed)\n\n"
+        "  fill pnl mismatches         slots whose fills and cumulative PnL disagree: should be none\n"
+        "                              (fills made while disconnected are backfilled at the resync)\n\n"
         "exit codes: 0 the books agree, 1 failed to start or the books disagree, 2 usage, 130 Ctrl-C"),
     configure=_configure,
     run=_run,

@@ -20,6 +20,7 @@ are listed in the docstrings of :mod:`gridbot.emulator.engine`, :mod:`gridbot.em
 and :mod:`gridbot.emulator.bybit`.
 """
 
+from gridbot.emulator._clients import ccxt_urls
 from gridbot.emulator.binance import BinanceEmulator, BinanceFaults
 from gridbot.emulator.bybit import BybitEmulator, BybitFaults
 from gridbot.emulator.engine import Engine, EngineConfig, EngineError, SymbolConfig
@@ -35,5 +36,6 @@ __all__ = [
     "EngineError",
     "LeverageBracket",
     "SymbolConfig",
+    "ccxt_urls",
     "leverage_brackets",
 ]

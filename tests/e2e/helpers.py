@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -129,6 +129,16 @@ def state_calls(rest_calls: dict[str, int]) -> dict[str, int]:
     from gridbot.cli import is_state_call
 
     return {call: n for call, n in rest_calls.items() if is_state_call(call)}
+
+
+def wire_trade_ids(exchange: str, fills: Iterable[Any]) -> list[str]:
+    """The trade ids the exchange's wire shows for the engine's fills, in execution order (Binance ``t`` /
+    ``id`` is the engine's id; Bybit's ``execId`` is a UUID-shaped string derived from it)."""
+    if exchange == "binance":
+        return [str(fill.trade_id) for fill in fills]
+    from gridbot.emulator.bybit._wire import _IdBook
+
+    return [_IdBook.exec_id(fill.trade_id) for fill in fills]
 
 
 def gridbot_threads() -> list[str]:

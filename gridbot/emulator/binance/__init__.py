@@ -17,7 +17,14 @@ Served
 REST (JSON; errors ``{"code": -NNNN, "msg": ...}`` with Binance's HTTP status):
 
 - public: ``GET /api/v3/ping``, ``GET /api/v3/time`` (the SDK calls both when it starts),
-  ``GET /fapi/v1/ping``, ``GET /fapi/v1/time``, ``GET /fapi/v1/exchangeInfo`` (PRICE_FILTER/LOT_SIZE only);
+  ``GET /fapi/v1/ping``, ``GET /fapi/v1/time``, ``GET /fapi/v1/exchangeInfo`` (PRICE_FILTER, LOT_SIZE,
+  MARKET_LOT_SIZE, MAX_NUM_ORDERS, MAX_NUM_ALGO_ORDERS, MIN_NOTIONAL, PERCENT_PRICE; ``onboardDate`` = the
+  emulator's start, precisions from tick and step), ``GET /fapi/v1/ticker/24hr`` (one object with
+  ``symbol``, else a list);
+- what CCXT's ``load_markets`` asks first: ``GET /sapi/v1/capital/config/getall`` (signed; the spot
+  wallet's coins - the margin coin and each base asset - with every balance "0", as a futures-only account
+  with the default read permission sees it) and ``GET /sapi/v1/margin/allPairs`` (API key; one pair per
+  symbol);
 - user stream (``X-MBX-APIKEY`` required, unsigned): ``POST|PUT|DELETE /fapi/v1/listenKey``;
 - signed (API key -2014/-2015, ``timestamp``/``recvWindow`` -1021, HMAC-SHA256 ``signature`` -1022,
   missing parameters -1102): ``GET /fapi/v3/positionRisk``, ``GET /fapi/v3/balance`` (and v2),
@@ -56,7 +63,9 @@ WebSockets (aiohttp answers client pings):
   ``{"result": null, "id": N}``, ``LIST_SUBSCRIPTIONS`` with the list.  ``<sym>@markPrice@1s`` and
   ``<sym>@markPrice`` carry markPriceUpdate (e, E, s, p, ap, i, P, r, T) after every engine price change:
   each ``price_interval`` (an ``engine.step()``; settable while running, 0.05 s in tests; 0: no walk)
-  and each ``engine.set_price``.
+  and each ``engine.set_price``; ``<sym>@ticker`` (24hrTicker) and ``<sym>@miniTicker`` (24hrMiniTicker)
+  likewise, their 24-hour figures being those of the emulated path since start (open = start price,
+  volumes and trade counts 0: there are no other traders).
 
 Forced closes (``engine.liquidate(symbol, position_idx, price, kind)``): ORDER_TRADE_UPDATE x NEW / X NEW,
 then x CALCULATED / X FILLED with the fill (``t``, ``l``, ``L``, ``z``, ``ap``, ``rp``, ``n``, ``N``), both
@@ -104,7 +113,10 @@ Known differences from the real exchange
   ``listenKey`` extends the active key; expiry (60 min on the injected clock) is checked every 0.5 s;
   DELETE closes the key's sockets without an event.  A socket opened with an unknown or expired key is
   refused with HTTP 400 (-1125) at the upgrade.  No 24-hour disconnect, no server pings.
-- Market streams other than markPrice (including ``!markPrice@arr``) are acknowledged and silent.
+- Market streams other than markPrice, ticker and miniTicker (``!markPrice@arr``, ``@bookTicker``,
+  ``@depth``, ``@aggTrade``, ...) are acknowledged and silent.  No order book endpoints.
+- CCXT chooses Binance's futures error table by hostname (fapi.binance.com): on 127.0.0.1 futures-only
+  codes (-4164, -2019, ...) reach a CCXT user as ``ExchangeError`` carrying the code, not its subclass.
   Unknown REST paths answer aiohttp's plain 404.
 
 Faults (:class:`BinanceFaults`) act on the server loop in call order, before frames produced later:

@@ -21,7 +21,6 @@ from gridbot.emulator.engine import (
     Order,
     Position,
     Prices,
-    SymbolConfig,
     Wallet,
 )
 
@@ -249,33 +248,6 @@ def _mark_price_data(prices: Prices) -> dict[str, Any]:
         "P": _fmt(prices.index),
         "r": _fmt(prices.funding_rate),
         "T": prices.next_funding_time,
-    }
-
-
-def _exchange_symbol(cfg: SymbolConfig) -> dict[str, Any]:
-    base = cfg.symbol[:-4] if cfg.symbol.endswith("USDT") else cfg.symbol
-    tick_places = max(0, -int(cfg.tick_size.normalize().as_tuple().exponent))
-    qty_places = max(0, -int(cfg.qty_step.normalize().as_tuple().exponent))
-    return {
-        "symbol": cfg.symbol,
-        "pair": cfg.symbol,
-        "contractType": "PERPETUAL",
-        "status": "TRADING",
-        "baseAsset": base,
-        "quoteAsset": "USDT",
-        "marginAsset": "USDT",
-        "pricePrecision": tick_places,
-        "quantityPrecision": qty_places,
-        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"],
-        "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
-        "filters": [
-            {"filterType": "PRICE_FILTER", "tickSize": _fmt(cfg.tick_size), "minPrice": _fmt(cfg.tick_size),
-             "maxPrice": "10000000"},
-            {"filterType": "LOT_SIZE", "stepSize": _fmt(cfg.qty_step), "minQty": _fmt(cfg.qty_step),
-             "maxQty": "100000"},
-            {"filterType": "MARKET_LOT_SIZE", "stepSize": _fmt(cfg.qty_step), "minQty": _fmt(cfg.qty_step),
-             "maxQty": "100000"},
-        ],
     }
 
 

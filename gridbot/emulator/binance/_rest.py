@@ -21,8 +21,8 @@ from gridbot.emulator.binance._account import (
 from gridbot.emulator.binance._faults import (
     BinanceFaults,
 )
+from gridbot.emulator.binance._market import coin_config, exchange_symbol, margin_pair, ticker_24hr
 from gridbot.emulator.binance._payloads import (
-    _exchange_symbol,
     _rest_algo,
     _rest_balance,
     _rest_order,
@@ -70,6 +70,7 @@ class _RestRoutes:
     _faults: BinanceFaults
     _keys: _ListenKeys
     _translator: _Translator
+    _created: int
     _symbols: dict[str, SymbolConfig]
 
     def _on_loop(self, action: Callable[[_Hub], None]) -> None:
@@ -134,9 +135,40 @@ class _RestRoutes:
         return _json({
             "timezone": "UTC",
             "serverTime": self._clock(),
-            "assets": [{"asset": self._config.coin, "marginAvailable": True}],
-            "symbols": [_exchange_symbol(cfg) for cfg in self._config.symbols],
+            "futuresType": "U_MARGINED",
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+            ],
+            "exchangeFilters": [],
+            "assets": [{"asset": self._config.coin, "marginAvailable": True, "autoAssetExchange": "0"}],
+            "symbols": [exchange_symbol(cfg, self._created, self._config.coin)
+                        for cfg in self._config.symbols],
         })
+
+    async def _ticker_24hr(self, request: web.Request) -> web.StreamResponse:
+        """One object with ``symbol``, else a list of every symbol's."""
+        symbol = self._symbol_param(request.query, required=False)
+        now = self._clock()
+        if symbol is not None:
+            return _json(ticker_24hr(symbol, self._translator.day_stats(symbol), now))
+        return _json([ticker_24hr(s, self._translator.day_stats(s), now) for s in self._engine.symbols])
+
+    def _coin_configs(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """The spot wallet's coins (CCXT's load_markets reads it first): the margin coin and every base
+        asset, all balances 0 - this account trades futures only."""
+        coin = self._config.coin
+        bases = [s[: -len(coin)] for s in self._engine.symbols if s.endswith(coin)]
+        return [coin_config(c) for c in dict.fromkeys([coin, *bases])]
+
+    async def _margin_pairs(self, request: web.Request) -> web.StreamResponse:
+        """Cross-margin pairs (MARKET_DATA: an API key, no signature): one per symbol."""
+        self._check_api_key(request)
+        coin = self._config.coin
+        pairs = [margin_pair(n, s[: -len(coin)], coin)
+                 for n, s in enumerate(self._engine.symbols, start=1) if s.endswith(coin)]
+        return _json(pairs)
 
     # ---- listen key
 

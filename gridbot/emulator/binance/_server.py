@@ -76,7 +76,9 @@ class BinanceEmulator(_TradingRoutes):
         self._api_secret = api_secret.encode()
         self._price_interval = _check_price_interval(price_interval)
         self._engine = Engine(self._config, self._clock)
-        self._translator = _Translator(self._sink)
+        self._created = self._clock()
+        start_prices = {s: self._engine.prices(s).last for s in self._engine.symbols}
+        self._translator = _Translator(self._sink, start_prices)
         self._engine.add_listener(self._translator.on_event)
         self._keys = _ListenKeys(self._clock)
         self._faults = BinanceFaults(self)
@@ -241,6 +243,9 @@ class BinanceEmulator(_TradingRoutes):
             (get, "/fapi/v1/ping", self._ping),
             (get, "/fapi/v1/time", self._time),
             (get, "/fapi/v1/exchangeInfo", self._exchange_info),
+            (get, "/fapi/v1/ticker/24hr", self._ticker_24hr),
+            (get, "/sapi/v1/capital/config/getall", self._signed(self._coin_configs)),
+            (get, "/sapi/v1/margin/allPairs", self._margin_pairs),
             (post, "/fapi/v1/listenKey", self._listen_key_post),
             (put, "/fapi/v1/listenKey", self._listen_key_put),
             (delete, "/fapi/v1/listenKey", self._listen_key_delete),

@@ -81,15 +81,24 @@ class _ListenKeys:
 
 @dataclass(frozen=True)
 class _MarketItem:
-    """One markPriceUpdate, rendered per connection (combined wrapper or raw)."""
+    """One market event (markPriceUpdate, 24hrTicker), rendered per connection (combined wrapper or raw)
+    for the sockets subscribed to one of ``stream_names``."""
 
-    symbol: str
+    stream_names: tuple[str, ...]
     data: dict[str, Any]
 
-    @property
-    def stream_names(self) -> tuple[str, str]:
-        low = self.symbol.lower()
-        return (f"{low}@markPrice@1s", f"{low}@markPrice")
+    @classmethod
+    def mark_price(cls, symbol: str, data: dict[str, Any]) -> _MarketItem:
+        low = symbol.lower()
+        return cls((f"{low}@markPrice@1s", f"{low}@markPrice"), data)
+
+    @classmethod
+    def ticker(cls, symbol: str, data: dict[str, Any]) -> _MarketItem:
+        return cls((f"{symbol.lower()}@ticker",), data)
+
+    @classmethod
+    def mini_ticker(cls, symbol: str, data: dict[str, Any]) -> _MarketItem:
+        return cls((f"{symbol.lower()}@miniTicker",), data)
 
 
 _CLOSE: Final = object()

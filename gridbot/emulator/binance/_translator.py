@@ -9,6 +9,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from gridbot.emulator.binance._market import _DayStats, mini_ticker_event, ticker_event
 from gridbot.emulator.binance._payloads import (
     _default_meta,
     _mark_price_data,
@@ -55,7 +56,9 @@ class _Translator:
     at the OrderEvent, the changed slots wait for the WalletEvent and go out as one ACCOUNT_UPDATE.
     """
 
-    def __init__(self, sink: Callable[[list[tuple[str, Any]]], None]) -> None:
+    def __init__(self, sink: Callable[[list[tuple[str, Any]]], None],
+                 start_prices: dict[str, Decimal]) -> None:
+        self._day = {symbol: _DayStats.starting_at(price) for symbol, price in start_prices.items()}
         self._sink = sink
         self._lock = threading.RLock()
         self._pending_meta: dict[str, _OrderMeta] = {}
@@ -68,6 +71,12 @@ class _Translator:
         self._pending_positions: dict[tuple[str, int], Position] = {}
 
     # ---- bookkeeping shared with the REST side
+
+    def day_stats(self, symbol: str) -> _DayStats:
+        """A copy of the symbol's 24-hour figures as last pushed."""
+        with self._lock:
+            stats = self._day[symbol]
+            return _DayStats(stats.open_price, stats.high, stats.low, stats.last)
 
     def expect(self, meta: _OrderMeta) -> None:
         """Register what a REST request said about the order the engine is about to create."""
@@ -149,7 +158,12 @@ class _Translator:
             else:
                 self._on_order(event, frames)
         elif isinstance(event, PriceEvent):
-            frames.append((PUBLIC, _MarketItem(event.prices.symbol, _mark_price_data(event.prices))))
+            prices = event.prices
+            frames.append((PUBLIC, _MarketItem.mark_price(prices.symbol, _mark_price_data(prices))))
+            stats = self._day.setdefault(prices.symbol, _DayStats.starting_at(prices.last))
+            stats.update(prices.last)
+            frames.append((PUBLIC, _MarketItem.ticker(prices.symbol, ticker_event(prices, stats))))
+            frames.append((PUBLIC, _MarketItem.mini_ticker(prices.symbol, mini_ticker_event(prices, stats))))
         elif isinstance(event, LeverageEvent):
             config = {"e": "ACCOUNT_CONFIG_UPDATE", "E": event.timestamp, "T": event.timestamp,
                       "ac": {"s": event.symbol, "l": int(event.leverage)}}

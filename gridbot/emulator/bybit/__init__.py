@@ -40,7 +40,12 @@ and ``X-BAPI-SIGN`` = HMAC-SHA256(secret, timestamp + key + recvWindow + raw que
   ``execution`` pushes without the WS-only ``execPnl``, ``category``, ``isLeverage``, ``marketUnit``, and
   ``extraFees`` "" as in the REST example.  The cursor names the page's last row, so fills made between
   pages never shift the next page.
-- ``GET  /v5/market/time`` and ``GET /v5/market/tickers`` (public, unsigned).
+- ``GET  /v5/market/time``, ``GET /v5/market/tickers`` and ``GET /v5/market/instruments-info`` (public;
+  instruments: ``symbol``/``status``/``baseCoin`` filters, one page, ``leverageFilter`` from the brackets,
+  ``lotSizeFilter.minNotionalValue``, ``launchTime`` = the emulator's start).
+- What CCXT's ``load_markets`` and unified-account detection read: ``GET /v5/asset/coin/query-info`` (the
+  margin coin, one chain), ``GET /v5/user/query-api`` (a UTA key: ``uta`` 1, contract permissions, never
+  expires) and ``GET /v5/account/info`` (``unifiedMarginStatus`` 5, REGULAR_MARGIN).
 
 Rejections: 10001 (params, unknown symbol, position idx not matching the mode), 110001 (order does not
 exist / too late to cancel), 110007 (available balance insufficient), 110017 (reduce-only rule not

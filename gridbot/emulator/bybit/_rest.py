@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from gridbot.emulator.bybit._faults import BybitFaults
+from gridbot.emulator.bybit._market import account_info, api_key_info, coin_info, instrument
 from gridbot.emulator.bybit._sockets import _Ticker
 from gridbot.emulator.bybit._translator import _Translator
 from gridbot.emulator.bybit._wire import (
+    _UID,
     _dec,
     _dumps,
     _execution_window,
@@ -399,6 +402,33 @@ class _RestRoutes:
     def _market_time(self, params: _Row) -> _Row:
         now = _wall_ms()
         return {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)}
+
+    def _instruments_info(self, params: _Row) -> _Row:
+        """Linear perpetuals (``symbol``, ``status``, ``baseCoin`` filters; one page: ``limit`` 1..1000)."""
+        if not self._require_linear(params):
+            return {"category": params["category"], "list": [], "nextPageCursor": ""}
+        limit = _int(params, "limit", 500)
+        if not 1 <= limit <= 1000:
+            raise _RestError(10001, "params error: limit must be between 1 and 1000")
+        coin = self._config.coin
+        rows = [instrument(cfg, coin, self._created, cfg.brackets) for cfg in self._config.symbols]
+        for key in ("symbol", "status", "baseCoin"):
+            if params.get(key):
+                rows = [r for r in rows if r[key] == params[key]]
+        return {"category": "linear", "list": rows[:limit], "nextPageCursor": ""}
+
+    def _coin_info(self, params: _Row) -> _Row:
+        coins = [self._config.coin]
+        if params.get("coin"):
+            coins = [c for c in coins if c == params["coin"]]
+        return {"rows": [coin_info(c) for c in coins]}
+
+    def _query_api(self, params: _Row) -> _Row:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._created / 1000))
+        return api_key_info(self._api_key, _UID, created)
+
+    def _account_info(self, params: _Row) -> _Row:
+        return account_info(self._created)
 
     def _market_tickers(self, params: _Row) -> _Row:
         if not self._require_linear(params):

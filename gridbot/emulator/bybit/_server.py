@@ -123,6 +123,10 @@ class BybitEmulator(_RestRoutes, _SocketProtocol):
             ("POST", "/v5/position/set-leverage"): (self._set_leverage, True),
             ("GET", "/v5/market/time"): (self._market_time, False),
             ("GET", "/v5/market/tickers"): (self._market_tickers, False),
+            ("GET", "/v5/market/instruments-info"): (self._instruments_info, False),
+            ("GET", "/v5/asset/coin/query-info"): (self._coin_info, True),
+            ("GET", "/v5/user/query-api"): (self._query_api, True),
+            ("GET", "/v5/account/info"): (self._account_info, True),
         }
         self._engine.add_listener(self._on_engine_event)
 

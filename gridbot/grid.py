@@ -237,6 +237,7 @@ class GridView:
     order_errors: int
     netted: int
     mismatches: tuple[PnlMismatch, ...]
+    margin_balance: Decimal | None = None  # the account's (AccountUpdate), in margin_coin
 
 
 class GridStrategy:
@@ -447,6 +448,7 @@ class GridStrategy:
                 order_errors=self.order_errors,
                 netted=self.netted,
                 mismatches=tuple(self.cross_check.mismatches()),
+                margin_balance=self.account.margin_balance,
             )
 
     # ------------------------------------------------------------------ order lifecycle

@@ -363,6 +363,10 @@ def test_demo_end_to_end(demo_runs: dict[str, tuple[int, str, str]]) -> None:
         assert result["resyncs"] == 0, exchange
         assert result["fill_pnl_mismatches"] == [], exchange
         assert len(result["open_tp_ids"]) == result["open_tp_orders_on_exchange"], (exchange, result)
+        # The account view at the end (Bybit: sent; Binance: computed by gridbot).
+        assert Decimal(result["margin_balance"]) > 0 and Decimal(result["mm_rate"]) >= 0, (exchange, result)
+        assert "available_balance" in result, exchange
+    assert summary["bybit"]["available_balance"] is not None
     assert "test-secret" not in demo_runs["plain"][1] + demo_runs["plain"][2]
 
 

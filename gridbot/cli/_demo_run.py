@@ -282,7 +282,16 @@ class ExchangeRun:
                 for g in self.grids for m in g.cross_check.mismatches()
             ],
             "settled": settled_in_time,
+            **self._account_figures(),
         }
+
+    def _account_figures(self) -> dict[str, Any]:
+        """The account view at the end (account-wide: every grid has the same), as plain strings."""
+        account = self.grids[0].account if self.grids else None
+        figures = {"margin_balance": account.margin_balance if account else None,
+                   "available_balance": account.available_balance if account else None,
+                   "mm_rate": account.mm_rate if account else None}
+        return {name: None if value is None else plain(value) for name, value in figures.items()}
 
 
 def _reduces(order: Any) -> bool:

@@ -213,6 +213,7 @@ def _exchange_table(run: ExchangeRun) -> RenderableType:
     wallet = views[0] if views else None
     balances = Text(
         f"  wallet {money(wallet.wallet_balance if wallet else None)}  "
+        f"margin {money(wallet.margin_balance if wallet else None)}  "
         f"available {money(wallet.available_balance if wallet else None)}  "
         f"MM rate {rate(wallet.mm_rate if wallet else None)}", no_wrap=True, overflow="ellipsis")
     # Columns separated by the box's one-space divider only: the widest realistic row is ~77 columns.
@@ -262,7 +263,8 @@ def plain_line(run: ExchangeRun) -> str:
                      f"TPs {len(view.open_tp_ids)} closes {view.closes} "
                      f"realised {pnl(view.realised_pnl)}{state}")
     wallet = views[0] if views else None
-    wallet_text = (f"wallet {money(wallet.wallet_balance)} MM rate {rate(wallet.mm_rate)}"
+    wallet_text = (f"wallet {money(wallet.wallet_balance)} margin {money(wallet.margin_balance)} "
+                   f"available {money(wallet.available_balance)} MM rate {rate(wallet.mm_rate)}"
                    if wallet else "")
     return (f"{run.exchange}: " + " | ".join(parts) + f" | {wallet_text} | {run.events_per_second:.0f} ev/s, "
             f"state REST {run.state_rest_calls_after_start()}")
@@ -272,7 +274,8 @@ def plain_line(run: ExchangeRun) -> str:
 
 SUMMARY_ROWS = ("closes", "realised_pnl", "ledger_realised_pnl", "open_tp_ids", "open_tp_orders_on_exchange",
                 "state_rest_calls_after_start", "resyncs", "reconnects", "events", "order_errors",
-                "netted_take_profits", "fill_pnl_mismatches")
+                "netted_take_profits", "fill_pnl_mismatches", "margin_balance", "available_balance",
+                "mm_rate")
 
 
 def summary_table(results: dict[Any, dict[str, Any]]) -> RenderableType:
@@ -298,4 +301,8 @@ def _cell(row: str, value: Any) -> str:
         return f"{len(value)} ({after} after reconnect)"
     if row in ("realised_pnl", "ledger_realised_pnl"):
         return pnl(Decimal(value))
+    if row in ("margin_balance", "available_balance"):
+        return money(None if value is None else Decimal(value))
+    if row == "mm_rate":
+        return rate(None if value is None else Decimal(value))
     return str(len(value)) if isinstance(value, list) else str(value)

@@ -242,11 +242,11 @@ def test_a_consumer_trimmed_past_resyncs_from_the_state(
     client = redis_server.client()
     consumer.signal(signal.SIGSTOP)  # a consumer that stalls (GC pause, laptop lid, SIGSTOP)
     try:
-        entries = client.xrange(STREAM_KEY, count=1)
+        entries = client.xrevrange(STREAM_KEY, count=1)  # the newest entry: the consumer read no further
         assert entries and entries[0][0] is not None
-        first = entries[0][0]
+        newest = entries[0][0]
         price = Decimal("60000")
-        while client.xrange(STREAM_KEY, first, first):  # until the stream is trimmed past it
+        while client.xrange(STREAM_KEY, newest, newest):  # until the stream is trimmed past the consumer
             price += 1
             emulator.engine.set_price(SYMBOL, price)
             assert price < 62000, "the stream was never trimmed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import deque
@@ -326,16 +327,66 @@ def _run_demo(*extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+class TerminalRun:
+    """``gridbot demo --faults`` on a pseudo-terminal of 80x24, its output collected by a thread."""
+
+    def __init__(self) -> None:
+        import fcntl
+        import os
+        import pty
+        import struct
+        import termios
+        import threading
+
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+        argv = [sys.executable, "-m", "gridbot", "demo", "--duration", "8", "--seed", "1", "--faults"]
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env)
+        os.close(slave)
+        self._master = master
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._read, name="test-pty-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import os
+
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            self.output.extend(chunk)
+        os.close(self._master)
+
+    def wait(self, timeout: float) -> tuple[int, str, str]:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return code, self.output.decode("utf-8", "replace"), ""
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 @pytest.fixture(scope="module")
 def demo_runs() -> dict[str, tuple[int, str, str]]:
-    """Both demo runs at once (they are I/O bound): 'plain' and 'faults' -> (exit code, stdout, stderr)."""
+    """The demo runs at once (they are I/O bound): 'plain' and 'faults' -> (exit code, stdout, stderr);
+    'terminal' -> (exit code, everything written to the 80x24 terminal, "")."""
     processes = {"plain": _run_demo(), "faults": _run_demo("--faults")}
+    terminal = TerminalRun()
     results = {}
     try:
         for name, process in processes.items():
             out, err = process.communicate(timeout=120)
             results[name] = (process.returncode, out, err)
+        results["terminal"] = terminal.wait(timeout=120)
     finally:
+        terminal.kill()
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
@@ -496,3 +547,43 @@ def test_log_records_go_into_the_live_view_not_to_the_terminal(capsys: pytest.Ca
     assert "WARNING bybit private: possible gap in the stream" in shown
     assert "bybit: stream resynced" in shown
     assert terminal.getvalue() == "after the view\n"  # nothing reached the terminal while the view was live
+
+
+_RAW_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (WARNING|ERROR|INFO)")
+
+
+@pytest.mark.timeout(150)
+def test_demo_with_faults_in_an_80x24_terminal_shows_one_clean_view(
+        demo_runs: dict[str, tuple[int, str, str]]) -> None:
+    """Replays what the demo wrote to its terminal through a terminal emulator (pyte): the live view is
+    redrawn in place from start to the summary - one frame header in the whole scrollback, no log line
+    written around it, both exchanges on screen - and the summary follows."""
+    import pyte
+
+    code, written, _ = demo_runs["terminal"]
+    assert code == 0, written[-3000:]
+    screen = pyte.HistoryScreen(80, 24, history=5000)
+    stream = pyte.ByteStream(screen)
+    frames_with_both = 0
+    data = written.encode()
+    for start in range(0, len(data), 4096):  # look at the screen as it evolves, not only at the end
+        stream.feed(data[start:start + 4096])
+        shown = screen.display
+        assert not any(_RAW_LOG_LINE.search(line) for line in shown), "\n".join(shown)
+        starts = {line.split(" ", 1)[0] for line in shown}
+        if {"binance", "bybit"} <= starts:
+            frames_with_both += 1
+    everything = [line.rstrip() for line in [*_history_lines(screen), *screen.display]]
+    assert frames_with_both > 0
+    assert sum(1 for line in everything if line.startswith("gridbot demo ")) == 1, "\n".join(everything)
+    assert sum(1 for line in everything if "gridbot demo: summary" in line) == 1
+    assert any("fault injected: expire_listen_key" in line for line in everything)
+    assert not any(_RAW_LOG_LINE.search(line) for line in everything)
+    assert any("state rest calls after start" in line for line in screen.display)
+
+
+def _history_lines(screen: Any) -> list[str]:
+    lines = []
+    for row in screen.history.top:
+        lines.append("".join(row[x].data for x in sorted(row)) if row else "")
+    return lines

@@ -49,6 +49,7 @@ class ServeConfig:
     testnet: bool = False
     demo: bool = False
     endpoints: Endpoints | None = None
+    journal: str | None = None
     maxlen: int = 100_000
     start_timeout: float = 30.0
 
@@ -85,6 +86,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="Redis server: redis://[:password@]host:6379/0, rediss://... (TLS), unix://...")
     parser.add_argument("--account", type=_account, required=True, metavar="NAME",
                         help="the name consumers use: gridbot.RemoteStream(URL, account=NAME)")
+    parser.add_argument("--journal", metavar="PATH",
+                        help="keep the account in this SQLite journal too; a restarted serve resumes from "
+                             "it like a long disconnect (fills missed while it was down are fetched and "
+                             "published)")
     parser.add_argument("--maxlen", type=bounded_int(100, 100_000_000), default=100_000, metavar="N",
                         help="cap of the Redis stream in entries (approximate; default 100000)")
     parser.add_argument("--testnet", action="store_true", help="use the exchange's testnet hosts")
@@ -96,7 +101,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     return serve(ServeConfig(exchange=args.exchange, symbols=args.symbols, redis_url=args.redis,
                              account=args.account, testnet=args.testnet, demo=args.demo,
-                             endpoints=endpoints_from(args), maxlen=args.maxlen))
+                             endpoints=endpoints_from(args), journal=args.journal, maxlen=args.maxlen))
 
 
 COMMAND = Command(
@@ -138,7 +143,8 @@ def serve(config: ServeConfig, stop: threading.Event | None = None) -> int:
 
     publisher = RedisPublisher(config.redis_url, config.account, maxlen=config.maxlen)
     stream = ExchangeStream(config.exchange, api_key=api_key, api_secret=api_secret, testnet=config.testnet,
-                            demo=config.demo, endpoints=config.endpoints, on_status=on_status)
+                            demo=config.demo, endpoints=config.endpoints, on_status=on_status,
+                            journal=config.journal)
     publisher.attach(stream)
     for name in config.symbols:
         stream.subscribe(name)

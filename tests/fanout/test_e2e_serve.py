@@ -117,7 +117,7 @@ def fill_ids(rec: Recorder) -> list[str]:
 
 def test_two_consumers_get_every_fill_once_across_a_redis_restart_and_a_producer_restart(
         emulator: BybitEmulator, redis_server: RedisServer, tmp_path: Path, cleanup: list[Any]) -> None:
-    serve = Serve(emulator, redis_server.url, tmp_path / "serve.log")
+    serve = Serve(emulator, redis_server.url, tmp_path / "serve.log", "--journal", str(tmp_path / "j.sqlite"))
     serve.start()
     cleanup.append(serve)
     recs = [Recorder(), Recorder()]
@@ -153,19 +153,20 @@ def test_two_consumers_get_every_fill_once_across_a_redis_restart_and_a_producer
     for rec, since in zip(recs, marks, strict=True):
         stopped = rec.wait(StatusUpdate, lambda s: s.state == "reconnecting", since=since)
         assert "stop" in stopped.detail
+    buy(emulator, 2)  # while no producer runs: the journal makes the next one fetch these fills
     serve.start()
     wait_until(lambda: all(r.connected for r in consumers), WAIT, "consumers connected to the new producer")
     buy(emulator, 3)
-    every_consumer_has(9)
+    every_consumer_has(11)
 
     exchange_fills = len(emulator.engine.fills(SYMBOL))
-    assert exchange_fills == 9
+    assert exchange_fills == 11
     for rec in recs:
         ids = fill_ids(rec)
         assert len(ids) == len(set(ids)) == exchange_fills, "every fill exactly once"
     assert fill_ids(recs[0]) == fill_ids(recs[1])
     for rec in recs:
-        rec.wait(PositionUpdate, lambda p: p.size == 9 * QTY and p.side == "Buy")
+        rec.wait(PositionUpdate, lambda p: p.size == 11 * QTY and p.side == "Buy")
     assert KEY not in serve.output() and SECRET not in serve.output()
     assert_no_secret_in_redis(redis_server)
 

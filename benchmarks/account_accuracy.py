@@ -1,6 +1,7 @@
 """Accuracy of the computed Binance account view over a demo run: stream vs the exchange's own figures.
 
-Run: ``python benchmarks/account_accuracy.py [--duration 60] [--seed 1] [--symbols BTCUSDT,ETHUSDT]``
+Run: ``python benchmarks/account_accuracy.py [--duration 60] [--seed 1] [--symbols BTCUSDT,ETHUSDT]
+[--mode one-way|hedge]``
 
 The demo's grids trade on the loopback Binance emulator (random-walk prices, real python-binance) for
 ``--duration`` seconds.  Two records are kept:
@@ -86,10 +87,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
+    parser.add_argument("--mode", choices=("one-way", "hedge"), default="one-way")
     args = parser.parse_args()
 
     options = DemoOptions(exchanges=("binance",), symbols=tuple(args.symbols.split(",")),
-                          duration=args.duration, seed=args.seed)
+                          duration=args.duration, seed=args.seed, hedge=args.mode == "hedge")
     emulator = _make_emulator("binance", options)  # the demo's: random-walk prices every 0.05 s
     recorder = Recorder()
     engine = emulator.engine
@@ -104,7 +106,8 @@ def main() -> int:
         for symbol in options.symbols:
             market = DEMO_MARKETS[symbol]
             grid = GridStrategy(GridConfig(symbol=symbol, qty=market.order_qty, levels=options.levels,
-                                           step_pct=options.step_pct, tick_size=market.tick_size),
+                                           step_pct=options.step_pct, tick_size=market.tick_size,
+                                           hedge=options.hedge),
                                 gateway, exchange="binance", realised_baseline=Decimal(0))
             grid.attach(stream)
             grids.append(grid)
@@ -153,7 +156,7 @@ def report(recorder: Recorder, args: argparse.Namespace) -> int:
         worst_mm = max(worst_mm, abs(account.maintenance_margin - maintenance))
         worst_balance = max(worst_balance, abs(account.margin_balance - balance))
         worst_rate = max(worst_rate, abs(account.mm_rate - rate))
-    print(f"binance demo, {args.duration:g} s, symbols {args.symbols}, seed {args.seed}")
+    print(f"binance demo, {args.duration:g} s, symbols {args.symbols}, {args.mode} mode, seed {args.seed}")
     print(f"account updates delivered:              {len(recorder.delivered)}")
     print(f"compared with the exchange's figures:   {compared}")
     print(f"  marks of symbols from two price steps: {between_ticks}")

@@ -37,19 +37,22 @@ class FillFetcher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Backfilled:
-    """What one backfill found: fills to deliver, oldest first, and how many rows were fetched."""
+    """What one backfill found: fills to deliver, oldest first, how many rows were fetched, and the
+    local time the fetch began (every fill up to it has been seen)."""
 
     fills: list[FillUpdate]
     fetched: int
+    checked_at: int
 
 
 class FillWatermarks:
     """When each symbol went live, and where the current gap's backfill starts."""
 
-    __slots__ = ("_gap_from", "_live_since")
+    __slots__ = ("_checked_until", "_gap_from", "_live_since")
 
     def __init__(self) -> None:
         self._live_since: dict[str, int] = {}
+        self._checked_until: dict[str, int] = {}  # a backfill covered every fill up to here
         self._gap_from: dict[str, int] | None = None
 
     def went_live(self, symbol: str, at_ms: int) -> None:
@@ -57,6 +60,7 @@ class FillWatermarks:
 
     def forget(self, symbol: str) -> None:
         self._live_since.pop(symbol, None)
+        self._checked_until.pop(symbol, None)
         if self._gap_from is not None:
             self._gap_from.pop(symbol, None)
 
@@ -68,9 +72,13 @@ class FillWatermarks:
         if self._gap_from is None:
             self._gap_from = {symbol: self._resume_point(symbol, pipeline) for symbol in self._live_since}
 
-    def close_gap(self) -> None:
-        """The gap's fills were backfilled."""
+    def close_gap(self, symbols: Sequence[str], now_ms: int) -> None:
+        """The gap's fills of ``symbols`` were backfilled up to ``now_ms``: a later gap starts there at
+        the earliest (a quiet symbol is not searched from the moment it went live again)."""
         self._gap_from = None
+        for symbol in symbols:
+            if symbol in self._live_since:
+                self._checked_until[symbol] = max(self._checked_until.get(symbol, 0), now_ms)
 
     def window_start(self, symbol: str, pipeline: Pipeline) -> int:
         """Exchange time from which ``symbol``'s fills are fetched."""
@@ -81,9 +89,9 @@ class FillWatermarks:
         return max(self._live_since.get(symbol, start), start - REORDER_MARGIN_MS)
 
     def _resume_point(self, symbol: str, pipeline: Pipeline) -> int:
-        live = self._live_since.get(symbol, 0)
+        start = max(self._live_since.get(symbol, 0), self._checked_until.get(symbol, 0))
         last = pipeline.last_fill_time(symbol)
-        return live if last is None else max(live, last)
+        return start if last is None else max(start, last)
 
 
 def backfill_fills(
@@ -108,4 +116,4 @@ def backfill_fills(
         fills.extend(row for row in rows if row.symbol == symbol and row.timestamp >= not_before
                      and not pipeline.delivered_fill(row))
     fills.sort(key=lambda fill: fill.timestamp)  # stable: each symbol's rows keep the adapter's order
-    return Backfilled(fills, fetched)
+    return Backfilled(fills, fetched, now_ms)

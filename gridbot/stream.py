@@ -651,7 +651,7 @@ class ExchangeStream:
             if self._pipeline.accept_fill(fill):
                 self._queue.put(fill)
                 delivered += 1
-        self._fill_marks.close_gap()
+        self._fill_marks.close_gap(symbols, found.checked_at)
         if delivered:
             self._counters.add("backfilled_fills", delivered)
             logger.info("%s: %d fill(s) made during the gap delivered from REST (%d fetched)",

@@ -124,6 +124,7 @@ _PRIVATE_SILENCE: Final = BINANCE_SERVER_PING_S + 60.0
 _STOP: Final = object()  # supervisor queue sentinel
 _TRADES_LIMIT: Final = 1000  # userTrades: "Default 500; max 1000"
 _TRADES_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "startTime and endTime cannot be longer than 7 days"
+_TRADES_HISTORY_MS: Final = 180 * 24 * 3600 * 1000  # "Only support querying trade in the past 6 months"
 _MAX_TRADE_PAGES: Final = 1000  # per window: 1M fills; more means the answers do not advance
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 
@@ -588,7 +589,7 @@ class BinanceAdapter:
         The docs state no order: rows are sorted by trade id."""
         client = self._require_seed_rest()
         found: dict[str, FillUpdate] = {}
-        start = since_ms
+        start = max(since_ms, until_ms - _TRADES_HISTORY_MS)  # "only ... the past 6 months"
         while start <= until_ms:
             end = min(until_ms, start + _TRADES_WINDOW_MS - 1)
             for fill in self._trades_window(client, symbol, start, end):

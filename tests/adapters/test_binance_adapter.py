@@ -998,6 +998,10 @@ def test_fetch_fills_rejects_a_malformed_answer(sdk: FakeSdk, make_adapter: Any)
         adapter.fetch_fills("BTCUSDT", 0, 10)
 
 
+def test_the_silence_bound_is_the_documented_server_ping_plus_a_minute(make_adapter: Any) -> None:
+    assert make_adapter().private_silence_timeout == 180.0 + 60.0
+
+
 def test_real_sdk_silent_user_socket_is_declared_down_and_rebuilt(
         wire: WireServer, make_adapter: Any, sink: RecordingSink) -> None:
     adapter = make_adapter(endpoints=wire.endpoints)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import gridbot._backfill as backfill_module
 import gridbot.stream as stream_module
 from gridbot import ConnectError, StatusUpdate
 from gridbot._backfill import REORDER_MARGIN_MS
@@ -66,6 +67,8 @@ class TestBackfill:
         s.stop()
         assert in_order(rec) == ["connected", "1", "reconnecting", "2", "3", "resynced", "4", "stopped"]
         assert s.stats.backfilled_fills == 2
+        [resynced] = [e for e in rec.timeline if isinstance(e, StatusUpdate) and e.state == "resynced"]
+        assert "2 fill(s) backfilled, in " in resynced.detail and resynced.detail.endswith(" ms")
         [(symbol, since, until)] = adapter.fill_calls
         assert symbol == "BTCUSDT" and since <= t0 + 1 and until >= t0 + 40
 
@@ -134,3 +137,18 @@ class TestBackfill:
         s, adapter, _rec = started(fake)
         s.stop()
         assert adapter.fill_calls == []
+
+    def test_a_later_gap_starts_where_the_previous_backfill_ended(
+        self, fake: list[FakeAdapter], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(backfill_module, "REORDER_MARGIN_MS", 0)
+        s, adapter, rec = started(fake)
+        time.sleep(0.01)  # let the clock pass the moment the stream went live (ms resolution)
+        reconnect(adapter)
+        wait_until(lambda: rec.statuses.count("resynced") == 1)
+        time.sleep(0.01)
+        reconnect(adapter)
+        wait_until(lambda: rec.statuses.count("resynced") == 2)
+        s.stop()
+        (_, since_1, until_1), (_, since_2, _) = adapter.fill_calls
+        assert since_1 < since_2 <= until_1  # a quiet symbol is not searched from go-live again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from tests.stream.fakes import FakeAdapter, make_stream, position, ticker, wait_
 D = Decimal
 
 
-@pytest.mark.parametrize("kind", ["on_position", "on_wallet", "on_order", "on_ticker", "on_fill"])
+@pytest.mark.parametrize("kind", [f.name for f in dataclasses.fields(Callbacks)])
 @pytest.mark.parametrize("value", [42, "handler", object()])
 def test_a_non_callable_is_a_type_error_at_subscribe(fake: list[FakeAdapter], kind: str, value: Any) -> None:
     stream, _, _ = make_stream(fake)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from gridbot._pipeline import Pipeline
 from gridbot._versions import VersionBook
-from gridbot.events import OrderUpdate, PositionUpdate, WalletUpdate
+from gridbot.events import AccountUpdate, OrderUpdate, PositionUpdate, WalletUpdate
 from tests.stream.fakes import fill, order, position, wallet
 
 D = Decimal
@@ -150,3 +150,16 @@ def test_wallet_equal_time_different_content_is_fresh() -> None:
     assert book.judge(wallet("101", ts=10)) == "fresh"
     assert book.judge(wallet("100", ts=10)) == "duplicate"
     assert isinstance(wallet("1"), WalletUpdate) and isinstance(order("x"), OrderUpdate)
+
+
+def test_the_account_view_never_goes_back() -> None:
+    def account(mm_rate: str, ts: int) -> AccountUpdate:
+        return AccountUpdate(exchange="bybit", timestamp=ts, margin_coin="USD", wallet_balance=D("100"),
+                             unrealised_pnl=None, margin_balance=None, initial_margin=None,
+                             maintenance_margin=None, available_balance=None, mm_rate=D(mm_rate),
+                             computed=False)
+
+    pipe = Pipeline()
+    assert pipe.accept(account("0.1", 200))
+    assert pipe.reconcile([replace(account("0.05", 150), is_snapshot=True)], ["BTCUSDT"]).events == []
+    assert pipe.accept(account("0.2", 210))

@@ -30,6 +30,7 @@ stream = ExchangeStream("bybit", api_key="k", api_secret="s", on_status=handle_p
 stream.subscribe("BTCUSDT", on_position=handle_wallet)  # E: arg-type
 stream.subscribe("BTCUSDT", on_order=handle_position)  # E: arg-type
 stream.subscribe("BTCUSDT", on_fill=42)  # E: arg-type
+stream.subscribe("BTCUSDT", on_account=handle_wallet)  # E: arg-type
 stream.subscribe("BTCUSDT", on_trade=handle_order)  # E: call-arg
 stream2 = ExchangeStream("kraken", api_key="k", api_secret="s")  # E: arg-type
 stream3 = ExchangeStream("bybit", api_key="k", api_secret="s", dispatch="threads")  # E: arg-type

@@ -14,11 +14,12 @@ Pure bookkeeping plus one loop over the adapter; runs on the stream's worker thr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Protocol
 
 from gridbot._pipeline import Pipeline
-from gridbot.events import FillUpdate
+from gridbot.events import Event, FillUpdate, OrderUpdate
 
 __all__ = ["REORDER_MARGIN_MS", "FillFetcher", "FillWatermarks", "backfill_fills"]
 
@@ -72,6 +73,11 @@ class FillWatermarks:
         if self._gap_from is None:
             self._gap_from = {symbol: self._resume_point(symbol, pipeline) for symbol in self._live_since}
 
+    def resume_gap(self, starts: dict[str, int]) -> None:
+        """Open a gap with known starts (a journal's cursors after a restart: a long disconnect)."""
+        if starts:
+            self._gap_from = {**(self._gap_from or {}), **starts}
+
     def close_gap(self, symbols: Sequence[str], now_ms: int) -> None:
         """The gap's fills of ``symbols`` were backfilled up to ``now_ms``: a later gap starts there at
         the earliest (a quiet symbol is not searched from the moment it went live again)."""
@@ -117,3 +123,32 @@ def backfill_fills(
                      and not pipeline.delivered_fill(row))
     fills.sort(key=lambda fill: fill.timestamp)  # stable: each symbol's rows keep the adapter's order
     return Backfilled(fills, fetched, now_ms)
+
+
+def unseen_orders(fills: Sequence[FillUpdate], pipeline: Pipeline) -> list[OrderUpdate]:
+    """The orders of backfilled fills the stream never delivered a state of (placed and finished inside
+    the gap), as query keys for ``Adapter.fetch_orders``: only ``symbol`` and ``order_id`` (and the
+    fill's side, quantity and slot) mean anything; these are never delivered themselves."""
+    keys: dict[tuple[str, str], OrderUpdate] = {}
+    for fill in fills:
+        key = (fill.symbol, fill.order_id)
+        if key in keys or pipeline.knows_order(*key):
+            continue
+        keys[key] = OrderUpdate(
+            exchange=fill.exchange, timestamp=fill.timestamp, is_snapshot=True, symbol=fill.symbol,
+            order_id=fill.order_id, client_order_id="", side=fill.side, order_type="Market", status="New",
+            price=_ZERO, qty=fill.qty, filled_qty=_ZERO, avg_price=_ZERO, trigger_price=None,
+            reduce_only=False, position_idx=fill.position_idx, is_take_profit=False,
+        )
+    return list(keys.values())
+
+
+def with_slots(fills: list[FillUpdate], orders: Sequence[Event]) -> list[FillUpdate]:
+    """Fills whose slot was unknown (0) get their order's ``position_idx`` once the order was fetched
+    (Bybit executions carry none)."""
+    slots = {o.order_id: o.position_idx for o in orders if isinstance(o, OrderUpdate)}
+    return [replace(f, position_idx=slots[f.order_id]) if f.position_idx == 0 and slots.get(f.order_id)
+            else f for f in fills]
+
+
+_ZERO = Decimal(0)

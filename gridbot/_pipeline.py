@@ -131,6 +131,10 @@ class Pipeline:
         ]
         return Reconciled(deliver, vanished)
 
+    def knows_order(self, symbol: str, order_id: str) -> bool:
+        """Whether any state of this order was delivered (open or finished, still remembered)."""
+        return self._versions.knows(("order", symbol, order_id))
+
     def delivered_fill(self, fill: FillUpdate) -> bool:
         """Whether this fill's (symbol, trade id) was already delivered."""
         return (fill.symbol, fill.trade_id) in self._trade_ids

@@ -113,6 +113,9 @@ class VersionBook:
         else:
             self._delivered[key] = event
 
+    def knows(self, key: StateKey) -> bool:
+        return key in self._delivered or key in self._finished
+
     def is_finished(self, key: StateKey) -> bool:
         return key in self._finished
 

@@ -18,6 +18,7 @@ reconnect or gap the same happens, and the fills the gap swallowed are fetched a
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gridbot._account import AccountBatch, AccountConfig
-from gridbot._backfill import FillWatermarks, backfill_fills
+from gridbot._backfill import FillWatermarks, backfill_fills, unseen_orders, with_slots
 from gridbot._dispatch import (
     AccountCallback,
     Callbacks,
@@ -45,6 +46,8 @@ from gridbot.book import StateBook, StreamState, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import Event, OrderUpdate, StatusUpdate
+from gridbot.journal import Journal
+from gridbot.journal._binding import JournalQueue, StreamJournal
 from gridbot.normalize import Ignored, ListenKeyExpired
 from gridbot.stats import Counters, StreamStats
 
@@ -167,10 +170,15 @@ class ExchangeStream:
             :meth:`stop` to receive the final ``stopped`` status).
         on_status: called with a :class:`~gridbot.events.StatusUpdate` on every connection change
             (``connected``, ``reconnecting``, ``resynced``, ``stopped``, ``failed``).
+        journal: a :class:`~gridbot.Journal` or a file path (opened at :meth:`start`, closed by
+            :meth:`stop`): every delivered event is journaled after its callbacks ran, and a stream
+            started on an existing journal resumes it like a long disconnect - the previous run's
+            last state first (``restored=True``), then the seed, the final state of orders that
+            ended meanwhile and the fills made meanwhile.
 
     Raises:
         ValueError: an unknown ``exchange`` or ``dispatch``, or missing keys.
-        TypeError: ``on_status`` is not callable.
+        TypeError: ``on_status`` is not callable, or ``journal`` is neither a Journal nor a path.
     """
 
     def __init__(
@@ -185,6 +193,7 @@ class ExchangeStream:
         snapshot: bool = True,
         dispatch: DispatchMode = "thread",
         on_status: StatusCallback | None = None,
+        journal: Journal | str | os.PathLike[str] | None = None,
     ) -> None:
         if exchange not in ("binance", "bybit"):
             raise ValueError(f"exchange must be 'binance' or 'bybit', not {exchange!r}")
@@ -197,7 +206,10 @@ class ExchangeStream:
         self._dispatch_mode: DispatchMode = dispatch
         self._counters = Counters()
         self._subscriptions = Subscriptions()
-        self._queue = DispatchQueue(self._counters)
+        self._journal = StreamJournal(journal, exchange) if journal is not None else None
+        self._queue = DispatchQueue(self._counters) if self._journal is None \
+            else JournalQueue(self._counters, self._journal)
+        self._backfill_at_seed = False  # a journal's cursors: the seed backfills what a restart missed
         self._book = StateBook()
         self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._pipeline = Pipeline()
@@ -285,10 +297,17 @@ class ExchangeStream:
             if self._started:
                 raise GridbotError("start() was already called; a stream starts once")
             self._started = True
+        deadline = time.monotonic() + timeout
+        if self._journal is not None:
+            try:
+                self._backfill_at_seed = self._journal.open(self._pipeline, self._fill_marks, self._queue,
+                                                            self._subscriptions.symbols())
+            except BaseException:
+                self._abort_start(deadline)
+                raise
         live_since = _now_ms()
         for symbol in self._subscriptions.symbols():
             self._fill_marks.went_live(symbol, live_since)
-        deadline = time.monotonic() + timeout
         if self._dispatch_mode == "thread":
             self._dispatcher = self._thread("dispatch", self._run_dispatcher)
         try:
@@ -344,6 +363,8 @@ class ExchangeStream:
         self._queue.close()
         self._join(self._dispatcher, deadline, current)
         self._router.errors.flush()
+        if self._journal is not None:
+            self._journal.close(max(0.5, _remaining(deadline)))
 
     def _join(self, thread: threading.Thread | None, deadline: float, current: threading.Thread) -> None:
         if thread is None or thread is current:
@@ -419,6 +440,8 @@ class ExchangeStream:
             budget = len(self._queue)
             while event is not None:
                 self._router.deliver(event)
+                if self._journal is not None:
+                    self._journal.delivered(event, self._book.account())
                 delivered += 1
                 if delivered > budget:
                     break
@@ -443,6 +466,8 @@ class ExchangeStream:
                 return
             with self._deliver_lock:
                 self._router.deliver(event)
+                if self._journal is not None:
+                    self._journal.delivered(event, self._book.account())
 
     def _run_worker(self, start_deadline: float) -> None:
         try:
@@ -457,6 +482,8 @@ class ExchangeStream:
 
     def _work_loop(self) -> None:
         while True:
+            if self._journal is not None:  # the backfill bound the journal may persist, before each wait
+                self._journal.publish(self._fill_marks, self._pipeline, self._subscriptions.symbols())
             try:
                 item = self._inbox.get(timeout=self._until_resync())
             except queue.Empty:
@@ -603,7 +630,8 @@ class ExchangeStream:
         backoff = _RESYNC_BACKOFF_FIRST
         while True:
             try:
-                self._apply_snapshot(self._subscriptions.symbols(), include_wallet=True)
+                self._apply_snapshot(self._subscriptions.symbols(), include_wallet=True,
+                                     backfill=self._backfill_at_seed)
                 break
             except AuthenticationError as exc:
                 self._seed_error = exc
@@ -646,8 +674,16 @@ class ExchangeStream:
             self._finish_vanished(reconciled.vanished_orders)
         if found is None:
             return 0
+        fills = found.fills
+        unseen = unseen_orders(fills, self._pipeline)
+        if unseen:  # placed and finished inside the gap: on_order learns how they ended, before the fills
+            final_states = self._adapter.fetch_orders(unseen)
+            for event in final_states:
+                if self._pipeline.accept(event):
+                    self._queue.put(event)
+            fills = with_slots(fills, final_states)
         delivered = 0
-        for fill in found.fills:
+        for fill in fills:
             if self._pipeline.accept_fill(fill):
                 self._queue.put(fill)
                 delivered += 1

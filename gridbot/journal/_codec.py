@@ -76,19 +76,39 @@ def _decoder(hint: Any) -> _Convert:
     return _identity
 
 
-def _encode(value: Any) -> Any:
-    """A field value as SQLite stores it: Decimal -> exact text, bool -> 0/1."""
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
+def _encode_decimal(value: Any) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not Decimal:
+        raise TypeError(f"expected a Decimal, not {type(value).__name__}")
+    return format(value, "f")
+
+
+def _encode_bool(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def _encode_plain(value: Any) -> Any:
+    if value is None or type(value) in (int, str):
+        return value
+    raise TypeError(f"expected an int or a str, not {type(value).__name__}")
+
+
+def _encoder(hint: Any) -> _Convert:
+    """How a field's value is stored: Decimal -> exact text, bool -> 0/1, int and str as they are."""
+    args = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in (
+        Union, types.UnionType) else [hint]
+    if Decimal in args:
+        return _encode_decimal
+    if bool in args:
+        return _encode_bool
+    return _encode_plain
 
 
 class Codec:
     """Row conversion for one table; build once per table (``codec_for``)."""
 
-    __slots__ = ("_cls", "_columns", "_decoders", "_extra_fields", "spec")
+    __slots__ = ("_cls", "_columns", "_decoders", "_encoders", "_extra_fields", "spec")
 
     def __init__(self, spec: TableSpec) -> None:
         cls: type[Any] = getattr(events, spec.event)
@@ -99,10 +119,13 @@ class Codec:
         self._columns = spec.columns
         self._extra_fields = tuple(n for n in names if n not in spec.columns)
         self._decoders = {name: _decoder(hints[name]) for name in names}
+        self._encoders = tuple((name, _encoder(hints.get(name))) for name in spec.columns)
 
     def values(self, event: Any) -> list[Any]:
-        """The column values of ``event`` in table order, then its ``extra`` JSON."""
-        row = [_encode(getattr(event, name, None)) for name in self._columns]
+        """The column values of ``event`` in table order, then its ``extra`` JSON.
+
+        Raises TypeError or ValueError for a value of the wrong type (bad input, never stored)."""
+        row = [encode(getattr(event, name, None)) for name, encode in self._encoders]
         row.append(self.extra_json(event))
         return row
 

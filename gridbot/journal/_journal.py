@@ -20,19 +20,12 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from gridbot.errors import GridbotError
-from gridbot.events import (
-    Event,
-    FillUpdate,
-    OrderUpdate,
-    PositionUpdate,
-    StatusUpdate,
-    TickerUpdate,
-    WalletUpdate,
-)
+from gridbot.events import AccountUpdate, Event, FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
 from gridbot.journal._codec import codec_for
+from gridbot.journal._cursors import FillCursors
 from gridbot.journal._lock import WriterLock
 from gridbot.journal._schema import SCHEMA_VERSION, TABLES, migrate, schema_version
-from gridbot.journal._writer import Cursor, Writer, connect
+from gridbot.journal._writer import COMMIT_INTERVAL, Writer, connect
 
 __all__ = ["Journal", "Restored"]
 
@@ -45,6 +38,7 @@ _T = TypeVar("_T")
 # backfill cursor (REST answers overlap the cursor by a few ms; this is a wide margin).
 _RESTORE_FILL_MARGIN_MS = 3_600_000
 _RESTORE_FILL_LIMIT = 100_000
+_JOURNALED = (FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate, AccountUpdate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +50,7 @@ class Restored:
     wallets: list[WalletUpdate]
     fills: list[FillUpdate]  # the recent ones, exchange order: the dedupe memory of a backfill
     backfill_from: dict[str, int]  # symbol -> ms: every fill before it is journaled
+    live_since: dict[str, int]  # symbol -> ms: when it first went live on this journal
 
 
 def _now_ms() -> int:
@@ -70,14 +65,17 @@ class Journal:
     existing file for queries only, next to a running writer.  ``synchronous`` is SQLite's fsync
     policy: "NORMAL" (default) survives any process crash and never tears a transaction; on power
     loss the last commits may roll back, and a restart fetches those events again from the exchange.
-    "FULL" fsyncs every commit.
+    "FULL" fsyncs every commit.  ``commit_interval`` (seconds): events delivered within it after a
+    first one are committed together.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
-                 synchronous: Synchronous = "NORMAL") -> None:
+                 synchronous: Synchronous = "NORMAL", commit_interval: float = COMMIT_INTERVAL) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file:"):
             raise ValueError(f"a journal needs a file path, not {self.path!r}")
+        if not 0 <= commit_interval <= 10:
+            raise ValueError(f"commit_interval must be from 0 to 10 seconds, not {commit_interval!r}")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         self.readonly = readonly
@@ -95,7 +93,7 @@ class Journal:
             except BaseException:
                 self._lock.release()
                 raise
-            self._writer = Writer(self.path, synchronous=synchronous)
+            self._writer = Writer(self.path, synchronous=synchronous, commit_interval=commit_interval)
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):
@@ -152,22 +150,23 @@ class Journal:
 
     # ------------------------------------------------------------------ writing (the stream's side)
 
-    def record(self, event: Event) -> None:
+    def record(self, event: Event | object) -> None:
         """Hand a delivered event to the writer (returns at once; never raises).
 
-        Tickers and status updates are not journaled, nor events delivered as ``restored`` (they
-        came from here).
+        Fills, orders, positions, wallets and account views are journaled; tickers and statuses are
+        not, nor events delivered as ``restored`` (they came from here).
         """
-        if self._writer is None or isinstance(event, (TickerUpdate, StatusUpdate)):
-            return
-        if getattr(event, "restored", False):
+        if self._writer is None or not isinstance(event, _JOURNALED) or event.restored:
             return
         self._writer.put(event)
 
-    def record_cursor(self, exchange: str, symbol: str, backfill_from_ms: int) -> None:
-        """The stream's fill bookkeeping: every fill of ``symbol`` before this time is delivered."""
-        if self._writer is not None:
-            self._writer.put(Cursor(exchange, symbol, backfill_from_ms))
+    def track_fills(self, exchange: str) -> FillCursors:
+        """The stream's fill bookkeeping, journaled with every batch (see ``_cursors``)."""
+        self._check_writable()
+        cursors = FillCursors(exchange)
+        assert self._writer is not None
+        self._writer.track(cursors)
+        return cursors
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is committed; False on timeout."""
@@ -187,6 +186,8 @@ class Journal:
             self._attached.add(exchange)
 
     def detach(self, exchange: str) -> None:
+        if self._writer is not None:
+            self._writer.untrack(exchange)
         with self._read_lock:
             self._attached.discard(exchange)
 
@@ -225,6 +226,11 @@ class Journal:
         where, args = _filters(exchange=exchange)
         return self._select("wallets", where, args, order="exchange, coin")
 
+    def accounts(self, *, exchange: str | None = None) -> list[AccountUpdate]:
+        """The latest account view per exchange."""
+        where, args = _filters(exchange=exchange)
+        return self._select("accounts", where, args, order="exchange")
+
     def realised_pnl(self, symbol: str | None = None, position_idx: int | None = None, *,
                      exchange: str | None = None) -> Decimal:
         """The sum of cum-realised-PnL deltas since the journal began (RealisedPnlTracker semantics)."""
@@ -238,8 +244,10 @@ class Journal:
 
     def restore(self, exchange: str) -> Restored:
         """The bookkeeping a stream of ``exchange`` resumes from (see ExchangeStream's journal)."""
-        cursors = {s: int(ms) for s, ms in self._query(
-            "SELECT symbol, backfill_from_ms FROM cursors WHERE exchange = ?", [exchange])}
+        rows = self._query("SELECT symbol, backfill_from_ms, live_since_ms FROM cursors WHERE exchange = ?",
+                           [exchange])
+        cursors = {symbol: int(since) for symbol, since, _ in rows}
+        live = {symbol: int(since if live is None else live) for symbol, since, live in rows}
         fills: list[FillUpdate] = []
         for symbol, since in cursors.items():
             fills.extend(self.fills(symbol, since - _RESTORE_FILL_MARGIN_MS, exchange=exchange))
@@ -250,6 +258,7 @@ class Journal:
             wallets=self.wallets(exchange=exchange),
             fills=fills[-_RESTORE_FILL_LIMIT:],
             backfill_from=cursors,
+            live_since=live,
         )
 
     def _select(self, table: str, where: list[str], args: list[Any], *, order: str) -> list[Any]:

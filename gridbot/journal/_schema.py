@@ -41,7 +41,7 @@ TABLES: dict[str, TableSpec] = {
     "fills": TableSpec(
         "fills", "FillUpdate", ("exchange", "symbol", "trade_id"),
         (*_COMMON, "symbol", "trade_id", "order_id", "side", "price", "qty", "fee", "fee_asset",
-         "realised_pnl", "is_maker", "position_idx"),
+         "realised_pnl", "is_maker", "position_idx", "exec_type", "seq"),
     ),
     "orders": TableSpec(
         "orders", "OrderUpdate", ("exchange", "symbol", "order_id"),
@@ -52,11 +52,16 @@ TABLES: dict[str, TableSpec] = {
     "positions": TableSpec(
         "positions", "PositionUpdate", ("exchange", "symbol", "position_idx"),
         (*_COMMON, "symbol", "position_idx", "side", "size", "entry_price", "mark_price",
-         "unrealised_pnl", "cum_realised_pnl"),
+         "unrealised_pnl", "cum_realised_pnl", "seq"),
     ),
     "wallets": TableSpec(
         "wallets", "WalletUpdate", ("exchange", "coin"),
         (*_COMMON, "coin", "wallet_balance", "available_balance", "equity"),
+    ),
+    "accounts": TableSpec(
+        "accounts", "AccountUpdate", ("exchange",),
+        (*_COMMON, "margin_coin", "wallet_balance", "unrealised_pnl", "margin_balance", "initial_margin",
+         "maintenance_margin", "available_balance", "mm_rate", "computed"),
     ),
 }
 
@@ -168,7 +173,8 @@ CREATE TABLE pnl_changes (
     journaled_ms      INTEGER NOT NULL
 );
 -- The stream's fill bookkeeping per symbol: a restart backfills fills from backfill_from_ms
--- (every fill before it is in the journal); last_fill_ms is the newest journaled fill.
+-- (every fill before it is in the journal); last_fill_ms is the newest journaled fill;
+-- live_since_ms (v2) when the symbol first went live on this journal.
 CREATE TABLE cursors (
     exchange          TEXT    NOT NULL,
     symbol            TEXT    NOT NULL,
@@ -193,10 +199,45 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V1)
 
 
+_V2_ACCOUNTS = """
+-- The latest account view per exchange (AccountUpdate: margin balance, maintenance margin, MM rate).
+CREATE TABLE accounts (
+    exchange            TEXT    NOT NULL PRIMARY KEY,
+    timestamp           INTEGER NOT NULL,
+    is_snapshot         INTEGER NOT NULL,
+    margin_coin         TEXT,
+    wallet_balance      TEXT,
+    unrealised_pnl      TEXT,
+    margin_balance      TEXT,
+    initial_margin      TEXT,
+    maintenance_margin  TEXT,
+    available_balance   TEXT,
+    mm_rate             TEXT,
+    computed            INTEGER,
+    extra               TEXT    NOT NULL DEFAULT '{}',
+    journaled_ms        INTEGER NOT NULL
+);
+"""
+
+
+def _v2_live_since(conn: sqlite3.Connection) -> None:
+    """When each symbol first went live on this journal (a restart never replays older fills), when
+    each slot's PnL baseline was first observed (journaled fills up to then count too), the
+    fields lossless delivery added (exec_type marks forced closes; Bybit's seq), and the account
+    view."""
+    conn.execute("ALTER TABLE cursors ADD COLUMN live_since_ms INTEGER")
+    conn.execute("ALTER TABLE pnl ADD COLUMN observed_from_ms INTEGER")
+    conn.execute("ALTER TABLE fills ADD COLUMN exec_type TEXT")  # Trade, Liquidation, Adl
+    conn.execute("ALTER TABLE fills ADD COLUMN seq INTEGER")
+    conn.execute("ALTER TABLE positions ADD COLUMN seq INTEGER")
+    _execute_script(conn, _V2_ACCOUNTS)
+
+
 # Migration N takes a file from version N-1 to N.  Add a function here (never edit an old one) and
 # bump SCHEMA_VERSION; tests/journal/test_schema.py checks that every version upgrades to the latest.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
+    2: _v2_live_since,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -157,6 +157,13 @@ def test_fills_made_while_the_private_socket_is_down_arrive_once_before_resynced
     assert all(f.is_snapshot and f.qty == QTY and f.side == "Buy" for f in backfilled)
     if exchange == "bybit":  # the REST execution list has no execPnl
         assert all(f.realised_pnl is None for f in backfilled)
+    # the orders were placed and filled while disconnected: on_order still learns how they ended,
+    # before their fills
+    events = rec.all()
+    for fill in backfilled:
+        ended = [i for i, e in enumerate(events) if isinstance(e, OrderUpdate) and e.order_id == fill.order_id
+                 and e.status == "Filled"]
+        assert ended and ended[0] < events.index(fill), fill.order_id
 
 
 def test_fills_of_a_silent_private_socket_are_backfilled(

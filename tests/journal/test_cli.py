@@ -20,7 +20,7 @@ D = Decimal
 def path(tmp_path: Path) -> Iterator[str]:
     path = str(tmp_path / "j.sqlite")
     with Journal(path) as journal:  # still open for writing while the CLI reads
-        for event in (fill("1", timestamp=1_000), fill("2", timestamp=2_000, fee=D("1E-8"), side="Sell",
+        for event in (fill("1", timestamp=1_500), fill("2", timestamp=2_500, fee=D("1E-8"), side="Sell",
                                                             realised_pnl=D("0.5")),
                       position("10", timestamp=1_000), position("12.25", timestamp=2_000),
                       position("0", symbol="ETHUSDT"), order("7"), order("8", "Filled")):
@@ -37,7 +37,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 def test_summary(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(capsys, path)
     assert code == 0
-    assert "fills: 2 (1970-01-01T00:00:01.000+00:00 .. 1970-01-01T00:00:02.000+00:00)" in out
+    assert "fills: 2 (1970-01-01T00:00:01.500+00:00 .. 1970-01-01T00:00:02.500+00:00)" in out
     assert "realised pnl: 2.25" in out and "open orders: 1" in out
     assert "position bybit BTCUSDT idx 0: Buy 0.002 @ 60000.5" in out
 

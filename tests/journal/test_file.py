@@ -191,7 +191,7 @@ def test_sigkill_while_writing_leaves_a_consistent_file(tmp_path: Path) -> None:
         n = 0
         while True:
             n += 1
-            journal.record(fill(str(n), timestamp=n))
+            journal.record(fill(str(n), timestamp=n, fee=Decimal(0)))
             journal.record(position(str(Decimal(n) / 100), timestamp=n))
             if n % 500 == 0:
                 journal.flush()

@@ -30,7 +30,7 @@ def journal(path: str) -> Iterator[Journal]:
 
 def write(journal: Journal, *events: object) -> None:
     for event in events:
-        journal.record(event)  # type: ignore[arg-type]
+        journal.record(event)
     assert journal.flush(10.0)
 
 
@@ -137,12 +137,54 @@ def test_restore_gives_the_stream_its_bookkeeping(journal: Journal) -> None:
     write(journal, position("5"), order("1"), order("2", "Cancelled"), wallet("100", "90"),
           fill("old", timestamp=1_000), fill("new", timestamp=9_000_000), fill("eth", symbol="ETHUSDT"),
           fill("other", exchange="binance"))
-    journal.record_cursor("bybit", "BTCUSDT", 9_000_000)
+    cursors = journal.track_fills("bybit")
+    cursors.publish({"BTCUSDT": (500, 9_000_000)})
+    journal.record(position("6", timestamp=9_000_001))  # cursors are written with a batch
     assert journal.flush()
     restored = journal.restore("bybit")
-    assert [p.cum_realised_pnl for p in restored.positions] == [D("5")]
+    assert [p.cum_realised_pnl for p in restored.positions] == [D("6")]
     assert [o.order_id for o in restored.open_orders] == ["1"]
     assert [w.wallet_balance for w in restored.wallets] == [D("100")]
     assert restored.backfill_from == {"BTCUSDT": 9_000_000, "ETHUSDT": 1_000}
+    assert restored.live_since == {"BTCUSDT": 500, "ETHUSDT": 1_000}
     # the dedupe memory covers an hour before each cursor: "old" (2.5 h earlier) is not needed
     assert [f.trade_id for f in restored.fills] == ["eth", "new"]
+
+
+def test_the_backfill_cursor_never_runs_ahead_of_uncommitted_fills(journal: Journal) -> None:
+    cursors = journal.track_fills("bybit")
+    cursors.publish({"BTCUSDT": (100, 5_000)})  # the stream's bound: every older fill was accepted
+    in_flight = fill("backfilled", timestamp=2_000)
+    cursors.accepted(in_flight)  # accepted (a gap's fill), not delivered yet
+    write(journal, fill("live", timestamp=5_000))
+    assert journal.restore("bybit").backfill_from == {"BTCUSDT": 2_000}
+    write(journal, in_flight)  # its own batch still journals the older cursor...
+    assert journal.restore("bybit").backfill_from == {"BTCUSDT": 2_000}
+    write(journal, position("1"))  # ...the next one, once it is committed, the stream's bound
+    assert journal.restore("bybit").backfill_from == {"BTCUSDT": 5_000}
+    assert journal.restore("bybit").live_since == {"BTCUSDT": 100}
+
+
+def test_pnl_of_fills_before_a_late_first_baseline_is_counted(journal: Journal) -> None:
+    """Binance's REST has no cr: when the first process died before its first cr was journaled, the
+    next run's first cr already includes the PnL of fills the journal holds.  They count, once each,
+    whether journaled before that first value or after it."""
+    def binance_fill(trade_id: str, at: int, pnl: str) -> object:
+        return fill(trade_id, timestamp=at, exchange="binance", realised_pnl=D(pnl), fee=D("0.02"))
+
+    write(journal, binance_fill("2", 200, "1.5"), binance_fill("3", 300, "-0.5"))
+    write(journal, position("40", timestamp=400, exchange="binance"))  # includes 2 and 3
+    assert journal.realised_pnl() == D("1.0")
+    write(journal, binance_fill("4", 350, "2"))  # Binance does not order fills and account updates
+    assert journal.realised_pnl() == D("3.0")
+    write(journal, binance_fill("5", 500, "9"), binance_fill("4", 350, "2"))  # later: by the next cr
+    assert journal.realised_pnl() == D("3.0")
+    write(journal, position("49", timestamp=500, exchange="binance"))
+    assert journal.realised_pnl() == D("12.0")
+
+
+def test_a_late_first_bybit_baseline_counts_fills_net_of_fees(journal: Journal) -> None:
+    write(journal, fill("a", timestamp=100, realised_pnl=D("2"), fee=D("0.25")),
+          fill("b", timestamp=150, realised_pnl=None, fee=D("0.25")))  # REST backfill: no execPnl
+    write(journal, position("7", timestamp=200))
+    assert journal.realised_pnl() == D("1.75")

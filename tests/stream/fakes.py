@@ -158,9 +158,9 @@ def order(oid: str, status: str = "New", *, ts: int = 10, symbol: str = "BTCUSDT
     )
 
 
-def fill(tid: str, *, ts: int = 10, symbol: str = "BTCUSDT") -> FillUpdate:
+def fill(tid: str, *, ts: int = 10, symbol: str = "BTCUSDT", order_id: str = "o1") -> FillUpdate:
     return FillUpdate(
-        exchange="bybit", timestamp=ts, symbol=symbol, order_id="o1", trade_id=tid, side="Buy",
+        exchange="bybit", timestamp=ts, symbol=symbol, order_id=order_id, trade_id=tid, side="Buy",
         price=D("100"), qty=D("1"), fee=D("0.01"), fee_asset="USDT", realised_pnl=D("0"),
         is_maker=True, position_idx=0,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import gridbot.stream as stream_module
 from gridbot import ConnectError, StatusUpdate
 from gridbot._backfill import REORDER_MARGIN_MS
 from gridbot.events import FillUpdate
-from tests.stream.fakes import FakeAdapter, Recorder, fill, make_stream, wait_until
+from tests.stream.fakes import FakeAdapter, Recorder, fill, make_stream, order, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +153,22 @@ class TestBackfill:
         s.stop()
         (_, since_1, until_1), (_, since_2, _) = adapter.fill_calls
         assert since_1 < since_2 <= until_1  # a quiet symbol is not searched from go-live again
+
+    def test_orders_placed_and_finished_inside_the_gap_reach_on_order_before_their_fills(
+        self, fake: list[FakeAdapter]
+    ) -> None:
+        s, adapter, rec = started(fake)
+        t0 = now_ms()
+        adapter.push(order("known", "New", ts=t0), fill("k1", ts=t0 + 1, order_id="known"))
+        wait_until(lambda: len(rec.of(FillUpdate)) == 1)
+        adapter.fills = [fill("k2", ts=t0 + 5, order_id="known"), fill("g1", ts=t0 + 10, order_id="gap"),
+                         fill("g2", ts=t0 + 11, order_id="gap")]
+        adapter.final_orders = [replace(order("gap", "Filled", ts=t0 + 11), position_idx=2)]
+        adapter.snapshot = [order("known", "PartiallyFilled", ts=t0 + 5, snap=True)]  # still open
+        reconnect(adapter)
+        wait_until(lambda: "resynced" in rec.statuses)
+        s.stop()
+        assert adapter.fetch_orders_calls == [["gap"]]  # once per unseen order; "known" was seen
+        gap_events = [e for e in rec.timeline if getattr(e, "order_id", None) == "gap"]
+        assert [type(e).__name__ for e in gap_events] == ["OrderUpdate", "FillUpdate", "FillUpdate"]
+        assert [f.position_idx for f in gap_events[1:]] == [2, 2]  # the slot learnt from the order

@@ -36,10 +36,12 @@ from gridbot.cli._demo_run import (
     DEMO_KEY,
     DEMO_MARKETS,
     DEMO_SECRET,
+    PRICE_INTERVAL,
     DemoOptions,
-    _make_emulator,
     _make_gateway,
 )
+from gridbot.emulator.binance import BinanceEmulator
+from gridbot.emulator.engine import EngineConfig, SymbolConfig
 from gridbot.events import AccountUpdate
 from gridbot.grid import GridConfig, GridStrategy
 
@@ -82,6 +84,15 @@ class Recorder:
             self.delivered.append((stream_key(book), account))
 
 
+def make_emulator(options: DemoOptions) -> BinanceEmulator:
+    """The demo's markets, prices on a seeded random walk every PRICE_INTERVAL seconds."""
+    symbols = tuple(SymbolConfig(s, m.start_price, tick_size=m.tick_size, qty_step=m.qty_step,
+                                 volatility=m.volatility)
+                    for s, m in ((s, DEMO_MARKETS[s]) for s in options.symbols))
+    config = EngineConfig(symbols=symbols, seed=options.seed or 1, hedge_mode=options.hedge)
+    return BinanceEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET, price_interval=PRICE_INTERVAL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=60.0)
@@ -92,7 +103,7 @@ def main() -> int:
 
     options = DemoOptions(exchanges=("binance",), symbols=tuple(args.symbols.split(",")),
                           duration=args.duration, seed=args.seed, hedge=args.mode == "hedge")
-    emulator = _make_emulator("binance", options)  # the demo's: random-walk prices every 0.05 s
+    emulator = make_emulator(options)
     recorder = Recorder()
     engine = emulator.engine
     engine.add_listener(lambda _event: recorder.on_engine(engine))

@@ -18,6 +18,7 @@ def test_every_computed_update_equals_the_exchange_figures_in_a_demo_run() -> No
                           capture_output=True, text=True, timeout=100)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    assert int(lines["fills during the run"]) > 0, done.stdout  # positions changed, not only marks
     assert int(lines["compared with the exchange's figures"]) > 50, done.stdout
     assert int(lines["  in any other state the engine never had"]) == 0, done.stdout
     assert lines["largest |maintenance_margin - totalMaintMargin|"].strip() == "0", done.stdout

@@ -415,7 +415,8 @@ class ExchangeStream:
             return "new"
         if not self._live:
             return "starting"
-        if any(s.state == "failed" for s in self._book.sockets()):
+        failed_socket = any(s.state == "failed" for s in self._book.sockets())
+        if failed_socket or self._book.state == "failed":  # keys rejected, or the worker died
             return "failed"
         return "connected" if self.connected and not self._reconnecting else "reconnecting"
 

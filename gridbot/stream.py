@@ -285,6 +285,12 @@ class ExchangeStream:
             self._inbox.put(_ForgetSymbol(symbol))
             self._adapter.remove_symbol(symbol)
 
+    def add_sink(self, sink: Callable[[Event], None]) -> None:
+        """Hand ``sink`` every event the stream delivers to its subscribed symbols, status included,
+        before the callbacks and on the same thread (e.g. :class:`gridbot.RedisPublisher`).  It must
+        return quickly; an exception it raises is logged and counted like a callback's."""
+        self._router.add_sink(sink)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 30.0) -> None:

@@ -40,7 +40,6 @@ from gridbot.remote._group import GroupMember
 from gridbot.remote._link import LIVE, Link, StatusState
 from gridbot.remote._redis import (
     READ_SCRIPT,
-    Entry,
     Keys,
     connect,
     down_errors,
@@ -360,13 +359,14 @@ class RemoteStream:
         if entries:
             self._process(entries)
             return
-        self._process(self._blocking_read())
+        newest = result[0][2]
+        self._wait_for_entries(self._pos if self._member is None else text(newest) if newest else "$")
 
-    def _blocking_read(self) -> list[Entry]:
-        if self._member is not None:
-            return self._member.read(self._count, self._block_ms)
-        return entries_of(self._redis.xread({self._keys.stream: self._pos}, count=self._count,
-                                            block=self._block_ms))
+    def _wait_for_entries(self, after: str) -> None:
+        """Block until the stream has an entry after ``after`` (or ``block`` seconds pass).  Only a
+        wake-up: what it returns is dropped and read again by the checked read, because this consumer
+        may pause between the two calls and the stream be trimmed past it meanwhile."""
+        self._redis.xread({self._keys.stream: after}, count=1, block=self._block_ms)
 
     def _ack_now(self, entry_id: str) -> None:
         if self._member is not None:

@@ -42,11 +42,6 @@ class GroupMember:
         pending = self._redis.xreadgroup(self.group, self.consumer, {self._stream: "0"}, count=10_000)
         return entries_of(pending)
 
-    def read(self, count: int, block_ms: int) -> list[Entry]:
-        """New entries for this member, waiting up to ``block_ms``."""
-        return entries_of(self._redis.xreadgroup(self.group, self.consumer, {self._stream: ">"}, count=count,
-                                                 block=block_ms))
-
     def move_to(self, entry_id: str) -> None:
         """Set the group's position (after a resync from the state or a producer's marker)."""
         self._redis.xgroup_setid(self._stream, self.group, entry_id)

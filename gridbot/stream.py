@@ -347,6 +347,8 @@ class ExchangeStream:
         if self._seed_error is not None:
             error = self._seed_error
             self._abort_start(deadline)
+            if self._stop_event.is_set() and not isinstance(error, AuthenticationError):
+                raise GridbotError(f"{self.exchange}: stop() was called while start() was running") from error
             raise error
         if not self._lifecycle.go_live():
             self._abort_start(deadline)

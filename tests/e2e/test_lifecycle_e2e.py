@@ -21,7 +21,7 @@ STOP_TIMEOUT = 3.0
 
 @pytest.fixture(params=["binance", "bybit"])
 def emulator(request: pytest.FixtureRequest) -> Iterator[Any]:
-    cls = BinanceEmulator if request.param == "binance" else BybitEmulator
+    cls: Any = BinanceEmulator if request.param == "binance" else BybitEmulator
     emu = cls(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
     emu.start()
     emu.exchange_name = request.param

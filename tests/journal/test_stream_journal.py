@@ -96,7 +96,7 @@ def test_a_restart_restores_then_resyncs_like_a_long_disconnect(
             elif isinstance(event, gridbot.OrderUpdate):
                 tps.update(event)
         assert pnl.grand_total() == D("2.5")  # realised while the process was down: one delta
-        assert adapter.fetch_orders_calls == [["tp"]]  # the vanished-order path for the journaled TP
+        assert ["tp"] in adapter.fetch_orders_calls  # the vanished-order path for the journaled TP
         assert [f.trade_id for f in rec.of(gridbot.FillUpdate)] == ["t3"]  # t2 was journaled: not again
         symbol, since, _ = adapter.fill_calls[0]
         assert symbol == "BTCUSDT" and since <= T + 30

@@ -46,7 +46,8 @@ CATCH_UP_TIMEOUT = 30.0        # seconds the grid may keep trading after --durat
 DRAIN_TIMEOUT = 15.0           # seconds to wait for the last events after placing stops
 STOP_TIMEOUT = 10.0
 RESTART_AT = 0.4               # with --journal: when each stream is restarted, as a fraction of --duration
-RESTART_DOWNTIME = 2.0         # seconds the account trades with no stream running
+RESTART_DOWNTIME = 2.0         # seconds of prices (steps in lockstep) the account trades with no stream
+STEP_TIMEOUT = 10.0            # lockstep: seconds one price step may take to reach the grid and its reactions
 _NON_STATE_SUFFIXES = ("/ping", "/time", "/exchangeInfo")
 
 
@@ -113,6 +114,9 @@ class ExchangeRun:
         self.restored_fills = 0
         self.pnl_while_down = Decimal(0)
         self._earlier_stream_calls = 0
+        # Without faults the run is in lockstep: the demo steps the prices itself and delivers the stream's
+        # events on its own thread until the grid has reacted, so a seed replays the same run.
+        self.lockstep = not options.faults
         self.emulator: _Emulator = _make_emulator(exchange, options)
         self.grids: list[GridStrategy] = []
         self.stream: ExchangeStream | None = None
@@ -144,7 +148,8 @@ class ExchangeRun:
     def _open_stream(self) -> ExchangeStream:
         stream = ExchangeStream(self.exchange, api_key=DEMO_KEY, api_secret=DEMO_SECRET,
                                 endpoints=self.emulator.endpoints, journal=self.journal,
-                                on_status=fan_out(self._on_status, *(g.on_status for g in self.grids)))
+                                on_status=fan_out(self._on_status, *(g.on_status for g in self.grids)),
+                                dispatch="manual" if self.lockstep else "thread")
         for grid in self.grids:
             grid.attach(stream)
         self.stream = stream
@@ -152,6 +157,7 @@ class ExchangeRun:
         return stream
 
     def restart_due(self, elapsed: float) -> bool:
+        """With --journal, once: at RESTART_AT of the run (emulated time in lockstep), the stream live."""
         return (self.journal is not None and not self.restarted and self._live()
                 and elapsed >= RESTART_AT * self.options.duration)
 
@@ -167,7 +173,13 @@ class ExchangeRun:
             grid.cross_check.note_gap()
         ledger_before = self.ledger_realised_pnl()
         self.messages.append(f"{self.exchange}: stream stopped; trading {RESTART_DOWNTIME:g} s without it")
-        time.sleep(RESTART_DOWNTIME)
+        if self.lockstep:
+            engine = self.emulator.engine
+            for _ in range(round(RESTART_DOWNTIME / PRICE_INTERVAL)):
+                engine.step(match=False)
+                engine.match()
+        else:
+            time.sleep(RESTART_DOWNTIME)
         stream = self._open_stream()
         self.pnl_while_down = self.ledger_realised_pnl() - ledger_before
         self.restored_fills = stream.stats.backfilled_fills
@@ -176,6 +188,8 @@ class ExchangeRun:
         self.restarted = True
         self.messages.append(f"{self.exchange}: restarted on the journal: {self.restored_fills} fill(s) "
                              f"made while down backfilled")
+        if self.lockstep:
+            self.await_snapshots()
 
     def _grid_config(self, symbol: str) -> GridConfig:
         market = DEMO_MARKETS[symbol]
@@ -213,6 +227,53 @@ class ExchangeRun:
         return (self.stream is not None and self.stream.connected
                 and not any(grid.paused for grid in self.grids))
 
+    # ---- lockstep
+
+    def await_snapshots(self) -> None:
+        """Bybit sends a ticker snapshot on subscribe: deliver it before the first step, so that it never
+        shares the queue with (and is conflated into) that step's update.  Binance sends none."""
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while (self.exchange == "bybit" and self.stream is not None and time.monotonic() < deadline
+               and any(self.stream.book.mark_price(g.config.symbol) is None for g in self.grids)):
+            self.pump()
+            time.sleep(0.001)
+        self.pump()
+
+    def step(self) -> None:
+        """One seeded price step in two halves - the prices, then the fills they cause - each followed by
+        delivering until the stream and the grid's reactions (orders placed on this thread, their updates)
+        have caught up with the emulator; bounded by STEP_TIMEOUT.  The halves keep the public and the
+        private socket from racing each other inside one step."""
+        engine = self.emulator.engine
+        for half in (lambda: engine.step(match=False), engine.match):
+            half()
+            deadline = time.monotonic() + STEP_TIMEOUT
+            while not self._caught_up() and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    def pump(self) -> int:
+        """Run the queued callbacks on this thread (lockstep streams dispatch manually)."""
+        if self.lockstep and self.stream is not None:
+            return self.stream.dispatch_pending()
+        return 0
+
+    def _caught_up(self) -> bool:
+        if self.pump() or self.stream is None:
+            return False
+        engine, book = self.emulator.engine, self.stream.book
+        for grid in self.grids:
+            symbol = grid.config.symbol
+            if book.mark_price(symbol) != engine.prices(symbol).last:
+                return False
+            regular = sum(1 for order in engine.open_orders(symbol) if not order.is_conditional)
+            if len(book.open_orders(symbol)) != regular:
+                return False
+            for position in engine.positions(symbol):
+                seen = book.position(symbol, position.position_idx)
+                if (seen.size if seen is not None else Decimal(0)) != position.size:
+                    return False
+        return self._settled() is not None
+
     # ---- the end
 
     def wind_down(self) -> None:
@@ -228,7 +289,7 @@ class ExchangeRun:
         deadline = last_tick = time.monotonic()
         deadline += timeout
         while True:
-            settled = self._settled()
+            settled = self._settled() if not self.lockstep or self._caught_up() else None
             now = time.monotonic()
             if settled is not None or now >= deadline:
                 return settled
@@ -366,14 +427,14 @@ def _make_emulator(exchange: Exchange, options: DemoOptions) -> _Emulator:
         for s, m in ((s, DEMO_MARKETS[s]) for s in options.symbols)
     )
     config = EngineConfig(symbols=symbols, seed=seed, hedge_mode=options.hedge)
+    interval = PRICE_INTERVAL if options.faults else 0  # lockstep: ExchangeRun.step moves the prices
     if exchange == "binance":
         from gridbot.emulator.binance import BinanceEmulator
 
-        return BinanceEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET,
-                               price_interval=PRICE_INTERVAL)
+        return BinanceEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET, price_interval=interval)
     from gridbot.emulator.bybit import BybitEmulator
 
-    return BybitEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET, price_interval=PRICE_INTERVAL)
+    return BybitEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET, price_interval=interval)
 
 
 def _make_gateway(exchange: Exchange, endpoints: Endpoints) -> OrderGateway:

@@ -38,6 +38,7 @@ from gridbot.cli._demo_run import (
     CATCH_UP_TIMEOUT,
     DEMO_MARKETS,
     DRAIN_TIMEOUT,
+    PRICE_INTERVAL,
     DemoOptions,
     ExchangeRun,
     is_state_call,
@@ -214,13 +215,26 @@ def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[Exchange, dict
         display.update(time.monotonic() - start)
 
     with display:
-        while time.monotonic() - start < options.duration:
+        if options.faults:
+            while time.monotonic() - start < options.duration:
+                for run in runs:
+                    run.inject_due_faults(time.monotonic() - start)
+                    if run.restart_due(time.monotonic() - start):
+                        run.restart()
+                tick()
+                time.sleep(0.1)
+        else:  # lockstep: --duration of emulated prices, one step per PRICE_INTERVAL, whatever the wall time
+            last_tick = start
             for run in runs:
-                run.inject_due_faults(time.monotonic() - start)
-                if run.restart_due(time.monotonic() - start):
-                    run.restart()
-            tick()
-            time.sleep(0.1)
+                run.await_snapshots()
+            for step in range(round(options.duration / PRICE_INTERVAL)):
+                for run in runs:
+                    if run.restart_due(step * PRICE_INTERVAL):
+                        run.restart()
+                    run.step()
+                if time.monotonic() - last_tick >= 0.1:
+                    tick()
+                    last_tick = time.monotonic()
         # Still trading: wait for a moment when the stream is live and caught up with the books.
         # After an outage a Binance slot's PnL arrives only with its next ACCOUNT_UPDATE, which
         # only further trading brings.

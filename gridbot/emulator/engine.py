@@ -467,14 +467,27 @@ class Engine:
 
     # ------------------------------------------------------------------------------------- market
 
-    def step(self) -> None:
-        """One random-walk step for every symbol, each followed by its triggers and fills."""
+    def step(self, *, match: bool = True) -> None:
+        """One random-walk step for every symbol, each followed by its triggers and fills.
+
+        ``match=False`` only moves the prices (and pushes them); :meth:`match` then runs the triggers and
+        fills.  A lockstep driver (the demo) uses the two halves so that a client sees each step's prices
+        before the fills they cause: the public and private sockets are not ordered with each other.
+        """
         with self._mutation() as now:
             for market in self._markets.values():
                 cfg = market.config
                 market.fair = max(market.fair * (1.0 + market.rng.gauss(0.0, cfg.volatility)),
                                   float(cfg.tick_size))
-                self._set_last(market, _to_tick(market.fair, cfg.tick_size), now)
+                self._set_last(market, _to_tick(market.fair, cfg.tick_size), now, match=match)
+
+    def match(self) -> None:
+        """Run every symbol's triggers and resting fills at the current prices (after ``step(match=False)``)
+        - the second half of a split step."""
+        with self._mutation() as now:
+            for symbol in self._markets:
+                self._run_triggers(symbol, now)
+                self._run_resting_fills(symbol, now)
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Force mark = last = index (rounded to the tick), then run triggers and fills."""
@@ -486,12 +499,13 @@ class Engine:
             market.fair = float(last)
             self._set_last(market, last, now)
 
-    def _set_last(self, market: _Market, last: Decimal, now: int) -> None:
+    def _set_last(self, market: _Market, last: Decimal, now: int, *, match: bool = True) -> None:
         market.last = last
         market.timestamp = now
         self._emit(PriceEvent(self._prices_view(market, now), now))
-        self._run_triggers(market.config.symbol, now)
-        self._run_resting_fills(market.config.symbol, now)
+        if match:
+            self._run_triggers(market.config.symbol, now)
+            self._run_resting_fills(market.config.symbol, now)
 
     def prices(self, symbol: str) -> Prices:
         with self._lock:

@@ -588,3 +588,21 @@ def test_adl_has_no_fee_and_ends_the_slots_reducing_orders() -> None:
     assert engine.order(tp.order_id).status == "Cancelled"
     with pytest.raises(EngineError):
         engine.liquidate(BTC, 0, D("31000"))  # one-way index in hedge mode
+
+
+def test_a_split_step_moves_prices_first_and_fills_on_match() -> None:
+    engine, events, _ = make_engine()
+    engine.place_order(symbol=BTC, side="Buy", order_type="Limit", qty=D("0.1"), price=D("29999.9"))
+    twin, twin_events, _ = make_engine()
+    twin.place_order(symbol=BTC, side="Buy", order_type="Limit", qty=D("0.1"), price=D("29999.9"))
+    for _ in range(1000):
+        if fills(events):
+            break
+        before = len(events)
+        engine.step(match=False)
+        assert not fills(events[before:])  # prices only
+        engine.match()
+        twin.step()  # the same seed walks the same path whole or split
+        assert engine.prices(BTC).last == twin.prices(BTC).last
+    prices = [f.fill.price for f in fills(events)]
+    assert prices == [f.fill.price for f in fills(twin_events)] == [D("29999.9")]

@@ -46,7 +46,7 @@ CATCH_UP_TIMEOUT = 30.0        # seconds the grid may keep trading after --durat
 DRAIN_TIMEOUT = 15.0           # seconds to wait for the last events after placing stops
 STOP_TIMEOUT = 10.0
 RESTART_AT = 0.4               # with --journal: when each stream is restarted, as a fraction of --duration
-RESTART_DOWNTIME = 2.0         # seconds of prices (steps in lockstep) the account trades with no stream
+RESTART_DOWNTIME = 2.0         # seconds the account trades with no stream running (--journal)
 STEP_TIMEOUT = 10.0            # lockstep: seconds one price step may take to reach the grid and its reactions
 _NON_STATE_SUFFIXES = ("/ping", "/time", "/exchangeInfo")
 
@@ -63,6 +63,12 @@ class DemoOptions:
     step_pct: Decimal = Decimal("0.1")
     as_json: bool = False
     journal: str | None = None  # a new journal file: the run restarts its streams on it midway
+
+    @property
+    def lockstep(self) -> bool:
+        """Seeded, reproducible stepping; --faults and --journal run in real time (outages and restarts
+        leave a Binance slot's PnL unknown until its next ACCOUNT_UPDATE, which lockstep would wait for)."""
+        return not self.faults and self.journal is None
 
 
 class _Emulator(Protocol):
@@ -116,7 +122,7 @@ class ExchangeRun:
         self._earlier_stream_calls = 0
         # Without faults the run is in lockstep: the demo steps the prices itself and delivers the stream's
         # events on its own thread until the grid has reacted, so a seed replays the same run.
-        self.lockstep = not options.faults
+        self.lockstep = options.lockstep
         self.emulator: _Emulator = _make_emulator(exchange, options)
         self.grids: list[GridStrategy] = []
         self.stream: ExchangeStream | None = None
@@ -173,13 +179,7 @@ class ExchangeRun:
             grid.cross_check.note_gap()
         ledger_before = self.ledger_realised_pnl()
         self.messages.append(f"{self.exchange}: stream stopped; trading {RESTART_DOWNTIME:g} s without it")
-        if self.lockstep:
-            engine = self.emulator.engine
-            for _ in range(round(RESTART_DOWNTIME / PRICE_INTERVAL)):
-                engine.step(match=False)
-                engine.match()
-        else:
-            time.sleep(RESTART_DOWNTIME)
+        time.sleep(RESTART_DOWNTIME)  # real time: the emulator's prices walk, resting orders fill
         stream = self._open_stream()
         self.pnl_while_down = self.ledger_realised_pnl() - ledger_before
         self.restored_fills = stream.stats.backfilled_fills
@@ -188,8 +188,6 @@ class ExchangeRun:
         self.restarted = True
         self.messages.append(f"{self.exchange}: restarted on the journal: {self.restored_fills} fill(s) "
                              f"made while down backfilled")
-        if self.lockstep:
-            self.await_snapshots()
 
     def _grid_config(self, symbol: str) -> GridConfig:
         market = DEMO_MARKETS[symbol]
@@ -427,7 +425,7 @@ def _make_emulator(exchange: Exchange, options: DemoOptions) -> _Emulator:
         for s, m in ((s, DEMO_MARKETS[s]) for s in options.symbols)
     )
     config = EngineConfig(symbols=symbols, seed=seed, hedge_mode=options.hedge)
-    interval = PRICE_INTERVAL if options.faults else 0  # lockstep: ExchangeRun.step moves the prices
+    interval = 0 if options.lockstep else PRICE_INTERVAL  # lockstep: ExchangeRun.step moves the prices
     if exchange == "binance":
         from gridbot.emulator.binance import BinanceEmulator
 

@@ -215,7 +215,7 @@ def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[Exchange, dict
         display.update(time.monotonic() - start)
 
     with display:
-        if options.faults:
+        if not options.lockstep:
             while time.monotonic() - start < options.duration:
                 for run in runs:
                     run.inject_due_faults(time.monotonic() - start)
@@ -227,10 +227,8 @@ def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[Exchange, dict
             last_tick = start
             for run in runs:
                 run.await_snapshots()
-            for step in range(round(options.duration / PRICE_INTERVAL)):
+            for _ in range(round(options.duration / PRICE_INTERVAL)):
                 for run in runs:
-                    if run.restart_due(step * PRICE_INTERVAL):
-                        run.restart()
                     run.step()
                 if time.monotonic() - last_tick >= 0.1:
                     tick()

@@ -14,6 +14,7 @@ from gridbot.events import (
     WalletUpdate,
 )
 from gridbot.journal import Journal
+from gridbot.remote import PublisherStats, RedisPublisher, RemoteStream
 from gridbot.stats import StreamStats
 from gridbot.stream import ExchangeStream
 from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
@@ -33,7 +34,10 @@ __all__ = [
     "NormalizationError",
     "OrderUpdate",
     "PositionUpdate",
+    "PublisherStats",
     "RealisedPnlTracker",
+    "RedisPublisher",
+    "RemoteStream",
     "SocketStatus",
     "StateBook",
     "StatusUpdate",

@@ -251,6 +251,12 @@ class Router:
         )
         self._batch_open = False
         self._pending: tuple[int, bool] | None = None  # (timestamp, is_snapshot) of a held change
+        self._sinks: tuple[Callback, ...] = ()
+
+    def add_sink(self, sink: Callback) -> None:
+        """Also hand ``sink`` every event delivered to the subscribed symbols (positions with their marks)."""
+        with self._lock:
+            self._sinks = (*self._sinks, sink)
 
     def deliver(self, event: Delivered) -> None:
         with self._lock:
@@ -261,7 +267,16 @@ class Router:
                 self._update_account(event, event.timestamp, event.is_snapshot)
                 return
             self._counters.add("events")
+            if self._sinks and not isinstance(event, PositionUpdate):
+                self._to_sinks(event)  # positions go to the sinks once merged, in _deliver_position
             self._route(event)
+
+    def _to_sinks(self, event: Event) -> None:
+        symbol = getattr(event, "symbol", None)
+        if symbol is not None and self._subscriptions.get(symbol) is None:
+            return
+        for sink in self._sinks:
+            self._call(sink, event, "sink")
 
     def _route(self, event: Event) -> None:
         self._record(event)
@@ -339,6 +354,8 @@ class Router:
         if view is not None:
             self._counters.add("events")
             self.book._apply(view)
+            if self._sinks:
+                self._to_sinks(view)
             self._deliver_account_wide("on_account", view)
 
     def _deliver_ticker(self, ticker: TickerUpdate) -> None:
@@ -372,6 +389,8 @@ class Router:
         if self._subscriptions.get(position.symbol) is None:
             return position
         self._positions[(position.symbol, position.position_idx)] = position
+        if self._sinks:
+            self._to_sinks(position)
         self.book._apply(position)
         self._deliver_to_symbol(position.symbol, "on_position", position)
         return position

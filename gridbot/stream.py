@@ -285,6 +285,12 @@ class ExchangeStream:
             self._inbox.put(_ForgetSymbol(symbol))
             self._adapter.remove_symbol(symbol)
 
+    def add_sink(self, sink: Callable[[Event], None]) -> None:
+        """Hand ``sink`` every event the stream delivers to its subscribed symbols, status included,
+        before the callbacks and on the same thread (e.g. :class:`gridbot.RedisPublisher`).  It must
+        return quickly; an exception it raises is logged and counted like a callback's."""
+        self._router.add_sink(sink)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 30.0) -> None:
@@ -415,7 +421,8 @@ class ExchangeStream:
             return "new"
         if not self._live:
             return "starting"
-        if any(s.state == "failed" for s in self._book.sockets()):
+        failed_socket = any(s.state == "failed" for s in self._book.sockets())
+        if failed_socket or self._book.state == "failed":  # keys rejected, or the worker died
             return "failed"
         return "connected" if self.connected and not self._reconnecting else "reconnecting"
 

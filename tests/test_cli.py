@@ -446,11 +446,13 @@ def test_demo_with_faults_in_an_80x24_terminal_shows_one_clean_view(
     screen = pyte.HistoryScreen(80, 24, history=5000)
     stream = pyte.ByteStream(screen)
     frames_with_both = 0
+    fault_shown = False
     data = written.encode()
     for start in range(0, len(data), 4096):  # look at the screen as it evolves, not only at the end
         stream.feed(data[start:start + 4096])
         shown = screen.display
         assert not any(_RAW_LOG_LINE.search(line) for line in shown), "\n".join(shown)
+        fault_shown = fault_shown or any("fault injected: expire_listen_key" in line for line in shown)
         starts = {line.split(" ", 1)[0] for line in shown}
         if {"binance", "bybit"} <= starts:
             frames_with_both += 1
@@ -458,7 +460,7 @@ def test_demo_with_faults_in_an_80x24_terminal_shows_one_clean_view(
     assert frames_with_both > 0
     assert sum(1 for line in everything if line.startswith("gridbot demo ")) == 1, "\n".join(everything)
     assert sum(1 for line in everything if "gridbot demo: summary" in line) == 1
-    assert any("fault injected: expire_listen_key" in line for line in everything)
+    assert fault_shown  # in the view's log lines while it ran
     assert not any(_RAW_LOG_LINE.search(line) for line in everything)
     assert any("state rest calls after start" in line for line in screen.display)
 

@@ -6,6 +6,7 @@ import io
 import logging
 from collections import deque
 from decimal import Decimal as D
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
@@ -17,7 +18,8 @@ from gridbot.grid import GridView, PnlChange
 
 
 class FakeStreamForView:
-    connected = True
+    def status(self) -> Any:
+        return SimpleNamespace(state="connected")
 
 
 class FakeRun:

@@ -134,6 +134,7 @@ class ExchangeRun:
         self._stream_calls_at_start = 0
         self._events_mark = (0.0, 0)
         self.events_per_second = 0.0
+        self._stopped = False
 
     # ---- lifecycle
 
@@ -201,6 +202,10 @@ class ExchangeRun:
         self.messages.append(f"{self.exchange}: stream {status.state} ({status.detail})")
 
     def stop(self) -> None:
+        """Stop the stream, then the emulator; a second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.stream is not None:
             self.stream.stop(timeout=STOP_TIMEOUT)
         self.emulator.stop()

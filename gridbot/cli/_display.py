@@ -191,7 +191,10 @@ def _drain(messages: deque[str]) -> list[str]:
 def _stream_state(run: ExchangeRun, views: Sequence[GridView]) -> str:
     if run.stream is None:
         return "starting"
-    if any(view.paused for view in views) or not run.stream.connected:
+    state = run.stream.status().state
+    if state in ("stopped", "failed"):
+        return state
+    if state != "connected" or any(view.paused for view in views):
         return "reconnecting"
     if views and not any(view.placing for view in views):
         return "winding down"

@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -181,8 +182,9 @@ def demo(options: DemoOptions) -> int:
     return _report(results, options)
 
 
-def _stop_all(runs: list[ExchangeRun]) -> None:
-    """Stop the runs side by side: each stream's stop has its own bounded budget."""
+def _stop_all(runs: list[ExchangeRun], tick: Callable[[], None] | None = None) -> None:
+    """Stop the runs side by side: each stream's stop has its own bounded budget.  ``tick`` runs
+    while waiting (the display).  Idempotent: a run already stopped is left alone."""
 
     def stop(run: ExchangeRun) -> None:
         try:
@@ -195,7 +197,10 @@ def _stop_all(runs: list[ExchangeRun]) -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        while thread.is_alive():
+            thread.join(0.1)
+            if tick is not None:
+                tick()
 
 
 def _progress_stream(options: DemoOptions) -> TextIO:
@@ -243,9 +248,14 @@ def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[Exchange, dict
         for run in runs:
             run.wind_down()
         settled = {run.exchange: run.settle(DRAIN_TIMEOUT, tick) for run in runs}
+        results = {run.exchange: run.result(settled[run.exchange]) for run in runs}
+        # Stopped inside the view, so what the shutdown logs (an SDK slow to close under load) is
+        # shown in its log lines instead of between the last frame and the summary.
+        display.phase = "stopping"
+        _stop_all(runs, tick)
         display.phase = "done"
         tick()
-    return {run.exchange: run.result(settled[run.exchange]) for run in runs}
+    return results
 
 
 def _report(results: dict[Exchange, dict[str, Any]], options: DemoOptions) -> int:

@@ -177,6 +177,24 @@ def test_a_failed_socket_makes_the_stream_state_failed(fake: list[FakeAdapter]) 
         stream.stop()
 
 
+def test_a_dead_worker_makes_the_stream_state_failed(fake: list[FakeAdapter],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    stream, adapter, rec = make_stream(fake)
+    stream.subscribe("BTCUSDT")
+    stream.start(timeout=5)
+
+    def broken(_: object) -> None:
+        raise RuntimeError("a bug in the worker")
+
+    monkeypatch.setattr(stream, "_handle_frame", broken)
+    try:
+        adapter.push(position("1", ts=20))
+        wait_until(lambda: "failed" in rec.statuses)
+        assert stream.status().state == "failed"
+    finally:
+        stream.stop()
+
+
 def test_status_updates_are_in_the_book() -> None:
     book = StateBook()
     book._apply(StatusUpdate(exchange="bybit", timestamp=1, state="reconnecting"))

@@ -81,8 +81,8 @@ Known differences from the real exchange
 ----------------------------------------
 - Matching is the engine's: full fills only (never PARTIALLY_FILLED), no order book or slippage, a
   marketable limit fills at its own price, no funding, no automatic liquidation or ADL (a test calls
-  ``engine.liquidate``), no leverage/margin-type changes;
-  triggers use the engine's mark (= last = index) whatever ``workingType`` says (it is echoed only).
+  ``engine.liquidate``), no margin-type (isolated) or multi-assets mode; triggers use the engine's
+  mark (= last = index) whatever ``workingType`` says (it is echoed only).
 - Order and algo ids share one engine counter (Binance uses separate id spaces); trade ids are ints.
 - Only HMAC keys (no RSA/Ed25519).  The signature is checked over the raw ``query + body`` with the
   ``signature`` parameter removed, as Binance documents.  ``timestamp`` is checked against the wall clock
@@ -91,8 +91,8 @@ Known differences from the real exchange
 - ``/fapi/v1/order`` takes LIMIT and MARKET only; TRAILING_STOP_MARKET is not supported (-1116),
   ``closePosition`` is refused (-1106), ``priceMatch``, ``selfTradePreventionMode``, ``goodTillDate``
   and ``priceProtect`` are accepted and echoed only; GTD acts as GTC; IOC and FOK both expire at once
-  when not marketable (x EXPIRED).  No order amendment, batch orders, ``allOrders``,
-  ``account``, ``income``, leverage or margin-type endpoints.  ``newOrderRespType`` ACK (the default)
+  when not marketable (x EXPIRED).  No order amendment, batch orders, ``allOrders``, ``income``,
+  ``forceOrders``, margin-type or multi-assets endpoints.  ``newOrderRespType`` ACK (the default)
   answers the order as accepted (status NEW, nothing executed), RESULT answers its state after matching.
 - A post-only order that would take is answered -5022 and pushes nothing, as documented.
 - An untriggered reduce-only algo whose position goes flat ends at once as ALGO_UPDATE CANCELED with

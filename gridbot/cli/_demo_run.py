@@ -314,7 +314,9 @@ class ExchangeRun:
                     return None
         if len(engine.ledger) != fills_before:
             return None
-        return snapshot
+        # The stream delivers while this runs: the figures read before the check must still hold after
+        # it, or the check may have passed on an update the snapshot did not include.
+        return snapshot if self._snapshot() == snapshot else None
 
     def _snapshot(self) -> Settled:
         return Settled(

@@ -1,35 +1,82 @@
-"""A set that remembers only its most recent entries, so dedupe state cannot grow without bound."""
+"""Bounded memories of ids, so dedupe state cannot grow without bound and stays small per id.
+
+A ``set`` (or ``dict``) answers membership and a ``deque`` remembers the order of first insertion:
+about 50 bytes per entry besides the key itself, where an ``OrderedDict`` (a linked-list node per
+entry) took about 150.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["BoundedSet"]
+__all__ = ["BoundedMap", "BoundedSet"]
 
 T = TypeVar("T", bound=Hashable)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def _check(capacity: int) -> int:
+    if capacity < 1:
+        raise ValueError("capacity must be at least 1")
+    return capacity
 
 
 class BoundedSet(Generic[T]):
-    """Insertion-ordered set of at most ``capacity`` items; the oldest is forgotten first."""
+    """A set of at most ``capacity`` items; the first added is forgotten first.
 
-    __slots__ = ("_capacity", "_items")
+    Adding an item already present changes nothing (it keeps its place in line).
+    """
+
+    __slots__ = ("_capacity", "_items", "_order")
 
     def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self._capacity = capacity
-        self._items: OrderedDict[T, None] = OrderedDict()
+        self._capacity = _check(capacity)
+        self._items: set[T] = set()
+        self._order: deque[T] = deque()
 
     def add(self, item: T) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        if len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+        if item in self._items:
+            return
+        self._items.add(item)
+        self._order.append(item)
+        if len(self._order) > self._capacity:
+            self._items.discard(self._order.popleft())
 
     def __contains__(self, item: object) -> bool:
         return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BoundedMap(Generic[K, V]):
+    """A mapping of at most ``capacity`` keys; the first added key is forgotten first.
+
+    Setting a key already present replaces its value and keeps its place in line.
+    """
+
+    __slots__ = ("_capacity", "_items", "_order")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = _check(capacity)
+        self._items: dict[K, V] = {}
+        self._order: deque[K] = deque()
+
+    def __setitem__(self, key: K, value: V) -> None:
+        if key not in self._items:
+            self._order.append(key)
+        self._items[key] = value
+        if len(self._order) > self._capacity:
+            del self._items[self._order.popleft()]
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
 
     def __len__(self) -> int:
         return len(self._items)

@@ -48,7 +48,7 @@ class Pipeline:
     """
 
     def __init__(self, remember: int = 100_000) -> None:
-        self._trade_ids: BoundedSet[tuple[str, str]] = BoundedSet(remember)
+        self._trade_ids: BoundedSet[str] = BoundedSet(remember)
         self._versions = VersionBook(remember)
         self._open_positions: dict[tuple[str, int], PositionUpdate] = {}
         self._open_orders: dict[tuple[str, str], OrderUpdate] = {}
@@ -69,7 +69,7 @@ class Pipeline:
 
     def accept_fill(self, fill: FillUpdate) -> bool:
         """True the first time a fill's (symbol, trade id) is seen, pushed or backfilled."""
-        key = (fill.symbol, fill.trade_id)
+        key = _fill_key(fill)
         if key in self._trade_ids:
             logger.debug("dropping duplicate fill %s %s", fill.symbol, fill.trade_id)
             return False
@@ -137,7 +137,7 @@ class Pipeline:
 
     def delivered_fill(self, fill: FillUpdate) -> bool:
         """Whether this fill's (symbol, trade id) was already delivered."""
-        return (fill.symbol, fill.trade_id) in self._trade_ids
+        return _fill_key(fill) in self._trade_ids
 
     def forget_symbol(self, symbol: str) -> None:
         """Drop the open state of an unsubscribed symbol (fill and finished-order memory stays)."""
@@ -146,6 +146,11 @@ class Pipeline:
         for key in [k for k in self._open_orders if k[0] == symbol]:
             del self._open_orders[key]
         self._versions.forget_symbol(symbol)
+
+
+def _fill_key(fill: FillUpdate) -> str:
+    """Symbol and trade id in one string (symbols hold no NUL): one object per remembered id."""
+    return f"{fill.symbol}\0{fill.trade_id}"
 
 
 def _flat(last: PositionUpdate) -> PositionUpdate:

@@ -11,17 +11,20 @@ judged against it:
 3. at an equal version (same ``seq``, or same time), a candidate whose content equals what was
    delivered is a duplicate; different content is a real update (Bybit does not bump ``seq`` for
    leverage, risk-limit or TP/SL changes, and several updates can share one millisecond);
-4. an open order's filled quantity never decreases; nothing follows its terminal status.
+4. an open order's filled quantity never decreases; nothing follows its terminal status (a finished
+   order is remembered by key and final status only, bounded: a repeat of that status is a duplicate,
+   anything else stale).
 
 Pure bookkeeping: no I/O, no clock; owned by the stream's worker thread.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import sys
 from dataclasses import replace
 from typing import Literal
 
+from gridbot._bounded import BoundedMap
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
     AccountUpdate,
@@ -42,7 +45,7 @@ def state_key(event: Event) -> StateKey | None:
     if isinstance(event, PositionUpdate):
         return ("position", event.symbol, str(event.position_idx))
     if isinstance(event, OrderUpdate):
-        return ("order", event.symbol, event.order_id)
+        return ("order", sys.intern(event.symbol), event.order_id)
     if isinstance(event, WalletUpdate):
         return ("wallet", event.coin)
     if isinstance(event, AccountUpdate):
@@ -64,24 +67,25 @@ def _same_content(candidate: Event, delivered: Event) -> bool:
 class VersionBook:
     """The last delivered event per identity (see the module docstring for the rules)."""
 
-    __slots__ = ("_capacity", "_delivered", "_finished")
+    __slots__ = ("_delivered", "_finished")
 
     def __init__(self, finished_capacity: int = 100_000) -> None:
-        self._capacity = finished_capacity
         self._delivered: dict[StateKey, Event] = {}
-        # Orders in a terminal state move here: bounded, oldest forgotten first.
-        self._finished: OrderedDict[StateKey, Event] = OrderedDict()
+        # Orders in a terminal state move here, as their final status only (a whole event with its raw
+        # message is kilobytes): bounded, oldest forgotten first.
+        self._finished: BoundedMap[StateKey, str] = BoundedMap(finished_capacity)
 
     def judge(self, event: Event) -> Verdict:
         """Whether ``event`` may be delivered after what this identity already delivered."""
         key = state_key(event)
         if key is None:
             return "fresh"
-        last = self._delivered.get(key) or self._finished.get(key)
+        last = self._delivered.get(key)
         if last is None:
-            return "fresh"
-        if isinstance(last, OrderUpdate) and last.status in TERMINAL_ORDER_STATUSES:
-            return "duplicate" if _same_content(event, last) else "stale"
+            final = self._finished.get(key)
+            if final is None:
+                return "fresh"
+            return "duplicate" if isinstance(event, OrderUpdate) and event.status == final else "stale"
         new_seq, old_seq = _seq(event), _seq(last)
         if new_seq is not None and old_seq is not None and new_seq != old_seq:
             return "fresh" if new_seq > old_seq else "stale"
@@ -106,10 +110,7 @@ class VersionBook:
             return
         if isinstance(event, OrderUpdate) and event.status in TERMINAL_ORDER_STATUSES:
             self._delivered.pop(key, None)
-            self._finished[key] = event
-            self._finished.move_to_end(key)
-            if len(self._finished) > self._capacity:
-                self._finished.popitem(last=False)
+            self._finished[key] = event.status
         else:
             self._delivered[key] = event
 

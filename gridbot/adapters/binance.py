@@ -69,12 +69,12 @@ from binance.async_client import AsyncClient
 from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from binance.ws.keepalive_websocket import KeepAliveWebsocket
-from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 from binance.ws.streams import BinanceSocketManager, ThreadedWebsocketManager
 
 from gridbot._account import AccountConfig
 from gridbot._margin import SymbolBrackets
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
+from gridbot.adapters._binance_receive import TASKLESS, TasklessReceive, listen
 from gridbot.adapters._liveness import BINANCE_SERVER_PING_S, watched_connection
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
@@ -291,9 +291,10 @@ def _notify(hook: Callable[[_Link], None], link: _Link) -> None:
         logger.exception("binance %s: link hook failed", link.channel)
 
 
-class _ObservedSocket(ReconnectingWebsocket):  # type: ignore[misc]
+class _ObservedSocket(TasklessReceive):
     """The SDK socket with three observation points (see the module docstring).  Subclassed, so no SDK
-    class is modified; behaviour is the SDK's."""
+    class is modified; behaviour is the SDK's (its receive path without a Task per message:
+    :mod:`gridbot.adapters._binance_receive`)."""
 
     _gb_link: _Link
     _gb_hooks: _Hooks
@@ -335,7 +336,10 @@ class _ObservedSocket(ReconnectingWebsocket):  # type: ignore[misc]
     async def _read_loop(self) -> None:
         self._gb_link.read_task = asyncio.current_task()
         try:
-            await super()._read_loop()
+            if TASKLESS:
+                await self._read_frames()
+            else:
+                await super()._read_loop()
         finally:
             _notify(self._gb_hooks.sdk_read_loop_ended, self._gb_link)
 
@@ -922,7 +926,9 @@ class BinanceAdapter:
             socket = _MarketSocket(link=link, hooks=self, url=self._hosts.ws_market, streams=link.streams)
         twm._socket_running[link.key] = True
         callback = functools.partial(self._on_sdk_message, link)
-        link.listener = asyncio.get_running_loop().create_task(twm.start_listener(socket, link.key, callback))
+        listener = (listen(twm._socket_running, socket, link.key, callback) if TASKLESS
+                    else twm.start_listener(socket, link.key, callback))
+        link.listener = asyncio.get_running_loop().create_task(listener)
         link.listener.add_done_callback(functools.partial(self._on_listener_done, link))
 
     def _await_settled(self, link: _Link, deadline: float) -> None:

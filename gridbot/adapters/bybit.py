@@ -444,10 +444,15 @@ class _BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
     # ------------------------------------------------------------------ internals
 
     def _gb_run(self, app: Any) -> None:
-        """The app thread: websocket-client's read loop; websocket pings off (the owner pings)."""
+        """The app thread: websocket-client's read loop; websocket pings off (the owner pings).
+
+        ``skip_utf8_validation``: websocket-client otherwise validates every text frame's UTF-8 in pure
+        Python (most of the CPU a busy socket costs); frames then arrive as bytes and ``json.loads``
+        rejects bad UTF-8 itself (counted and skipped in ``_on_message``, like any unreadable frame)."""
         try:
             budget = min(self._gb_owner.timings.connect_timeout, self._gb_deadline - time.monotonic())
-            app.run_forever(ping_interval=0, sockopt=_send_timeout_sockopt(max(1.0, budget)))
+            app.run_forever(ping_interval=0, sockopt=_send_timeout_sockopt(max(1.0, budget)),
+                            skip_utf8_validation=True)
         except Exception:
             logger.exception("Bybit %s socket: read loop failed", self._gb_channel)
         finally:

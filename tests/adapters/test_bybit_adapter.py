@@ -261,7 +261,7 @@ class FakeApp:
         self.inbox.put(_CLOSE)
 
     def push(self, payload: Any) -> None:
-        self.inbox.put(payload if isinstance(payload, str) else json.dumps(payload))
+        self.inbox.put(payload if isinstance(payload, (str, bytes)) else json.dumps(payload))
 
     def drop(self) -> None:
         self.inbox.put(_DROP)
@@ -634,6 +634,24 @@ def test_non_json_frame_is_counted_and_skipped_without_a_reconnect(
         exchange.app("private").push("this is not json")
         exchange.app("private").push({"topic": "wallet", "data": []})
         wait_until(lambda: {"topic": "wallet", "data": []} in sink.frames("private"))
+        assert counters.snapshot().bad_messages == 1
+        assert sink.links("private") == [] and len(exchange.apps_of("private")) == 1
+    finally:
+        adapter.close(timeout=3.0)
+
+
+def test_frames_skip_websocket_client_utf8_validation_and_bad_utf8_is_counted(
+    exchange: FakeExchange, fake_http: None, sink: RecordingSink
+) -> None:
+    counters = Counters()
+    adapter = make_adapter(sink, counters)
+    adapter.open(["BTCUSDT"], timeout=3.0)
+    try:
+        app = exchange.app("private")
+        assert app.run_kwargs["skip_utf8_validation"] is True
+        app.push(b'{"topic": "wallet", "data": ["\xff"]}')  # what websocket-client hands over: bytes
+        app.push(json.dumps({"topic": "wallet", "data": ["ok"]}).encode())
+        wait_until(lambda: {"topic": "wallet", "data": ["ok"]} in sink.frames("private"))
         assert counters.snapshot().bad_messages == 1
         assert sink.links("private") == [] and len(exchange.apps_of("private")) == 1
     finally:

@@ -20,7 +20,8 @@ REST (JSON; errors ``{"code": -NNNN, "msg": ...}`` with Binance's HTTP status):
   ``GET /fapi/v1/ping``, ``GET /fapi/v1/time``, ``GET /fapi/v1/exchangeInfo`` (PRICE_FILTER, LOT_SIZE,
   MARKET_LOT_SIZE, MAX_NUM_ORDERS, MAX_NUM_ALGO_ORDERS, MIN_NOTIONAL, PERCENT_PRICE; ``onboardDate`` = the
   emulator's start, precisions from tick and step), ``GET /fapi/v1/ticker/24hr`` (one object with
-  ``symbol``, else a list);
+  ``symbol``, else a list), ``GET /fapi/v1/premiumIndex``, ``GET /fapi/v1|v2/ticker/price`` and
+  ``GET /fapi/v1/ticker/bookTicker`` (no order book: bid = last, ask = last + one tick, sizes 1);
 - what CCXT's ``load_markets`` asks first: ``GET /sapi/v1/capital/config/getall`` (signed; the spot
   wallet's coins - the margin coin and each base asset - with every balance "0", as a futures-only account
   with the default read permission sees it) and ``GET /sapi/v1/margin/allPairs`` (API key; one pair per

@@ -16,8 +16,19 @@ from typing import Any
 from gridbot.emulator.binance._wire import _fmt
 from gridbot.emulator.engine import Prices, SymbolConfig
 
-__all__ = ["DAY_MS", "_DayStats", "coin_config", "exchange_symbol", "margin_pair", "mini_ticker_event",
-           "ticker_24hr", "ticker_event"]
+__all__ = [
+    "DAY_MS",
+    "_DayStats",
+    "book_ticker",
+    "coin_config",
+    "exchange_symbol",
+    "margin_pair",
+    "mini_ticker_event",
+    "premium_index",
+    "price_ticker",
+    "ticker_24hr",
+    "ticker_event",
+]
 
 DAY_MS = 24 * 60 * 60 * 1000
 _PERCENT = Decimal("0.001")
@@ -100,6 +111,25 @@ def mini_ticker_event(prices: Prices, stats: _DayStats) -> dict[str, Any]:
     """A ``24hrMiniTicker`` event of the ``<symbol>@miniTicker`` stream."""
     return {"e": "24hrMiniTicker", "E": prices.timestamp, "s": prices.symbol, "c": _fmt(stats.last),
             "o": _fmt(stats.open_price), "h": _fmt(stats.high), "l": _fmt(stats.low), "v": "0", "q": "0"}
+
+
+def premium_index(prices: Prices, now: int) -> dict[str, Any]:
+    """A row of GET /fapi/v1/premiumIndex (mark price and funding)."""
+    return {"symbol": prices.symbol, "markPrice": _fmt(prices.mark), "indexPrice": _fmt(prices.index),
+            "estimatedSettlePrice": _fmt(prices.index), "lastFundingRate": _fmt(prices.funding_rate),
+            "interestRate": "0.00010000", "nextFundingTime": prices.next_funding_time, "time": now}
+
+
+def price_ticker(prices: Prices, now: int) -> dict[str, Any]:
+    """A row of GET /fapi/v1|v2/ticker/price."""
+    return {"symbol": prices.symbol, "price": _fmt(prices.last), "time": now}
+
+
+def book_ticker(prices: Prices, tick: Decimal, now: int) -> dict[str, Any]:
+    """A row of GET /fapi/v1/ticker/bookTicker: no order book here, so bid = last, ask = last + one tick
+    (as the Bybit emulator's ticker), sizes 1."""
+    return {"symbol": prices.symbol, "bidPrice": _fmt(prices.last), "bidQty": "1",
+            "askPrice": _fmt(prices.last + tick), "askQty": "1", "time": now, "lastUpdateId": 0}
 
 
 def _places(step: Decimal) -> int:

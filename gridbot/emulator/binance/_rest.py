@@ -21,7 +21,15 @@ from gridbot.emulator.binance._account import (
 from gridbot.emulator.binance._faults import (
     BinanceFaults,
 )
-from gridbot.emulator.binance._market import coin_config, exchange_symbol, margin_pair, ticker_24hr
+from gridbot.emulator.binance._market import (
+    book_ticker,
+    coin_config,
+    exchange_symbol,
+    margin_pair,
+    premium_index,
+    price_ticker,
+    ticker_24hr,
+)
 from gridbot.emulator.binance._payloads import (
     _rest_algo,
     _rest_balance,
@@ -154,6 +162,24 @@ class _RestRoutes:
         if symbol is not None:
             return _json(ticker_24hr(symbol, self._translator.day_stats(symbol), now))
         return _json([ticker_24hr(s, self._translator.day_stats(s), now) for s in self._engine.symbols])
+
+    def _per_symbol(self, request: web.Request, row: Callable[[str, int], dict[str, Any]]) -> web.Response:
+        """One object with ``symbol``, else a list of every symbol's (the market-data convention)."""
+        symbol = self._symbol_param(request.query, required=False)
+        now = self._clock()
+        if symbol is not None:
+            return _json(row(symbol, now))
+        return _json([row(s, now) for s in self._engine.symbols])
+
+    async def _premium_index(self, request: web.Request) -> web.StreamResponse:
+        return self._per_symbol(request, lambda s, now: premium_index(self._engine.prices(s), now))
+
+    async def _price_ticker(self, request: web.Request) -> web.StreamResponse:
+        return self._per_symbol(request, lambda s, now: price_ticker(self._engine.prices(s), now))
+
+    async def _book_ticker(self, request: web.Request) -> web.StreamResponse:
+        return self._per_symbol(request, lambda s, now: book_ticker(
+            self._engine.prices(s), self._symbols[s].tick_size, now))
 
     def _coin_configs(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """The spot wallet's coins (CCXT's load_markets reads it first): the margin coin and every base

@@ -1,0 +1,68 @@
+"""Bounded dedupe memories: the bound, the order of forgetting, and the memory per remembered id."""
+
+from __future__ import annotations
+
+import tracemalloc
+from dataclasses import replace
+
+import pytest
+
+from gridbot._bounded import BoundedMap, BoundedSet
+from gridbot._pipeline import Pipeline
+from tests.stream.fakes import fill, order
+
+
+def test_bounded_set_forgets_the_first_added_first() -> None:
+    ids = BoundedSet[str](2)
+    for item in ("a", "b", "a", "c"):  # re-adding "a" keeps its place in line
+        ids.add(item)
+    assert "a" not in ids and "b" in ids and "c" in ids and len(ids) == 2
+
+
+def test_bounded_map_replaces_values_and_forgets_the_first_key_first() -> None:
+    finished = BoundedMap[str, str](2)
+    finished["a"] = "Filled"
+    finished["b"] = "Filled"
+    finished["a"] = "Cancelled"
+    assert finished.get("a") == "Cancelled" and len(finished) == 2
+    finished["c"] = "Filled"
+    assert "a" not in finished and finished.get("a") is None and finished.get("c") == "Filled"
+
+
+@pytest.mark.parametrize("cls", [BoundedSet, BoundedMap])
+def test_capacity_must_be_positive(cls: type) -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        cls(0)
+
+
+def _retained_bytes_per_item(feed: object, count: int) -> float:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        feed(count)  # type: ignore[operator]
+        return (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_remembered_fill_costs_under_200_bytes() -> None:
+    pipe = Pipeline(remember=50_000)
+
+    def feed(count: int) -> None:
+        for i in range(count):
+            assert pipe.accept_fill(fill(f"{100_000_000_000 + i}", symbol="".join(["BTC", "USDT"])))
+
+    assert _retained_bytes_per_item(feed, 20_000) < 200
+
+
+def test_a_finished_order_is_remembered_without_its_event() -> None:
+    pipe = Pipeline(remember=50_000)
+    raw = {"o": {f"field{i}": "x" * 20 for i in range(40)}}  # a wire message is kilobytes
+
+    def feed(count: int) -> None:
+        for i in range(count):
+            finished = replace(order(f"{100_000_000_000 + i}", "Filled"), raw={**raw})
+            assert pipe.accept(finished)
+            assert not pipe.accept(finished)  # the duplicate end is still recognised
+
+    assert _retained_bytes_per_item(feed, 20_000) < 300

@@ -234,6 +234,7 @@ def main() -> None:
     else:
         handle = through_gridbot(spec, probe)
     rss_ready = _status_kb("VmRSS:")
+    watch.max_ns, watch.collections = 0, [0, 0, 0]  # pauses while the flood runs, not at start-up
     print("READY", flush=True)
     deadline = time.monotonic() + spec["timeout"]
     if spec["consumer"] == "manual":

@@ -184,15 +184,43 @@ class DispatchQueue:
 
     def put(self, event: Delivered) -> None:
         with self._cond:
-            if isinstance(event, TickerUpdate):
-                if event.symbol in self._tickers:
-                    self._counters.add("conflated")
-                else:
-                    self._items.append(_TickerSlot(event.symbol))
-                self._tickers[event.symbol] = event
-            else:
-                self._items.append(event)
+            self._append(event)
             self._cond.notify()
+
+    def _append(self, event: Delivered) -> None:
+        if isinstance(event, TickerUpdate):
+            if event.symbol in self._tickers:
+                self._counters.add("conflated")
+            else:
+                self._items.append(_TickerSlot(event.symbol))
+            self._tickers[event.symbol] = event
+        else:
+            self._items.append(event)
+
+    def put_many(self, events: list[Delivered]) -> None:
+        """``put`` each, in order, under one lock with one wake-up (the worker's batches)."""
+        if not events:
+            return
+        with self._cond:
+            for event in events:
+                self._append(event)
+            self._cond.notify()
+
+    def take_all(self, timeout: float | None, limit: int) -> list[Delivered]:
+        """Up to ``limit`` queued events, in order, once at least one is there (waiting up to
+        ``timeout``; None: forever).  Empty on timeout, or at once when the queue is closed and empty.
+        A small ``limit`` keeps conflation working: tickers not taken yet can still be replaced."""
+        with self._cond:
+            ready = self._cond.wait_for(lambda: bool(self._items) or self._closed, timeout)
+            items = self._items
+            if not ready or not items:
+                return []
+            tickers = self._tickers
+            taken: list[Delivered] = []
+            for _ in range(min(limit, len(items))):
+                item = items.popleft()
+                taken.append(tickers.pop(item.symbol) if isinstance(item, _TickerSlot) else item)
+            return taken
 
     def get(self, timeout: float | None) -> Delivered | None:
         """The next event, waiting up to ``timeout`` seconds (None: forever).

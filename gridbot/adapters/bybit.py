@@ -805,7 +805,9 @@ class BybitAdapter:
             if isinstance(event, OrderUpdate):
                 self._remember_orders((event,))
             elif isinstance(event, FillUpdate):
-                event = replace(event, position_idx=self._order_slots.get(event.order_id, 0))
+                slot = self._order_slots.get(event.order_id, 0)
+                if slot != event.position_idx:  # one-way accounts (idx 0) need no copy
+                    event = replace(event, position_idx=slot)
             out.append(event)
         return out
 

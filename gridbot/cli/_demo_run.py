@@ -123,6 +123,7 @@ class ExchangeRun:
         # Without faults the run is in lockstep: the demo steps the prices itself and delivers the stream's
         # events on its own thread until the grid has reacted, so a seed replays the same run.
         self.lockstep = options.lockstep
+        self._stalled = False
         self.emulator: _Emulator = _make_emulator(exchange, options)
         self.grids: list[GridStrategy] = []
         self.stream: ExchangeStream | None = None
@@ -250,8 +251,16 @@ class ExchangeRun:
         engine = self.emulator.engine
         for half in (lambda: engine.step(match=False), engine.match):
             half()
+            if self._stalled:  # a stream that stopped catching up: step on, delivering what came
+                self.pump()
+                continue
             deadline = time.monotonic() + STEP_TIMEOUT
-            while not self._caught_up() and time.monotonic() < deadline:
+            while not self._caught_up():
+                if time.monotonic() >= deadline:
+                    self._stalled = True
+                    self.messages.append(f"{self.exchange}: the stream did not catch up with a price step "
+                                         f"within {STEP_TIMEOUT:g} s: stepping on without waiting")
+                    break
                 time.sleep(0.001)
 
     def pump(self) -> int:

@@ -55,3 +55,19 @@ def test_the_demo_summary_repeats_for_a_seed() -> None:
     assert runs[0] == runs[1] == runs[2]
     for exchange in ("binance", "bybit"):
         assert runs[0][exchange]["settled"] is True and runs[0][exchange]["closes"] > 0
+
+
+def test_a_lockstep_whose_stream_stops_catching_up_steps_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridbot.cli import _demo_run
+
+    monkeypatch.setattr(_demo_run, "STEP_TIMEOUT", 0.05)
+    run = _demo_run.ExchangeRun("bybit", _demo_run.DemoOptions(exchanges=("bybit",), symbols=("BTCUSDT",),
+                                                               seed=1))
+    engine = run.emulator.engine
+    twin = Engine(EngineConfig(symbols=engine.config.symbols, seed=1), lambda: 0)
+    for _ in range(5):  # never started: nothing is delivered, so the first half-step gives up waiting
+        run.step()
+        twin.step()
+    assert engine.prices("BTCUSDT").last == twin.prices("BTCUSDT").last
+    assert [m for m in run.messages if "did not catch up" in m] == [
+        "bybit: the stream did not catch up with a price step within 0.05 s: stepping on without waiting"]

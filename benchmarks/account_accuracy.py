@@ -1,6 +1,7 @@
 """Accuracy of the computed Binance account view over a demo run: stream vs the exchange's own figures.
 
-Run: ``python benchmarks/account_accuracy.py [--duration 60] [--seed 1] [--symbols BTCUSDT,ETHUSDT]``
+Run: ``python benchmarks/account_accuracy.py [--duration 60] [--seed 1] [--symbols BTCUSDT,ETHUSDT]
+[--mode one-way|hedge]``
 
 The demo's grids trade on the loopback Binance emulator (random-walk prices, real python-binance) for
 ``--duration`` seconds.  Two records are kept:
@@ -35,10 +36,12 @@ from gridbot.cli._demo_run import (
     DEMO_KEY,
     DEMO_MARKETS,
     DEMO_SECRET,
+    PRICE_INTERVAL,
     DemoOptions,
-    _make_emulator,
     _make_gateway,
 )
+from gridbot.emulator.binance import BinanceEmulator
+from gridbot.emulator.engine import EngineConfig, SymbolConfig
 from gridbot.events import AccountUpdate
 from gridbot.grid import GridConfig, GridStrategy
 
@@ -81,16 +84,26 @@ class Recorder:
             self.delivered.append((stream_key(book), account))
 
 
+def make_emulator(options: DemoOptions) -> BinanceEmulator:
+    """The demo's markets, prices on a seeded random walk every PRICE_INTERVAL seconds."""
+    symbols = tuple(SymbolConfig(s, m.start_price, tick_size=m.tick_size, qty_step=m.qty_step,
+                                 volatility=m.volatility)
+                    for s, m in ((s, DEMO_MARKETS[s]) for s in options.symbols))
+    config = EngineConfig(symbols=symbols, seed=options.seed or 1, hedge_mode=options.hedge)
+    return BinanceEmulator(config, api_key=DEMO_KEY, api_secret=DEMO_SECRET, price_interval=PRICE_INTERVAL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
+    parser.add_argument("--mode", choices=("one-way", "hedge"), default="one-way")
     args = parser.parse_args()
 
     options = DemoOptions(exchanges=("binance",), symbols=tuple(args.symbols.split(",")),
-                          duration=args.duration, seed=args.seed)
-    emulator = _make_emulator("binance", options)  # the demo's: random-walk prices every 0.05 s
+                          duration=args.duration, seed=args.seed, hedge=args.mode == "hedge")
+    emulator = make_emulator(options)
     recorder = Recorder()
     engine = emulator.engine
     engine.add_listener(lambda _event: recorder.on_engine(engine))
@@ -104,7 +117,8 @@ def main() -> int:
         for symbol in options.symbols:
             market = DEMO_MARKETS[symbol]
             grid = GridStrategy(GridConfig(symbol=symbol, qty=market.order_qty, levels=options.levels,
-                                           step_pct=options.step_pct, tick_size=market.tick_size),
+                                           step_pct=options.step_pct, tick_size=market.tick_size,
+                                           hedge=options.hedge),
                                 gateway, exchange="binance", realised_baseline=Decimal(0))
             grid.attach(stream)
             grids.append(grid)
@@ -153,7 +167,7 @@ def report(recorder: Recorder, args: argparse.Namespace) -> int:
         worst_mm = max(worst_mm, abs(account.maintenance_margin - maintenance))
         worst_balance = max(worst_balance, abs(account.margin_balance - balance))
         worst_rate = max(worst_rate, abs(account.mm_rate - rate))
-    print(f"binance demo, {args.duration:g} s, symbols {args.symbols}, seed {args.seed}")
+    print(f"binance demo, {args.duration:g} s, symbols {args.symbols}, {args.mode} mode, seed {args.seed}")
     print(f"account updates delivered:              {len(recorder.delivered)}")
     print(f"compared with the exchange's figures:   {compared}")
     print(f"  marks of symbols from two price steps: {between_ticks}")

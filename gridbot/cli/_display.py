@@ -277,8 +277,7 @@ def plain_line(run: ExchangeRun) -> str:
 
 SUMMARY_ROWS = ("closes", "realised_pnl", "ledger_realised_pnl", "open_tp_ids", "open_tp_orders_on_exchange",
                 "state_rest_calls_after_start", "resyncs", "reconnects", "events", "order_errors",
-                "netted_take_profits", "fill_pnl_mismatches", "margin_balance", "available_balance",
-                "mm_rate")
+                "netted_take_profits", "fill_pnl_mismatches")
 # With --journal: fills made while the stream was down that the restart backfilled, the ledger's PnL
 # realised meanwhile (it reached the grids: realised pnl == ledger), and the journal's realised PnL.
 JOURNAL_ROWS = ("journal_restored_fills", "journal_pnl_while_down", "journal_realised_pnl")
@@ -308,8 +307,4 @@ def _cell(row: str, value: Any) -> str:
         return f"{len(value)} ({after} after reconnect)"
     if row in ("realised_pnl", "ledger_realised_pnl", "journal_pnl_while_down", "journal_realised_pnl"):
         return pnl(Decimal(value))
-    if row in ("margin_balance", "available_balance"):
-        return money(None if value is None else Decimal(value))
-    if row == "mm_rate":
-        return rate(None if value is None else Decimal(value))
     return str(len(value)) if isinstance(value, list) else str(value)

@@ -141,15 +141,13 @@ COMMAND = Command(
         "  netted take profits         one-way TPs not needed because netting had closed the exposure\n"
         "  fill pnl mismatches         slots whose fills and cumulative PnL disagree: should be none\n"
         "                              (fills made while disconnected are backfilled at the resync)\n"
-        "  margin balance, available balance, mm rate\n"
-        "                              the account view at the end (AccountUpdate): Bybit sends it, gridbot\n"
-        "                              computes Binance's; '-' where undefined (Binance: available balance\n"
-        "                              while an entry that could open a position rests)\n"
         "  journal restored fills      with --journal: fills made while the stream was down, backfilled\n"
         "                              by the restart from the journal's cursor\n"
         "  journal pnl while down      the ledger's PnL realised meanwhile (it reached the grids: see\n"
         "                              realised pnl)\n"
-        "  journal realised pnl        the journal's own realised PnL: must equal the ledger\n\n"
+        "  journal realised pnl        the journal's own realised PnL: must equal the ledger\n"
+        "  (--json adds margin_balance, available_balance, mm_rate: the account view at the end, as the\n"
+        "  live view shows it; Bybit sends it, gridbot computes Binance's; null where undefined)\n\n"
         "exit codes: 0 the books agree, 1 failed to start or the books disagree, 2 usage, 130 Ctrl-C"),
     configure=_configure,
     run=_run,

@@ -31,11 +31,24 @@ from gridbot._dispatch import (
     TickerCallback,
     WalletCallback,
 )
+from gridbot.book import StateBook
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import Event, StatusUpdate
 from gridbot.remote._codec import Marker, decode, state_identity
 from gridbot.remote._delivery import AckQueue, RemoteRouter
-from gridbot.remote._redis import READ_SCRIPT, Keys, connect, down_errors, redact
+from gridbot.remote._group import GroupMember
+from gridbot.remote._link import LIVE, Link, StatusState
+from gridbot.remote._redis import (
+    READ_SCRIPT,
+    Keys,
+    connect,
+    down_errors,
+    entries_of,
+    id_key,
+    redact,
+    text,
+)
+from gridbot.remote._state import StoredState, read_state, seed_order
 from gridbot.stats import Counters, StreamStats
 
 __all__ = ["RemoteStream"]
@@ -43,28 +56,16 @@ __all__ = ["RemoteStream"]
 logger = logging.getLogger(__name__)
 
 DispatchMode = Literal["thread", "manual"]
-StatusState = Literal["connected", "reconnecting", "resynced", "stopped", "failed"]
 _COUNT = 500
 # In a group, a consumer takes small batches and reads again only when it has worked most of them off,
 # so the work goes to whoever is free instead of to whoever read first.
 _GROUP_COUNT = 50
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 2.0
-_SEED_ORDER = {"TickerUpdate": 0, "WalletUpdate": 1, "PositionUpdate": 3, "OrderUpdate": 4}
-_LIVE = ("connected", "resynced")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class RemoteStream:
@@ -93,9 +94,9 @@ class RemoteStream:
         self._group = group
         self._count = _COUNT if group is None else _GROUP_COUNT
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._member = None if group is None else GroupMember(
+            self._redis, self._keys.stream, group, self._consumer, claim_idle=claim_idle)
         self._dispatch_mode: DispatchMode = dispatch
-        self._heartbeat_timeout = heartbeat_timeout
-        self._claim_idle_ms = int(claim_idle * 1000)
         self._block_ms = max(1, int(block * 1000))
         self._counters = Counters()
         self._router = RemoteRouter(on_status, self._counters)
@@ -107,21 +108,14 @@ class RemoteStream:
         self._stop_event = threading.Event()
         self._reader: threading.Thread | None = None
         self._dispatcher: threading.Thread | None = None
-        self._acks_lock = threading.Lock()
-        self._acks: list[str] = []
+        self._requests_lock = threading.Lock()
         self._seed_requests: list[str] = []
         # reader-thread state
         self._pos = "0-0"
         self._latest: dict[str, Event] = {}
         self._floors: dict[str, tuple[int, int]] = {}
-        self._redis_up = True
-        self._producer_alive = True
-        self._producer_state: str | None = None
-        self._up = False
-        self._hb: Any = None
-        self._hb_seen = time.monotonic()
+        self._link = Link(heartbeat_timeout, time.monotonic())
         self._meta_status: Any = None
-        self._next_claim = 0.0
 
     #: The reader stops reading while this many events wait for the callbacks: a slow consumer leaves
     #: its backlog in Redis (bounded memory here), and resyncs from the state if it is trimmed past.
@@ -143,7 +137,7 @@ class RemoteStream:
         symbol = _normalize_symbol(symbol)
         callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
         if self._router.set(symbol, callbacks) and self._started and not self._stopped:
-            with self._acks_lock:
+            with self._requests_lock:
                 self._seed_requests.append(symbol)
 
     def unsubscribe(self, symbol: str) -> None:
@@ -164,19 +158,19 @@ class RemoteStream:
         try:
             self._wait_for_producer(deadline)
             self._seed("start")
-            if self._group is not None:
-                self._create_group()
+            if self._member is not None:
+                self._process(self._member.join(self._pos))
         except BaseException:
             with self._lifecycle:
                 self._stopped = True
             self._redis.close()
             raise
-        self._up = self._producer_state in _LIVE
-        if self._up:
+        self._link.up = self._link.producer_state in LIVE
+        if self._link.up:
             self._emit("connected", f"seeded from {self._url} (account {self.account})")
         else:
             self._emit("reconnecting",
-                       f"seeded; the producer is not live ({self._producer_state or 'no status yet'})")
+                       f"seeded; the producer is not live ({self._link.producer_state or 'no status yet'})")
         if self._dispatch_mode == "thread":
             self._dispatcher = self._thread("dispatch", self._run_dispatcher)
         self._reader = self._thread("reader", self._run_reader)
@@ -230,7 +224,13 @@ class RemoteStream:
     @property
     def connected(self) -> bool:
         """True while Redis is reachable, the producer's heartbeat is fresh and its exchange link is live."""
-        return self._started and not self._stopped and self._up
+        return self._started and not self._stopped and self._link.up
+
+    @property
+    def book(self) -> StateBook:
+        """The account state delivered so far (positions, open orders, take-profit ids, tickers, wallet,
+        account), as :attr:`gridbot.ExchangeStream.book`; readable from any thread."""
+        return self._router.book
 
     @property
     def stats(self) -> StreamStats:
@@ -272,9 +272,8 @@ class RemoteStream:
     def _deliver(self, item: tuple[Event, list[str]]) -> None:
         event, ids = item
         self._router.deliver(event)
-        if ids and self._group is not None:
-            with self._acks_lock:
-                self._acks.extend(ids)
+        if ids and self._member is not None:
+            self._member.ack(*ids)
 
     def _emit(self, state: StatusState, detail: str) -> None:
         logger.info("remote %s %s: %s", self.account, state, detail)
@@ -304,9 +303,9 @@ class RemoteStream:
         group_free = self._group is None
         while not self._stop_event.is_set():
             try:
-                if not self._redis_up:
+                if not self._link.redis_up:
                     self._redis.ping()
-                    self._redis_up = True
+                    self._link.redis_up = True
                     self._counters.add("reconnects")
                 if len(self._queue) >= (self.max_queued if group_free else min(self.max_queued, self._count)):
                     self._flush_acks()
@@ -316,8 +315,8 @@ class RemoteStream:
                 missed_since = None
                 backoff = _BACKOFF_FIRST
             except self._down_errors as exc:
-                if self._redis_up:
-                    self._redis_up = False
+                if self._link.redis_up:
+                    self._link.redis_up = False
                     missed_since = time.monotonic()
                     logger.warning("remote %s: Redis %s unreachable (%s); retrying", self.account, self._url,
                                    type(exc).__name__)
@@ -341,16 +340,17 @@ class RemoteStream:
         result = self._read(keys=[self._keys.stream, self._keys.meta],
                             args=[self._pos, self._count, self._group or "", self._consumer])
         self._check_meta(result[0])
-        outcome = _text(result[1])
+        outcome = text(result[1])
         if outcome == "gap":
-            self._recover_gap(f"the stream no longer holds entry {_text(result[2])} this consumer read last "
+            self._recover_gap(f"the stream no longer holds entry {text(result[2])} this consumer read last "
                               "(trimmed past it, or Redis lost its data)")
             return
         if outcome == "nogroup":
             self._resync_from_state(f"consumer group {self._group!r} is gone (Redis lost its data?)")
-            self._create_group()
+            if self._member is not None:
+                self._process(self._member.join(self._pos))
             return
-        entries = _entries(result[2])
+        entries = entries_of(result[2])
         if reconnected:
             self._process(entries)
             self._set_up(f"redis {self._url} is back; {len(entries)} waiting entries delivered",
@@ -359,13 +359,28 @@ class RemoteStream:
         if entries:
             self._process(entries)
             return
-        self._process(_entries(self._blocking_read()))
+        newest = result[0][2]
+        self._wait_for_entries(self._pos if self._member is None else text(newest) if newest else "$")
 
-    def _blocking_read(self) -> Any:
-        if self._group is None:
-            return self._redis.xread({self._keys.stream: self._pos}, count=self._count, block=self._block_ms)
-        return self._redis.xreadgroup(self._group, self._consumer, {self._keys.stream: ">"},
-                                      count=self._count, block=self._block_ms)
+    def _wait_for_entries(self, after: str) -> None:
+        """Block until the stream has an entry after ``after`` (or ``block`` seconds pass).  Only a
+        wake-up: what it returns is dropped and read again by the checked read, because this consumer
+        may pause between the two calls and the stream be trimmed past it meanwhile."""
+        self._redis.xread({self._keys.stream: after}, count=1, block=self._block_ms)
+
+    def _ack_now(self, entry_id: str) -> None:
+        if self._member is not None:
+            self._member.ack(entry_id)
+
+    def _flush_acks(self) -> None:
+        if self._member is not None:
+            self._member.flush()
+
+    def _claim(self) -> None:
+        if self._member is not None:
+            claimed = self._member.claim()
+            if claimed:
+                self._process(claimed)
 
     def _process(self, entries: list[tuple[str, dict[bytes, bytes] | None]]) -> None:
         for entry_id, fields in entries:
@@ -393,7 +408,7 @@ class RemoteStream:
             else:
                 symbol = getattr(item, "symbol", None)
                 floor = self._floors.get(symbol) if symbol is not None else None
-                if floor is not None and _id_key(entry_id) <= floor:
+                if floor is not None and id_key(entry_id) <= floor:
                     self._ack_now(entry_id)  # already part of that symbol's seed
                     continue
                 self._enqueue(item, entry_id)
@@ -403,39 +418,26 @@ class RemoteStream:
             self._latest.clear()
             logger.info("remote %s: %s", self.account, marker.detail)
             return
-        for event in sorted(marker.state, key=lambda e: _SEED_ORDER.get(type(e).__name__, 2)):
+        for event in seed_order(marker.state):
             self._enqueue(event, None, seeded=True)
         self._counters.add("resyncs")
         self._set_up(f"the producer rewrote the state: {marker.detail}", force="resynced")
 
     def _producer_status(self, state: str, detail: str) -> None:
-        previous, self._producer_state = self._producer_state, state
-        if state in _LIVE:
-            self._set_up(f"producer: {detail}", force="resynced" if state == "resynced" or
-                         previous not in (*_LIVE, None) else None)
-        else:
-            self._set_up(f"producer {state}: {detail}")
+        force = self._link.producer(state)
+        self._set_up(f"producer: {detail}" if state in LIVE else f"producer {state}: {detail}", force=force)
 
     def _set_up(self, detail: str, *, force: StatusState | None = None) -> None:
-        """Recompute the link state and report a change (or ``force`` a status while up)."""
-        up = self._redis_up and self._producer_alive and self._producer_state in _LIVE
-        if up != self._up:
-            self._up = up
-            self._emit((force or "connected") if up else "reconnecting", detail)
-        elif up and force is not None:
-            self._emit(force, detail)
+        """Report a change of liveness (or ``force`` a status while live)."""
+        state = self._link.change(force=force)
+        if state is not None:
+            self._emit(state, detail)
 
     def _check_meta(self, meta: Any) -> None:
         hb, status = meta[0], meta[1]
-        now = time.monotonic()
-        if hb != self._hb:
-            self._hb, self._hb_seen = hb, now
-            if not self._producer_alive:
-                self._producer_alive = True
-                self._set_up("producer heartbeat is back")
-        elif self._producer_alive and now - self._hb_seen > self._heartbeat_timeout:
-            self._producer_alive = False
-            self._set_up(f"no producer heartbeat for {now - self._hb_seen:.1f} s")
+        detail = self._link.heartbeat(hb, time.monotonic())
+        if detail is not None:
+            self._set_up(detail)
         if self._group is not None and status is not None and status != self._meta_status:
             self._meta_status = status
             try:
@@ -448,43 +450,26 @@ class RemoteStream:
 
     # ------------------------------------------------------------------ seeding
 
-    def _read_state(self) -> tuple[list[Event], str | None, Any]:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hgetall(self._keys.state)
-        pipe.hmget(self._keys.meta, "last_id", "status", "exchange")
-        raw_state, (last_id, status, exchange) = pipe.execute()
-        if exchange:
-            self.exchange = _text(exchange)
-        events: list[Event] = []
-        for key, payload in raw_state.items():
-            try:
-                item = decode(payload)
-            except NormalizationError as exc:
-                self._counters.add("bad_messages")
-                logger.error("remote %s: state entry %s skipped: %s", self.account, _text(key), exc)
-                continue
-            if not isinstance(item, Marker):
-                events.append(item)
-        events.sort(key=lambda e: _SEED_ORDER.get(type(e).__name__, 2))
-        return events, (_text(last_id) if last_id is not None else None), status
+    def _read_state(self) -> StoredState:
+        stored = read_state(self._redis, self._keys)
+        self.exchange = stored.exchange or self.exchange
+        if stored.bad_entries:
+            self._counters.add("bad_messages", stored.bad_entries)
+        return stored
 
     def _seed(self, why: str) -> bool:
-        events, last_id, status = self._read_state()
-        if last_id is None:
+        stored = self._read_state()
+        if stored.last_id is None:
             return False
-        for event in events:
+        for event in stored.events:
             self._enqueue(event, None, seeded=True)
-        self._pos = last_id
+        self._pos = stored.last_id
         self._floors.clear()
-        if status is not None:
-            try:
-                item = decode(status)
-                if isinstance(item, StatusUpdate):
-                    self._producer_state = item.state
-                    self._meta_status = status
-            except NormalizationError:
-                self._counters.add("bad_messages")
-        logger.info("remote %s: seeded %d state entries at %s (%s)", self.account, len(events), last_id, why)
+        if stored.status is not None:
+            self._link.producer_state = stored.status.state
+            self._meta_status = stored.status_payload
+        logger.info("remote %s: seeded %d state entries at %s (%s)", self.account, len(stored.events),
+                    stored.last_id, why)
         return True
 
     def _recover_gap(self, reason: str) -> None:
@@ -492,18 +477,18 @@ class RemoteStream:
         starts a complete state: a resync marker carries it, a reset's seed events follow it), so the
         entries after it are not skipped; otherwise resync from the stored state."""
         mark_id = self._redis.hget(self._keys.meta, "mark_id")
-        if mark_id is not None and _id_key(_text(mark_id)) > _id_key(self._pos):
+        if mark_id is not None and id_key(text(mark_id)) > id_key(self._pos):
             found = self._redis.xrange(self._keys.stream, mark_id, mark_id)
             if found:
-                mark = _text(mark_id)
+                mark = text(mark_id)
                 self._process([(mark, found[0][1])])
-                if self._group is not None:
-                    self._redis.xgroup_setid(self._keys.stream, self._group, mark)
+                if self._member is not None:
+                    self._member.move_to(mark)
                 self._pos = mark
                 self._counters.add("resyncs")
                 logger.warning("remote %s: %s; continuing from the producer's marker %s",
                                self.account, reason, mark)
-                self._up = False
+                self._link.up = False
                 self._set_up(f"{reason}; continued from the producer's marker {mark} (entries before it "
                              "that were not read, fills among them, were not delivered)", force="resynced")
                 return
@@ -514,98 +499,27 @@ class RemoteStream:
             self._set_up("waiting for the producer to republish the account")
             self._stop_event.wait(0.2)
             return
-        if self._group is not None:
-            self._redis.xgroup_setid(self._keys.stream, self._group, self._pos)
+        if self._member is not None:
+            self._member.move_to(self._pos)
         self._counters.add("resyncs")
         logger.warning("remote %s: %s; resynced from the stored state", self.account, reason)
-        self._up = False
+        self._link.up = False
         self._set_up(f"{reason}; resynced from the stored state (events in between, fills among them, "
                      "were not delivered)", force="resynced")
 
     def _seed_new_symbols(self) -> None:
-        with self._acks_lock:
+        with self._requests_lock:
             symbols, self._seed_requests = self._seed_requests, []
         if not symbols:
             return
-        events, last_id, _ = self._read_state()
+        stored = self._read_state()
+        events, last_id = stored.events, stored.last_id
         for symbol in symbols:
             for event in events:
                 if getattr(event, "symbol", None) == symbol:
                     self._enqueue(event, None, seeded=True)
             if last_id is not None and self._group is None:
-                self._floors[symbol] = _id_key(last_id)
-
-    def _create_group(self) -> None:
-        import redis
-
-        assert self._group is not None
-        try:
-            self._redis.xgroup_create(self._keys.stream, self._group, id=self._pos, mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        # entries this consumer name received before (a restart) and never acknowledged
-        pending = self._redis.xreadgroup(self._group, self._consumer, {self._keys.stream: "0"}, count=10_000)
-        self._process(_entries(pending))
-
-    # ------------------------------------------------------------------ consumer groups
-
-    def _ack_now(self, entry_id: str) -> None:
-        if self._group is not None:
-            with self._acks_lock:
-                self._acks.append(entry_id)
-
-    def _flush_acks(self) -> None:
-        if self._group is None:
-            return
-        with self._acks_lock:
-            ids, self._acks = self._acks, []
-        if not ids:
-            return
-        try:
-            self._redis.xack(self._keys.stream, self._group, *ids)
-        except BaseException:
-            with self._acks_lock:
-                self._acks = ids + self._acks
-            raise
-
-    def _claim(self) -> None:
-        """Take over entries another consumer of the group received and did not acknowledge in time."""
-        if self._group is None or time.monotonic() < self._next_claim:
-            return
-        self._next_claim = time.monotonic() + max(0.2, self._claim_idle_ms / 2000)
-        cursor = "0-0"
-        while True:
-            result = self._redis.xautoclaim(self._keys.stream, self._group, self._consumer,
-                                            min_idle_time=self._claim_idle_ms, start_id=cursor, count=100)
-            cursor = _text(result[0])
-            claimed = [(_text(i), f) for i, f in result[1]]
-            for deleted in result[2] if len(result) > 2 else []:
-                self._ack_now(_text(deleted))
-            if claimed:
-                logger.warning("remote %s: claimed %d entries another consumer of group %r did not "
-                               "acknowledge", self.account, len(claimed), self._group)
-                self._process(claimed)
-            if cursor == "0-0":
-                return
-
-
-def _entries(result: Any) -> list[tuple[str, dict[bytes, bytes] | None]]:
-    """The entries of an XREAD/XREADGROUP reply (one stream)."""
-    if not result:
-        return []
-    if isinstance(result, dict):  # RESP3
-        streams = list(result.values())
-        raw = streams[0][0] if streams and streams[0] and isinstance(streams[0][0], list) else streams[0]
-    else:
-        raw = result[0][1]
-    out: list[tuple[str, dict[bytes, bytes] | None]] = []
-    for entry in raw:
-        entry_id, fields = entry[0], entry[1]
-        if isinstance(fields, list):  # a script's raw reply: a flat field/value list
-            fields = {fields[i]: fields[i + 1] for i in range(0, len(fields), 2)}
-        out.append((_text(entry_id), fields or None))
-    return out
+                self._floors[symbol] = id_key(last_id)
 
 
 def _normalize_symbol(symbol: str) -> str:

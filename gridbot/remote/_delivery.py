@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gridbot._dispatch import Callbacks, check_callback
+from gridbot.book import StateBook
 from gridbot.events import (
     Event,
     FillUpdate,
@@ -94,6 +95,7 @@ class RemoteRouter:
         self._counters = counters
         self._lock = threading.Lock()
         self._by_symbol: dict[str, Callbacks] = {}
+        self.book = StateBook()
 
     def set(self, symbol: str, callbacks: Callbacks) -> bool:
         with self._lock:
@@ -106,7 +108,8 @@ class RemoteRouter:
             if symbol not in self._by_symbol:
                 return False
             self._by_symbol = {s: c for s, c in self._by_symbol.items() if s != symbol}
-            return True
+        self.book._forget(symbol)
+        return True
 
     def subscribed(self, symbol: str) -> bool:
         return symbol in self._by_symbol
@@ -116,6 +119,9 @@ class RemoteRouter:
 
     def deliver(self, event: Event) -> None:
         self._counters.add("events")
+        symbol = getattr(event, "symbol", None)
+        if symbol is None or symbol in self._by_symbol:
+            self.book._apply(event)  # the book shows what the callbacks are given, as ExchangeStream's does
         if isinstance(event, StatusUpdate):
             self._call(self._on_status, event, "on_status")
         elif isinstance(event, WalletUpdate):

@@ -13,7 +13,51 @@ from typing import Any
 
 from gridbot.errors import GridbotError
 
-__all__ = ["MARK_SCRIPT", "PUBLISH_SCRIPT", "READ_SCRIPT", "Keys", "connect", "down_errors", "redact"]
+__all__ = [
+    "MARK_SCRIPT",
+    "PUBLISH_SCRIPT",
+    "READ_SCRIPT",
+    "Entry",
+    "Keys",
+    "connect",
+    "down_errors",
+    "entries_of",
+    "id_key",
+    "redact",
+    "text",
+]
+
+#: One stream entry: its id and its fields (None when the entry was trimmed while pending in a group).
+Entry = tuple[str, dict[bytes, bytes] | None]
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """An entry id as a comparable (milliseconds, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def entries_of(result: Any) -> list[Entry]:
+    """The entries of an XREAD/XREADGROUP reply for one stream (redis-py's or a script's raw reply)."""
+    if not result:
+        return []
+    if isinstance(result, dict):  # RESP3
+        streams = list(result.values())
+        raw = streams[0][0] if streams and streams[0] and isinstance(streams[0][0], list) else streams[0]
+    else:
+        raw = result[0][1]
+    out: list[Entry] = []
+    for entry in raw:
+        entry_id, fields = entry[0], entry[1]
+        if isinstance(fields, list):  # a script's raw reply: a flat field/value list
+            fields = {fields[i]: fields[i + 1] for i in range(0, len(fields), 2)}
+        out.append((text(entry_id), fields or None))
+    return out
+
 
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 

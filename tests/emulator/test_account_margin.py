@@ -177,6 +177,10 @@ def test_account_v2_v3_are_the_engine_figures(binance: BinanceEmulator, client: 
     assert [(p["symbol"], p["leverage"], p["positionSide"]) for p in v2["positions"]] == [
         (BTC, "10", "BOTH"), (ETH, "10", "BOTH")]
     assert {"feeTier", "canTrade", "multiAssetsMargin"} <= set(v2) and "feeTier" not in v3
+    risk = {row["symbol"]: row for row in client.futures_position_information()}
+    assert [D(risk[BTC][k]) for k in ("initialMargin", "positionInitialMargin", "openOrderInitialMargin",
+                                      "maintMargin")] == [D(605), D(605), D(0), D("24.2")]
+    assert [D(risk[ETH][k]) for k in ("initialMargin", "openOrderInitialMargin")] == [D(290), D(290)]
 
 
 def test_change_leverage_pushes_account_config_update(binance: BinanceEmulator, client: Client) -> None:

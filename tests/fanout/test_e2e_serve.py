@@ -241,20 +241,33 @@ def test_a_consumer_trimmed_past_resyncs_from_the_state(
     wait_until(lambda: any(r["kind"] == "position" and Decimal(r["size"]) == QTY for r in consumer.records()),
                WAIT, "the position")
     client = redis_server.client()
-    consumer.signal(signal.SIGSTOP)  # a consumer that stalls (GC pause, laptop lid, SIGSTOP)
-    try:
-        entries = client.xrevrange(STREAM_KEY, count=1)  # the newest entry: the consumer read no further
+    price = Decimal("60000")
+
+    def newest() -> bytes | str:
+        entries = client.xrevrange(STREAM_KEY, count=1)
         assert entries and entries[0][0] is not None
-        newest = entries[0][0]
-        price = Decimal("60000")
-        while client.xrange(STREAM_KEY, newest, newest):  # until the stream is trimmed past the consumer
+        return entries[0][0]
+
+    def trim_past(entry_id: bytes | str) -> None:
+        nonlocal price
+        while client.xrange(STREAM_KEY, entry_id, entry_id):
             price += 1
             emulator.engine.set_price(SYMBOL, price)
-            assert price < 62000, "the stream was never trimmed"
+            assert price < 64000, "the stream was never trimmed"
+
+    consumer.signal(signal.SIGSTOP)  # a consumer that stalls (GC pause, laptop lid, SIGSTOP)
+    try:
+        trim_past(newest())  # the consumer read no further than the newest entry when it stopped...
+        trim_past(newest())  # ...but a reply to its blocked read may hold the first batch written after
         buy(emulator)  # the latest state: 2 x QTY at the last price
     finally:
         consumer.signal(signal.SIGCONT)
-    wait_until(lambda: [r for r in consumer.records("status") if r["state"] == "resynced"], WAIT, "resynced")
+    try:
+        wait_until(lambda: [r for r in consumer.records("status") if r["state"] == "resynced"], WAIT,
+                   "resynced")
+    except AssertionError as exc:
+        statuses = consumer.records("status")
+        raise AssertionError(f"{exc}; the consumer's statuses: {statuses}") from None
     resynced = next(r for r in consumer.records("status") if r["state"] == "resynced")
     assert "no longer holds" in resynced["detail"] and "not delivered" in resynced["detail"]
     wait_until(lambda: [r for r in consumer.records("position") if Decimal(r["size"]) == 2 * QTY], WAIT,

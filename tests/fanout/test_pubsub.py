@@ -84,7 +84,7 @@ def test_seed_from_state_then_live_loses_nothing_and_repeats_nothing(
     wait_until(lambda: client.xlen(f"gridbot:{{{ACCOUNT}}}:events") > 400,
                what="fills in Redis before the consumer")
     rec = Recorder()
-    consumer(redis_server, cleanup, rec)
+    remote_book = consumer(redis_server, cleanup, rec).book
     producer.join(30)
     stop.set()
     total = len(published)
@@ -96,6 +96,9 @@ def test_seed_from_state_then_live_loses_nothing_and_repeats_nothing(
         "the seeded state is the state just before the first fill read from the stream"
     assert rec.last_position() == position(f"0.{total:04d}", total)
     assert [o.order_id for o in rec.of(gridbot.OrderUpdate)] == ["resting"]
+    view = remote_book.snapshot()
+    assert view.position(SYMBOL) is not None and view.position(SYMBOL) == rec.last_position()
+    assert [o.order_id for o in view.open_orders] == ["resting"]
 
 
 def test_redis_restart_delivers_what_was_missed_once(redis_server: RedisServer,

@@ -184,7 +184,7 @@ def _signed_amount(position: Position) -> Decimal:
     return -position.size if position.side == "Sell" else position.size
 
 
-def _rest_position(position: Position, mark: Decimal) -> dict[str, Any]:
+def _rest_position(position: Position, mark: Decimal, order_margin: Decimal = Decimal(0)) -> dict[str, Any]:
     """A row of GET /fapi/v3/positionRisk (margins from the engine: the symbol's leverage and bracket)."""
     amount = _signed_amount(position)
     notional = amount * mark
@@ -202,10 +202,10 @@ def _rest_position(position: Position, mark: Decimal) -> dict[str, Any]:
         "notional": _fmt(notional),
         "marginAsset": "USDT",
         "isolatedWallet": "0",
-        "initialMargin": _fmt(initial),
+        "initialMargin": _fmt(initial + order_margin),
         "maintMargin": _fmt(position.maintenance_margin),
         "positionInitialMargin": _fmt(initial),
-        "openOrderInitialMargin": "0",
+        "openOrderInitialMargin": _fmt(order_margin),
         "adl": 0,
         "bidNotional": "0",
         "askNotional": "0",

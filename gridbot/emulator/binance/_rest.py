@@ -250,7 +250,7 @@ class _RestRoutes:
                 mark = engine.prices(symbol).mark
                 for idx in slots:
                     position = touched.get((symbol, idx)) or engine.position(symbol, idx)
-                    rows.append(_rest_position(position, mark))
+                    rows.append(_rest_position(position, mark, engine.open_order_margin(symbol, idx)))
         return rows
 
     def _balance(self, params: dict[str, str]) -> list[dict[str, Any]]:

@@ -30,7 +30,8 @@ from gridbot.events import (
 )
 from gridbot.stats import Counters
 
-__all__ = ["CallbackErrorLog", "Callbacks", "DispatchQueue", "Router", "Subscriptions", "check_callback"]
+__all__ = ["CallbackErrorLog", "Callbacks", "DispatchQueue", "ForgetSymbol", "Router", "Subscriptions",
+           "check_callback"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,15 @@ class Subscriptions:
         return list(self._by_symbol.values())
 
 
+@dataclass(frozen=True, slots=True)
+class ForgetSymbol:
+    """Queued by ``unsubscribe()``: the router drops the symbol's marks and positions when the
+    dispatcher reaches it - in order with the events, on the delivering thread, never under a lock
+    the caller's own callbacks could need."""
+
+    symbol: str
+
+
 class _TickerSlot:
     """A place in the queue where the latest ticker of one symbol will be delivered."""
 
@@ -172,7 +182,7 @@ class DispatchQueue:
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
         self._cond = threading.Condition()
-        self._items: deque[Delivered | _TickerSlot] = deque()
+        self._items: deque[Delivered | ForgetSymbol | _TickerSlot] = deque()
         self._tickers: dict[str, TickerUpdate] = {}
         self._closed = False
 
@@ -182,12 +192,12 @@ class DispatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def put(self, event: Delivered) -> None:
+    def put(self, event: Delivered | ForgetSymbol) -> None:
         with self._cond:
             self._append(event)
             self._cond.notify()
 
-    def _append(self, event: Delivered) -> None:
+    def _append(self, event: Delivered | ForgetSymbol) -> None:
         if isinstance(event, TickerUpdate):
             if event.symbol in self._tickers:
                 self._counters.add("conflated")
@@ -197,7 +207,7 @@ class DispatchQueue:
         else:
             self._items.append(event)
 
-    def put_many(self, events: list[Delivered]) -> None:
+    def put_many(self, events: list[Delivered | ForgetSymbol]) -> None:
         """``put`` each, in order, under one lock with one wake-up (the worker's batches)."""
         if not events:
             return
@@ -206,7 +216,7 @@ class DispatchQueue:
                 self._append(event)
             self._cond.notify()
 
-    def take_all(self, timeout: float | None, limit: int) -> list[Delivered]:
+    def take_all(self, timeout: float | None, limit: int) -> list[Delivered | ForgetSymbol]:
         """Up to ``limit`` queued events, in order, once at least one is there (waiting up to
         ``timeout``; None: forever).  Empty on timeout, or at once when the queue is closed and empty.
         A small ``limit`` keeps conflation working: tickers not taken yet can still be replaced."""
@@ -216,13 +226,13 @@ class DispatchQueue:
             if not ready or not items:
                 return []
             tickers = self._tickers
-            taken: list[Delivered] = []
+            taken: list[Delivered | ForgetSymbol] = []
             for _ in range(min(limit, len(items))):
                 item = items.popleft()
                 taken.append(tickers.pop(item.symbol) if isinstance(item, _TickerSlot) else item)
             return taken
 
-    def get(self, timeout: float | None) -> Delivered | None:
+    def get(self, timeout: float | None) -> Delivered | ForgetSymbol | None:
         """The next event, waiting up to ``timeout`` seconds (None: forever).
 
         None on timeout, or at once when the queue is closed and empty.
@@ -279,6 +289,9 @@ class Router:
         )
         self._batch_open = False
         self._pending: tuple[int, bool] | None = None  # (timestamp, is_snapshot) of a held change
+        # On a gridbot dispatcher thread even a BaseException (SystemExit...) out of a callback is
+        # contained; in the caller's own thread (manual dispatch) it is the caller's to handle.
+        self.contain_base_exceptions = False
         self._sinks: tuple[Callback, ...] = ()
 
     def add_sink(self, sink: Callback) -> None:
@@ -286,8 +299,12 @@ class Router:
         with self._lock:
             self._sinks = (*self._sinks, sink)
 
-    def deliver(self, event: Delivered) -> None:
+    def deliver(self, event: Delivered | ForgetSymbol) -> None:
         with self._lock:
+            if isinstance(event, ForgetSymbol):
+                if self._subscriptions.get(event.symbol) is None:  # not subscribed again meanwhile
+                    self.forget_symbol(event.symbol)
+                return
             if isinstance(event, AccountBatch):
                 self._account_batch(event)
                 return
@@ -337,7 +354,8 @@ class Router:
             self.book._apply(event)
 
     def forget_symbol(self, symbol: str) -> None:
-        """Drop the mark and positions of an unsubscribed symbol (safe from any thread)."""
+        """Drop the mark and positions of an unsubscribed symbol (the delivering thread: see
+        :class:`ForgetSymbol`)."""
         self.book._forget(symbol)
         with self._lock:
             self._marks.pop(symbol, None)
@@ -433,7 +451,9 @@ class Router:
             return
         try:
             callback(event)
-        except Exception as exc:  # noqa: BLE001 - a user callback may raise anything: counted, logged
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and not self.contain_base_exceptions:
+                raise
             self._counters.add("callback_errors")
             self.errors.record(kind, event, exc)
 

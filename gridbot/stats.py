@@ -15,7 +15,8 @@ class StreamStats:
     ``events`` counts events delivered to callbacks; ``rest_calls`` counts REST requests made to
     watch state (seed and resyncs, never control calls); ``conflated`` counts ticker updates
     replaced by a newer one before delivery; ``backfilled_fills`` counts fills a resync fetched by
-    REST and delivered because the socket had not (made while it was down or silent).
+    REST and delivered because the socket had not (made while it was down or silent);
+    ``internal_errors`` counts faults of gridbot's own threads that were logged and survived.
     """
 
     events: int = 0
@@ -26,6 +27,7 @@ class StreamStats:
     callback_errors: int = 0
     bad_messages: int = 0
     backfilled_fills: int = 0
+    internal_errors: int = 0
 
 
 _FIELDS = tuple(f.name for f in fields(StreamStats))

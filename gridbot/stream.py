@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from gridbot._dispatch import (
     Callbacks,
     DispatchQueue,
     FillCallback,
+    ForgetSymbol,
     OrderCallback,
     PositionCallback,
     Router,
@@ -41,6 +43,7 @@ from gridbot._dispatch import (
     TickerCallback,
     WalletCallback,
 )
+from gridbot._lifecycle import Lifecycle
 from gridbot._pipeline import Pipeline
 from gridbot.adapters._base import Adapter, Channel, LinkState, Sink
 from gridbot.book import StateBook, StreamState, StreamStatus
@@ -108,18 +111,25 @@ _InboxItem = _Frame | _Link | _SeedSymbol | _ForgetSymbol | _Stop
 
 
 class _InboxSink(Sink):
-    """The adapter's view of the inbox: two enqueue calls that cannot block or raise."""
+    """The adapter's view of the inbox: two enqueue calls that cannot block or raise.  Once the
+    stream has failed for good nothing reads the inbox any more: :meth:`seal` makes both drop."""
 
-    __slots__ = ("_put",)
+    __slots__ = ("_put", "sealed")
 
     def __init__(self, inbox: queue.SimpleQueue[_InboxItem]) -> None:
         self._put = inbox.put
+        self.sealed = False
 
     def frame(self, channel: Channel, payload: Any) -> None:
-        self._put(_Frame(channel, payload))
+        if not self.sealed:
+            self._put(_Frame(channel, payload))
 
     def link(self, channel: Channel, state: LinkState, detail: str) -> None:
-        self._put(_Link(channel, state, detail))
+        if not self.sealed:
+            self._put(_Link(channel, state, detail))
+
+    def seal(self) -> None:
+        self.sealed = True
 
 
 def _make_adapter(
@@ -217,19 +227,18 @@ class ExchangeStream:
         self._backfill_at_seed = False  # a journal's cursors: the seed backfills what a restart missed
         self._book = StateBook()
         self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
+        self._router.contain_base_exceptions = dispatch == "thread"
         self._pipeline = Pipeline()
         self._fill_marks = FillWatermarks()
         self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
+        self._sink = _InboxSink(self._inbox)
         self._adapter = _make_adapter(
             exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
-            endpoints=endpoints, sink=_InboxSink(self._inbox), counters=self._counters,
+            endpoints=endpoints, sink=self._sink, counters=self._counters,
         )
-        self._lifecycle = threading.Lock()
+        self._lifecycle = Lifecycle()
         self._deliver_lock = threading.RLock()
-        self._started = False
-        self._stopped = False
-        self._live = False
-        self._stop_event = threading.Event()
+        self._stop_event = self._lifecycle.stopping
         self._discard_after: float | None = None
         self._worker: threading.Thread | None = None
         self._dispatcher: threading.Thread | None = None
@@ -244,8 +253,8 @@ class ExchangeStream:
         self._outbox: list[Any] = []  # events of the frames in the worker's current batch
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "running" if self._started else "new"
-        return f"<ExchangeStream {self.exchange} {state} symbols={self._subscriptions.symbols()}>"
+        symbols = self._subscriptions.symbols()
+        return f"<ExchangeStream {self.exchange} {self._lifecycle.phase} symbols={symbols}>"
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -273,21 +282,25 @@ class ExchangeStream:
             TypeError: a callback is neither callable nor None.
             ValueError: ``symbol`` is empty.
         """
-        symbol = _normalize_symbol(symbol)
+        symbol = _normalize_symbol(symbol, self.exchange)
         callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
         is_new = self._subscriptions.set(symbol, callbacks)
-        if is_new and self._live and not self._stopped:
+        if is_new and self._lifecycle.accepting:
+            # While starting too: the adapter takes symbols at any time, and the worker seeds it
+            # after (or besides) the initial seed - twice is harmless, the pipeline drops repeats.
             self._adapter.add_symbol(symbol)
             if self._snapshot:
                 self._inbox.put(_SeedSymbol(symbol))
 
     def unsubscribe(self, symbol: str) -> None:
         """Remove the callbacks of ``symbol`` and its ticker subscription."""
-        symbol = _normalize_symbol(symbol)
+        symbol = _normalize_symbol(symbol, self.exchange)
         if not self._subscriptions.remove(symbol):
             return
-        self._router.forget_symbol(symbol)
-        if self._live and not self._stopped:
+        self._book._forget(symbol)
+        # The router's state is the dispatcher's: it forgets in turn, never under a caller's lock.
+        self._queue.put(ForgetSymbol(symbol))
+        if self._lifecycle.accepting:
             self._inbox.put(_ForgetSymbol(symbol))
             self._adapter.remove_symbol(symbol)
 
@@ -303,12 +316,10 @@ class ExchangeStream:
         """Connect, seed, and return once live.
 
         Raises AuthenticationError for rejected keys and ConnectError for unreachable hosts or
-        a timeout; on failure no thread is left running.
+        a timeout; GridbotError when the stream was started before, or stopped (before or during
+        this call: a stopped stream is stopped for good).  On failure no thread is left running.
         """
-        with self._lifecycle:
-            if self._started:
-                raise GridbotError("start() was already called; a stream starts once")
-            self._started = True
+        self._lifecycle.begin_start()
         deadline = time.monotonic() + timeout
         if self._journal is not None:
             try:
@@ -321,7 +332,7 @@ class ExchangeStream:
         for symbol in self._subscriptions.symbols():
             self._fill_marks.went_live(symbol, live_since)
         if self._dispatch_mode == "thread":
-            self._dispatcher = self._thread("dispatch", self._run_dispatcher)
+            self._dispatcher = self._spawn("dispatch", self._run_dispatcher, deadline)
         try:
             self._adapter.open(self._subscriptions.symbols(), timeout=_remaining(deadline))
         except BaseException:
@@ -329,7 +340,7 @@ class ExchangeStream:
             raise
         for channel in ("private", "public"):
             self._book._socket_changed(channel, "up", "opened")  # before the worker sees any change
-        self._worker = self._thread("worker", lambda: self._run_worker(deadline))
+        self._worker = self._spawn("worker", lambda: self._run_worker(deadline), deadline)
         if not self._seed_done.wait(_remaining(deadline)):
             self._abort_start(deadline)
             raise ConnectError(f"{self.exchange}: the REST seed did not finish within {timeout:g} s")
@@ -337,41 +348,57 @@ class ExchangeStream:
             error = self._seed_error
             self._abort_start(deadline)
             raise error
-        self._live = True
+        if not self._lifecycle.go_live():
+            self._abort_start(deadline)
+            raise GridbotError(f"{self.exchange}: stop() was called while start() was running")
         # What exists now (modules, the SDKs, the seed) lives as long as the stream: keep it out of every
         # later full collection, so the collector's pauses stay short while frames flow.
         gc.freeze()
         self._emit_status("connected", "live")
 
+    def _spawn(self, role: str, target: Callable[[], None], deadline: float) -> threading.Thread:
+        """A gridbot thread, started only while the stream is starting (never after stop())."""
+        thread = self._lifecycle.spawn(f"gridbot-{self.exchange}-{role}", target)
+        if thread is None:
+            self._abort_start(deadline)
+            raise GridbotError(f"{self.exchange}: stop() was called while start() was running")
+        return thread
+
     def _abort_start(self, deadline: float) -> None:
+        """Tear down what start() built; when stop() already claimed the teardown, only make sure
+        the adapter is closed (it may have finished opening after stop() closed it)."""
+        if self._lifecycle.begin_stop() not in ("starting", "failed"):
+            self._close_adapter(max(0.5, _remaining(deadline)))
+            return
         self._stop_threads(deadline + 5.0, adapter_budget=max(1.0, _remaining(deadline)))
-        with self._lifecycle:
-            self._stopped = True
+        self._lifecycle.finish_stop()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect and join every thread gridbot started; idempotent, bounded by ``timeout``.
 
         Events already received are delivered first while the budget allows; a final
-        ``StatusUpdate("stopped")`` is the last event.
+        ``StatusUpdate("stopped")`` is the last event.  A stream stopped before :meth:`start` is
+        stopped for good; stopped during :meth:`start`, it makes ``start()`` raise.
         """
-        with self._lifecycle:
-            if self._stopped or not self._started:
-                self._stopped = True
-                return
-            self._stopped = True
+        found = self._lifecycle.begin_stop()
+        if found in ("new", "stopping", "stopped"):
+            return
         deadline = time.monotonic() + timeout
-        self._live = False
         self._stop_threads(deadline, adapter_budget=timeout * 0.5, final_status=True)
+        self._lifecycle.finish_stop()
+
+    def _close_adapter(self, budget: float) -> None:
+        try:
+            self._adapter.close(timeout=budget)
+        except Exception:
+            logger.exception("%s: closing the exchange sockets failed", self.exchange)
 
     def _stop_threads(self, deadline: float, *, adapter_budget: float, final_status: bool = False) -> None:
         current = threading.current_thread()
-        try:
-            self._adapter.close(timeout=min(adapter_budget, _remaining(deadline)))
-        except Exception:
-            logger.exception("%s: closing the exchange sockets failed", self.exchange)
+        self._stop_event.set()  # first: a worker between REST retries ends at once
+        self._close_adapter(min(adapter_budget, _remaining(deadline)))
         self._discard_after = deadline - 0.2
         self._inbox.put(_Stop())
-        self._stop_event.set()
         self._join(self._worker, deadline, current)
         if final_status:
             self._emit_status("stopped", "stop() called")
@@ -388,6 +415,16 @@ class ExchangeStream:
         if thread.is_alive():
             logger.error("%s: thread %s did not finish within stop()'s timeout", self.exchange, thread.name)
 
+    def _fail(self, detail: str) -> None:
+        """The stream cannot go on (a fault its threads could not contain): say so - status ``failed``,
+        ``connected`` False - close the sockets and seal the inbox so nothing piles up unread."""
+        if not self._lifecycle.fail():
+            return
+        self._sink.seal()
+        self._seed_done.set()
+        self._close_adapter(2.0)
+        self._emit_status("failed", detail)
+
     def __enter__(self) -> ExchangeStream:
         self.start()
         return self
@@ -400,7 +437,7 @@ class ExchangeStream:
     @property
     def connected(self) -> bool:
         """True only while every socket is up."""
-        return self._live and not self._stopped and self._adapter.connected
+        return self._lifecycle.phase == "live" and self._adapter.connected
 
     @property
     def book(self) -> StateBook:
@@ -424,12 +461,11 @@ class ExchangeStream:
         )
 
     def _state(self) -> StreamState:
-        if self._stopped:
+        phase = self._lifecycle.phase
+        if phase in ("stopping", "stopped"):
             return "stopped"
-        if not self._started:
-            return "new"
-        if not self._live:
-            return "starting"
+        if phase in ("new", "starting", "failed"):
+            return phase
         failed_socket = any(s.state == "failed" for s in self._book.sockets())
         if failed_socket or self._book.state == "failed":  # keys rejected, or the worker died
             return "failed"
@@ -466,25 +502,32 @@ class ExchangeStream:
 
     # ------------------------------------------------------------------ threads
 
-    def _thread(self, role: str, target: Callable[[], None]) -> threading.Thread:
-        thread = threading.Thread(target=target, name=f"gridbot-{self.exchange}-{role}", daemon=True)
-        thread.start()
-        return thread
-
     def _run_dispatcher(self) -> None:
-        while True:
-            batch = self._queue.take_all(None, limit=_BATCH)
-            if not batch:
-                return
-            for done, event in enumerate(batch):
-                if self._discard_after is not None and time.monotonic() > self._discard_after:
-                    logger.warning("%s: stop() budget spent; %d queued events not delivered",
-                                   self.exchange, len(self._queue) + len(batch) - done)
+        """Runs the callbacks until the queue closes; survives anything one event does (even a
+        BaseException out of a callback), and fails the stream loudly if the loop itself breaks."""
+        try:
+            while True:
+                batch = self._queue.take_all(None, limit=_BATCH)
+                if not batch:
                     return
-                with self._deliver_lock:
-                    self._router.deliver(event)
-                    if self._journal is not None:
-                        self._journal.delivered(event, self._book.account())
+                for done, event in enumerate(batch):
+                    if self._discard_after is not None and time.monotonic() > self._discard_after:
+                        logger.warning("%s: stop() budget spent; %d queued events not delivered",
+                                       self.exchange, len(self._queue) + len(batch) - done)
+                        return
+                    self._deliver_one(event)
+        except BaseException:
+            logger.exception("%s: the dispatcher failed; the stream cannot go on", self.exchange)
+            self._fail("internal error in the dispatcher (see the log)")
+
+    def _deliver_one(self, event: Any) -> None:
+        try:
+            with self._deliver_lock:
+                self._router.deliver(event)
+                if self._journal is not None:
+                    self._journal.delivered(event, self._book.account())
+        except BaseException:  # noqa: BLE001 - the dispatcher must outlive any one event
+            self._internal_error(f"delivering {type(event).__name__}")
 
     def _run_worker(self, start_deadline: float) -> None:
         try:
@@ -492,10 +535,16 @@ class ExchangeStream:
             if self._seed_error is None:
                 self._work_loop()
         except BaseException:
-            logger.exception("%s: the stream worker failed; the stream is dead", self.exchange)
+            logger.exception("%s: the stream worker failed; the stream cannot go on", self.exchange)
             self._seed_error = self._seed_error or GridbotError(f"{self.exchange}: worker failed")
+            self._fail("internal error in the stream worker (see the log)")
+        finally:
             self._seed_done.set()
-            self._emit_status("failed", "internal error in the stream worker (see the log)")
+
+    def _internal_error(self, what: str) -> None:
+        """A fault of gridbot's own (a bug): logged with its traceback and counted; the thread goes on."""
+        self._counters.add("internal_errors")
+        logger.exception("%s: internal error while %s; the stream goes on", self.exchange, what)
 
     def _work_loop(self) -> None:
         while True:
@@ -508,7 +557,11 @@ class ExchangeStream:
             if item is not None and not self._work_batch(item):
                 return
             if self._resync_due is not None and time.monotonic() >= self._resync_due:
-                self._resync()
+                try:
+                    self._resync()
+                except Exception:  # noqa: BLE001 - retried like a failed REST resync
+                    self._internal_error("resyncing")
+                    self._schedule_resync(self._resync_backoff)
 
     def _work_batch(self, item: _InboxItem) -> bool:
         """Handle ``item`` and up to ``_BATCH`` items already waiting; the events of consecutive frames
@@ -520,11 +573,14 @@ class ExchangeStream:
                 if isinstance(item, _Stop):
                     return False
                 if self._discard_after is None or time.monotonic() <= self._discard_after:
-                    if isinstance(item, _Frame):
-                        self._handle_frame(item)
-                    else:
-                        self._flush_outbox()
-                        self._handle(item)
+                    try:
+                        if isinstance(item, _Frame):
+                            self._handle_frame(item)
+                        else:
+                            self._flush_outbox()
+                            self._handle(item)
+                    except Exception:  # noqa: BLE001 - one item must not end the worker
+                        self._internal_error(f"handling {type(item).__name__.lstrip('_')}")
                 # else: stop() budget spent: drain without work until the stop marker
                 handled += 1
                 if handled >= _BATCH:
@@ -610,7 +666,7 @@ class ExchangeStream:
             self._link_down(link)
         elif link.state == "gap":
             logger.warning("%s %s: possible gap in the stream: %s", self.exchange, link.channel, link.detail)
-            if link.channel == "private":
+            if link.channel == "private" and self._snapshot:  # snapshot=False: no REST read, ever
                 self._fill_marks.open_gap(self._pipeline)
                 self._resync_needed = True
                 if all(self._links_up.values()) and self._resync_due is None:
@@ -760,10 +816,26 @@ class ExchangeStream:
         self._queue.put(StatusUpdate(exchange=self.exchange, timestamp=_now_ms(), state=state, detail=detail))
 
 
-def _normalize_symbol(symbol: str) -> str:
+# The exchanges' symbol syntax.  Binance documents the legal range of ``symbol`` (error -1100):
+# ``^[A-Z0-9-_.]{1,20}$``.  Bybit documents none; its linear symbols are letters and digits
+# (``BTCUSDT``, ``1000PEPEUSDT``), dated futures add ``-`` (``BTC-26DEC25``), and ``.`` would split
+# the ``tickers.<SYM>`` topic.  Anything else would land unescaped in a stream URL or topic.
+_SYMBOL_SYNTAX: dict[str, re.Pattern[str]] = {
+    "binance": re.compile(r"[A-Z0-9_.-]{1,20}"),
+    "bybit": re.compile(r"[A-Z0-9][A-Z0-9_-]{0,24}"),
+}
+
+
+def _normalize_symbol(symbol: str, exchange: str) -> str:
+    """The symbol upper-cased, or ValueError when it cannot be an ``exchange`` symbol."""
     if not isinstance(symbol, str) or not symbol.strip():
         raise ValueError(f"symbol must be a non-empty string, not {symbol!r}")
-    return symbol.strip().upper()
+    clean = symbol.strip().upper()
+    if not symbol.isascii() or not _SYMBOL_SYNTAX[exchange].fullmatch(clean):  # "ß".upper() is "SS"
+        raise ValueError(
+            f"{symbol[:40]!r} is not a {exchange} symbol: expected letters and digits like 'BTCUSDT' "
+            f"(pattern {_SYMBOL_SYNTAX[exchange].pattern}), no spaces, slashes or URL characters")
+    return clean
 
 
 def _remaining(deadline: float) -> float:

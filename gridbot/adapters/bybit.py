@@ -595,7 +595,7 @@ class BybitAdapter:
             if self._state != "idle":
                 raise GridbotError(f"BybitAdapter.open() called in state {self._state!r}")
             self._state = "opening"
-            self._symbols = set(symbols)
+            self._symbols.update(symbols)  # add_symbol() may already have added some (subscribe during start)
             self._rejected_topics.clear()
         try:
             sockets = self._open_sockets(deadline, timeout)
@@ -605,6 +605,11 @@ class BybitAdapter:
                 self._state = "idle"
                 self._stop.clear()
             raise self._translate(exc, "Bybit: opening the streams") from exc
+        with self._cond:
+            closed_meanwhile = self._state == "closed"
+        if closed_meanwhile:  # close() ran while the sockets were settling: they stay closed
+            self._shutdown(time.monotonic() + self.timings.join_grace)
+            raise ConnectError("Bybit: opening the streams: stopped by close()")
         with self._cond:
             for channel, sock in sockets.items():
                 link = self._links[channel]

@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from gridbot._account import Delivered
 from gridbot._backfill import FillWatermarks
-from gridbot._dispatch import DispatchQueue
+from gridbot._dispatch import DispatchQueue, ForgetSymbol
 from gridbot._pipeline import Pipeline
 from gridbot.events import AccountUpdate, Event, FillUpdate
 from gridbot.journal._cursors import FillCursors
@@ -140,7 +140,7 @@ class JournalQueue(DispatchQueue):
         super().__init__(counters)
         self._binding = binding
 
-    def put(self, event: Delivered) -> None:
+    def put(self, event: Delivered | ForgetSymbol) -> None:
         if isinstance(event, FillUpdate):
             self._binding.accepted(event)
         super().put(event)

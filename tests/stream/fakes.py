@@ -37,6 +37,7 @@ class FakeAdapter:
         self.snapshot_hook: Callable[[], None] | None = None
         self.snapshot_error: BaseException | None = None
         self.open_error: BaseException | None = None
+        self.open_hook: Callable[[], None] | None = None
         self.final_orders: list[Event] = []
         self.fills: list[FillUpdate] = []  # the exchange's trade history, served by fetch_fills
         self.fill_calls: list[tuple[str, int, int]] = []
@@ -51,6 +52,8 @@ class FakeAdapter:
         self.is_connected = False
 
     def open(self, symbols: Collection[str], timeout: float) -> None:
+        if self.open_hook is not None:
+            self.open_hook()
         if self.open_error is not None:
             raise self.open_error
         self.opened_with = list(symbols)

@@ -30,6 +30,7 @@ import _wire
 
 KEY, SECRET = "bench-key", "bench-secret"
 _BATCH = 64  # frames per sendall at max rate
+_SUBSCRIBE_ACK_DELAY = 0.005
 WINDOW = 4096  # frames a max-rate flood may be ahead of the consumer
 _READY_TIMEOUT = 30.0
 
@@ -121,6 +122,9 @@ class FloodServer:
                 peer.authed = True
                 self._cond.notify_all()
         elif op in ("subscribe", "unsubscribe"):
+            # pybit records a subscription after sending it; an instant loopback answer can beat that and
+            # kill its socket thread (KeyError) - the emulator waits as long before it answers.
+            time.sleep(_SUBSCRIBE_ACK_DELAY)
             args = [str(a) for a in msg.get("args", [])]
             answer = {"success": True, "ret_msg": "", "conn_id": "bench", "op": op}
             if req_id is not None:

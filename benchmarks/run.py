@@ -56,8 +56,8 @@ class Plan:
     timeout: float
 
 
-FULL = Plan(reps=3, throughput_frames=40_000, latency_seconds=3.0, rates=(1000, 5000),
-            memory_fills=1_000_000, timeout=150.0)
+FULL = Plan(reps=2, throughput_frames=20_000, latency_seconds=3.0, rates=(1000, 5000),
+            memory_fills=1_000_000, timeout=240.0)
 QUICK = Plan(reps=1, throughput_frames=8_000, latency_seconds=1.5, rates=(1000, 5000),
              memory_fills=100_000, timeout=60.0)
 
@@ -199,9 +199,9 @@ def _median_range(values: list[float], fmt: str) -> str:
     return f"{format(med, fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
 
 
-def report(bench: Bench, plan: Plan) -> list[str]:
-    return [*_throughput_table(bench.results, plan), *_latency_table(bench.results, plan),
-            *_memory_table(bench.results, plan), *_problems(bench.results)]
+def report(res: Results, plan: Plan) -> list[str]:
+    return [*_throughput_table(res, plan), *_latency_table(res, plan), *_memory_table(res, plan),
+            *_problems(res)]
 
 
 def _row(*cells: object) -> str:
@@ -251,19 +251,20 @@ def _latency_table(res: Results, plan: Plan) -> list[str]:
 
 
 def _memory_table(res: Results, plan: Plan) -> list[str]:
-    lines = ["", f"## Memory and GC ({plan.memory_fills:,} fills at max rate; GC: longest pause of any run)",
+    lines = ["", f"## Memory and GC ({plan.memory_fills:,} fills at max rate; longest GC pause while a flood "
+             "ran: at fixed rate (1k, 5k/s) and at max rate, where a backlog of up to "
+             f"{_flood.WINDOW:,} frames is in flight)",
              "", _row("exchange", "consumer", "fills/s", "peak RSS MB", "RSS growth MB", "over raw MB",
-                      "longest GC pause ms"),
-             _row(*["---"] * 7)]
+                      "GC pause ms, fixed rate", "GC pause ms, max rate"),
+             _row(*["---"] * 8)]
     for exchange in EXCHANGES:
         raw_peak = None
         for c in CONSUMERS:
             runs = [r for r in res.select(exchange=exchange, consumer=c, workload="fills", rate=0.0,
                                           count=plan.memory_fills) if "rate" in r]
-            pause = max((r["gc_max_ms"] for r in res.select(exchange=exchange, consumer=c)
-                         if "gc_max_ms" in r), default=0.0)
+            pauses = [f"{_longest_pause(res, exchange, c, fixed):.1f}" for fixed in (True, False)]
             if not runs:
-                lines.append(_row(exchange, c, "failed", "", "", "", f"{pause:.1f}"))
+                lines.append(_row(exchange, c, "failed", "", "", "", *pauses))
                 continue
             run = runs[-1]
             peak = run["rss_peak_kb"] / 1024
@@ -271,8 +272,13 @@ def _memory_table(res: Results, plan: Plan) -> list[str]:
             over = f"{peak - raw_peak:+.0f}" if raw_peak is not None and c != "raw" else ""
             growth = (run["rss_end_kb"] - run["rss_ready_kb"]) / 1024
             lines.append(_row(exchange, c, f"{run['rate']:,.0f}", f"{peak:.0f}", f"{growth:.0f}", over,
-                              f"{pause:.1f}"))
+                              *pauses))
     return lines
+
+
+def _longest_pause(res: Results, exchange: str, consumer: str, fixed_rate: bool) -> float:
+    return max((r["gc_max_ms"] for r in res.select(exchange=exchange, consumer=consumer)
+                if "gc_max_ms" in r and (r["spec"]["rate"] > 0) == fixed_rate), default=0.0)
 
 
 def _problems(res: Results) -> list[str]:
@@ -322,11 +328,27 @@ def main() -> None:
     parser.add_argument("--only", choices=("throughput", "latency", "memory"), action="append",
                         help="run only these phases (repeatable)")
     parser.add_argument("--reps", type=int, help="override the number of throughput reps")
+    parser.add_argument("--memory-fills", type=int, help="override the fills of the memory runs (1M)")
+    parser.add_argument("--frames", type=int, help="override the frames of each throughput run")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--report", type=Path, metavar="JSON",
+                        help="print the tables of a run saved with --json (no new runs)")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    saved = json.loads(args.report.read_text()) if args.report else None
+    if saved:
+        plan.__dict__.update(saved.get("plan", {}))
+        plan.rates = tuple(plan.rates)
     if args.reps:
         plan.reps = args.reps
+    if args.memory_fills:
+        plan.memory_fills = args.memory_fills
+    if args.frames:
+        plan.throughput_frames = args.frames
+    if saved:
+        tables = report(Results(saved["runs"]), plan)
+        print("\n".join([*saved["machine"], *tables, *saved.get("footer", [])]))
+        return
     header = machine()
     print("\n".join(header), flush=True)
     started = time.monotonic()
@@ -339,12 +361,13 @@ def main() -> None:
                 phase(bench)
     finally:
         bench.close()
-    lines = report(bench, plan)
-    lines.append(f"wall time {time.monotonic() - started:.0f} s; load average at end: "
-                 f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("\n".join(lines))
+    lines = report(bench.results, plan)
+    footer = [f"wall time {time.monotonic() - started:.0f} s; load average at end: "
+                 f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
+    print("\n".join([*lines, *footer]))
     if args.json:
-        args.json.write_text(json.dumps({"machine": header, "runs": bench.results.runs}, indent=1))
+        args.json.write_text(json.dumps({"machine": header, "plan": plan.__dict__, "footer": footer,
+                                         "runs": bench.results.runs}, indent=1))
 
 
 if __name__ == "__main__":

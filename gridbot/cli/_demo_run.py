@@ -16,6 +16,7 @@ from gridbot._gateways import BinanceGateway, BybitGateway, OrderGateway
 from gridbot.endpoints import Endpoints
 from gridbot.events import Exchange, StatusUpdate
 from gridbot.grid import GridConfig, GridStrategy, GridView, fan_out
+from gridbot.journal import Journal
 from gridbot.stream import ExchangeStream
 
 __all__ = ["DEMO_MARKETS", "FAULT_SCHEDULE", "DemoOptions", "ExchangeRun", "Market", "Settled",
@@ -44,6 +45,8 @@ PRICE_INTERVAL = 0.05          # seconds between emulated price steps
 CATCH_UP_TIMEOUT = 30.0        # seconds the grid may keep trading after --duration until the stream caught up
 DRAIN_TIMEOUT = 15.0           # seconds to wait for the last events after placing stops
 STOP_TIMEOUT = 10.0
+RESTART_AT = 0.4               # with --journal: when each stream is restarted, as a fraction of --duration
+RESTART_DOWNTIME = 2.0         # seconds the account trades with no stream running (--journal)
 STEP_TIMEOUT = 10.0            # lockstep: seconds one price step may take to reach the grid and its reactions
 _NON_STATE_SUFFIXES = ("/ping", "/time", "/exchangeInfo")
 
@@ -59,6 +62,13 @@ class DemoOptions:
     levels: int = 3
     step_pct: Decimal = Decimal("0.1")
     as_json: bool = False
+    journal: str | None = None  # a new journal file: the run restarts its streams on it midway
+
+    @property
+    def lockstep(self) -> bool:
+        """Seeded, reproducible stepping; --faults and --journal run in real time (outages and restarts
+        leave a Binance slot's PnL unknown until its next ACCOUNT_UPDATE, which lockstep would wait for)."""
+        return not self.faults and self.journal is None
 
 
 class _Emulator(Protocol):
@@ -102,12 +112,17 @@ class Settled:
 class ExchangeRun:
     """One exchange of the demo: emulator, stream, gateway and one grid per symbol."""
 
-    def __init__(self, exchange: Exchange, options: DemoOptions) -> None:
+    def __init__(self, exchange: Exchange, options: DemoOptions, journal: Journal | None = None) -> None:
         self.exchange: Exchange = exchange
         self.options = options
+        self.journal = journal
+        self.restarted = False
+        self.restored_fills = 0
+        self.pnl_while_down = Decimal(0)
+        self._earlier_stream_calls = 0
         # Without faults the run is in lockstep: the demo steps the prices itself and delivers the stream's
         # events on its own thread until the grid has reacted, so a seed replays the same run.
-        self.lockstep = not options.faults
+        self.lockstep = options.lockstep
         self._stalled = False
         self.emulator: _Emulator = _make_emulator(exchange, options)
         self.grids: list[GridStrategy] = []
@@ -132,17 +147,49 @@ class ExchangeRun:
         self.grids = [GridStrategy(self._grid_config(symbol), gateway, exchange=self.exchange,
                                    realised_baseline=Decimal(0))
                       for symbol in self.options.symbols]
-        stream = ExchangeStream(self.exchange, api_key=DEMO_KEY, api_secret=DEMO_SECRET, endpoints=endpoints,
+        stream = self._open_stream()
+        self._started_at = time.monotonic()
+        self._state_calls_at_start = _state_calls(self.emulator.rest_calls)
+        self._stream_calls_at_start = stream.stats.rest_calls
+        self._events_mark = (self._started_at, stream.stats.events)
+
+    def _open_stream(self) -> ExchangeStream:
+        stream = ExchangeStream(self.exchange, api_key=DEMO_KEY, api_secret=DEMO_SECRET,
+                                endpoints=self.emulator.endpoints, journal=self.journal,
                                 on_status=fan_out(self._on_status, *(g.on_status for g in self.grids)),
                                 dispatch="manual" if self.lockstep else "thread")
         for grid in self.grids:
             grid.attach(stream)
         self.stream = stream
         stream.start(timeout=30.0)
-        self._started_at = time.monotonic()
-        self._state_calls_at_start = _state_calls(self.emulator.rest_calls)
-        self._stream_calls_at_start = stream.stats.rest_calls
-        self._events_mark = (self._started_at, stream.stats.events)
+        return stream
+
+    def restart_due(self, elapsed: float) -> bool:
+        """With --journal, once: at RESTART_AT of the run (emulated time in lockstep), the stream live."""
+        return (self.journal is not None and not self.restarted and self._live()
+                and elapsed >= RESTART_AT * self.options.duration)
+
+    def restart(self) -> None:
+        """Stop the stream, let the account trade with nobody listening, then start a new stream on
+        the same journal: the previous state comes back ``restored``, the fills made meanwhile are
+        backfilled from the journal's cursor, and the PnL realised meanwhile reaches the grids."""
+        assert self.stream is not None
+        old = self.stream
+        old.stop(timeout=STOP_TIMEOUT)
+        self._earlier_stream_calls += old.stats.rest_calls - self._stream_calls_at_start
+        for grid in self.grids:
+            grid.cross_check.note_gap()
+        ledger_before = self.ledger_realised_pnl()
+        self.messages.append(f"{self.exchange}: stream stopped; trading {RESTART_DOWNTIME:g} s without it")
+        time.sleep(RESTART_DOWNTIME)  # real time: the emulator's prices walk, resting orders fill
+        stream = self._open_stream()
+        self.pnl_while_down = self.ledger_realised_pnl() - ledger_before
+        self.restored_fills = stream.stats.backfilled_fills
+        self._stream_calls_at_start = 0  # the new stream's seed is the stream's own, like any resync
+        self._events_mark = (time.monotonic(), 0)
+        self.restarted = True
+        self.messages.append(f"{self.exchange}: restarted on the journal: {self.restored_fills} fill(s) "
+                             f"made while down backfilled")
 
     def _grid_config(self, symbol: str) -> GridConfig:
         market = DEMO_MARKETS[symbol]
@@ -311,7 +358,7 @@ class ExchangeRun:
         """State reads the emulator saw since start() returned, minus the stream's own resyncs."""
         assert self.stream is not None
         seen = _state_calls(self.emulator.rest_calls) - self._state_calls_at_start
-        by_stream = self.stream.stats.rest_calls - self._stream_calls_at_start
+        by_stream = self.stream.stats.rest_calls - self._stream_calls_at_start + self._earlier_stream_calls
         return seen - by_stream
 
     def sample_rate(self) -> None:
@@ -351,7 +398,17 @@ class ExchangeRun:
             ],
             "settled": settled_in_time,
             **self._account_figures(),
+            **self._journal_figures(),
         }
+
+    def _journal_figures(self) -> dict[str, Any]:
+        """With --journal: what the restart brought back, and the journal's own realised PnL."""
+        if self.journal is None:
+            return {}
+        self.journal.flush()
+        return {"journal_restored_fills": self.restored_fills,
+                "journal_pnl_while_down": plain(self.pnl_while_down),
+                "journal_realised_pnl": plain(self.journal.realised_pnl(exchange=self.exchange))}
 
     def _account_figures(self) -> dict[str, Any]:
         """The account view at the end (account-wide: every grid has the same), as plain strings."""
@@ -384,7 +441,7 @@ def _make_emulator(exchange: Exchange, options: DemoOptions) -> _Emulator:
         for s, m in ((s, DEMO_MARKETS[s]) for s in options.symbols)
     )
     config = EngineConfig(symbols=symbols, seed=seed, hedge_mode=options.hedge)
-    interval = PRICE_INTERVAL if options.faults else 0  # lockstep: ExchangeRun.step moves the prices
+    interval = 0 if options.lockstep else PRICE_INTERVAL  # lockstep: ExchangeRun.step moves the prices
     if exchange == "binance":
         from gridbot.emulator.binance import BinanceEmulator
 

@@ -278,6 +278,9 @@ def plain_line(run: ExchangeRun) -> str:
 SUMMARY_ROWS = ("closes", "realised_pnl", "ledger_realised_pnl", "open_tp_ids", "open_tp_orders_on_exchange",
                 "state_rest_calls_after_start", "resyncs", "reconnects", "events", "order_errors",
                 "netted_take_profits", "fill_pnl_mismatches")
+# With --journal: fills made while the stream was down that the restart backfilled, the ledger's PnL
+# realised meanwhile (it reached the grids: realised pnl == ledger), and the journal's realised PnL.
+JOURNAL_ROWS = ("journal_restored_fills", "journal_pnl_while_down", "journal_realised_pnl")
 
 
 def summary_table(results: dict[Any, dict[str, Any]]) -> RenderableType:
@@ -288,7 +291,8 @@ def summary_table(results: dict[Any, dict[str, Any]]) -> RenderableType:
     table.add_column("", no_wrap=True)
     for exchange in results:
         table.add_column(str(exchange), justify="right")
-    for row in SUMMARY_ROWS:
+    journaled = all("journal_realised_pnl" in result for result in results.values())
+    for row in (*SUMMARY_ROWS, *(JOURNAL_ROWS if journaled else ())):
         table.add_row(row.replace("_", " "), *(_cell(row, result[row]) for result in results.values()))
     return table
 
@@ -301,6 +305,6 @@ def _cell(row: str, value: Any) -> str:
         if after == len(value):
             return f"{after} after reconnect"
         return f"{len(value)} ({after} after reconnect)"
-    if row in ("realised_pnl", "ledger_realised_pnl"):
+    if row in ("realised_pnl", "ledger_realised_pnl", "journal_pnl_while_down", "journal_realised_pnl"):
         return pnl(Decimal(value))
     return str(len(value)) if isinstance(value, list) else str(value)

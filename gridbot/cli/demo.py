@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -47,6 +48,7 @@ from gridbot.cli._demo_run import (
 from gridbot.cli._display import Display, summary_table
 from gridbot.errors import GridbotError
 from gridbot.events import Exchange
+from gridbot.journal import Journal
 
 __all__ = ["COMMAND", "DemoOptions", "demo", "is_state_call", "plain"]
 
@@ -90,6 +92,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         metavar="PERCENT",
                         help="distance between neighbouring levels, in percent of the start price; "
                              "a take-profit sits one step back towards the start (default 0.1)")
+    parser.add_argument("--journal", metavar="PATH",
+                        help="journal the streams to a new SQLite file and restart them on it midway (the "
+                             "account keeps trading while they are down); the summary shows what the "
+                             "restart brought back")
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON document on stdout (progress and the table "
                              "go to stderr)")
@@ -99,10 +105,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.step * args.levels >= 100:
         raise UsageError(f"--levels {args.levels} x --step {args.step} % reaches 100 %: the lowest buy "
                          "level would be at or below zero")
+    if args.journal is not None and os.path.exists(args.journal):
+        raise UsageError(f"--journal {args.journal} exists: the demo's emulated exchanges start fresh, so "
+                         "its journal must too (remove it or choose another path)")
     return demo(DemoOptions(
         exchanges=("binance", "bybit") if args.exchange == "both" else (args.exchange,),
         symbols=tuple(args.symbols), duration=args.duration, seed=args.seed, faults=args.faults,
         hedge=args.mode == "hedge", levels=args.levels, step_pct=args.step, as_json=args.json,
+        journal=args.journal,
     ))
 
 
@@ -131,6 +141,11 @@ COMMAND = Command(
         "  netted take profits         one-way TPs not needed because netting had closed the exposure\n"
         "  fill pnl mismatches         slots whose fills and cumulative PnL disagree: should be none\n"
         "                              (fills made while disconnected are backfilled at the resync)\n"
+        "  journal restored fills      with --journal: fills made while the stream was down, backfilled\n"
+        "                              by the restart from the journal's cursor\n"
+        "  journal pnl while down      the ledger's PnL realised meanwhile (it reached the grids: see\n"
+        "                              realised pnl)\n"
+        "  journal realised pnl        the journal's own realised PnL: must equal the ledger\n"
         "  (--json adds margin_balance, available_balance, mm_rate: the account view at the end, as the\n"
         "  live view shows it; Bybit sends it, gridbot computes Binance's; null where undefined)\n\n"
         "exit codes: 0 the books agree, 1 failed to start or the books disagree, 2 usage, 130 Ctrl-C"),
@@ -141,7 +156,12 @@ COMMAND = Command(
 
 def demo(options: DemoOptions) -> int:
     """Run the demo; 0 when it ran and its books agree, 1 when it failed to start or they disagree."""
-    runs = [ExchangeRun(exchange, options) for exchange in options.exchanges]
+    try:
+        journal = Journal(options.journal) if options.journal is not None else None
+    except GridbotError as exc:
+        err(f"gridbot demo: {exc}")
+        return EXIT_FAILED
+    runs = [ExchangeRun(exchange, options, journal) for exchange in options.exchanges]
     try:
         for run in runs:
             try:
@@ -155,6 +175,8 @@ def demo(options: DemoOptions) -> int:
         return EXIT_INTERRUPTED
     finally:
         _stop_all(runs)
+        if journal is not None:
+            journal.close()
     return _report(results, options)
 
 
@@ -196,10 +218,12 @@ def _trade(runs: list[ExchangeRun], options: DemoOptions) -> dict[Exchange, dict
         display.update(time.monotonic() - start)
 
     with display:
-        if options.faults:
+        if not options.lockstep:
             while time.monotonic() - start < options.duration:
                 for run in runs:
                     run.inject_due_faults(time.monotonic() - start)
+                    if run.restart_due(time.monotonic() - start):
+                        run.restart()
                 tick()
                 time.sleep(0.1)
         else:  # lockstep: --duration of emulated prices, one step per PRICE_INTERVAL, whatever the wall time
@@ -247,6 +271,11 @@ def _report(results: dict[Exchange, dict[str, Any]], options: DemoOptions) -> in
             failed = True
             err(f"gridbot demo: {exchange}: {result['state_rest_calls_after_start']} state REST calls "
                 "after start that the stream did not make")
+        if "journal_realised_pnl" in result and (
+                Decimal(result["journal_realised_pnl"]) != Decimal(result["ledger_realised_pnl"])):
+            failed = True
+            err(f"gridbot demo: {exchange}: the journal's realised PnL {result['journal_realised_pnl']} != "
+                f"ledger {result['ledger_realised_pnl']}")
         if result["closes"] == 0:
             err(f"gridbot demo: {exchange}: no take-profit closed in {options.duration:g} s")
     if options.as_json:

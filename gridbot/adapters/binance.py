@@ -54,7 +54,6 @@ import itertools
 import logging
 import queue
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
@@ -72,6 +71,7 @@ from binance.ws.keepalive_websocket import KeepAliveWebsocket
 from binance.ws.streams import BinanceSocketManager, ThreadedWebsocketManager
 
 from gridbot._account import AccountConfig
+from gridbot._credentials import Credentials, mask_attribute
 from gridbot._margin import SymbolBrackets
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
 from gridbot.adapters._binance_receive import TASKLESS, TasklessReceive, listen
@@ -127,7 +127,6 @@ _TRADES_LIMIT: Final = 1000  # userTrades: "Default 500; max 1000"
 _TRADES_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "startTime and endTime cannot be longer than 7 days"
 _TRADES_HISTORY_MS: Final = 180 * 24 * 3600 * 1000  # "Only support querying trade in the past 6 months"
 _MAX_TRADE_PAGES: Final = 1000  # per window: 1M fills; more means the answers do not advance
-_SIGNATURE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 
 
 def _reconnect_delay(attempt: int) -> float:
@@ -197,27 +196,12 @@ class _Hosts:
             setattr(client, name, self.rest_fapi)
 
 
-class _Credentials:
-    """The API key pair; its repr never shows them."""
+_Credentials = Credentials
 
-    __slots__ = ("_secrets", "key", "secret")
 
-    def __init__(self, key: str, secret: str) -> None:
-        self.key = key
-        self.secret = secret
-        # Whole tokens only (keys are alphanumeric), so a short test key cannot mangle ordinary words.
-        self._secrets = [re.compile(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])")
-                         for s in (secret, key) if s]
-
-    def __repr__(self) -> str:
-        return "<credentials hidden>"
-
-    def redact(self, text: str) -> str:
-        """``text`` without the key, the secret or any request signature."""
-        text = _SIGNATURE.sub(r"\1<redacted>", text)
-        for secret in self._secrets:
-            text = secret.sub("<redacted>", text)
-        return text
+def _mask_secret(client: _T) -> _T:
+    """The clear secret stays out of the SDK client's attributes (see gridbot._credentials)."""
+    return mask_attribute(client, "API_SECRET")
 
 
 async def _create_async_client(credentials: _Credentials, hosts: _Hosts, *, testnet: bool,
@@ -229,6 +213,7 @@ async def _create_async_client(credentials: _Credentials, hosts: _Hosts, *, test
     """
     client = AsyncClient(api_key=credentials.key, api_secret=credentials.secret, testnet=testnet, demo=demo)
     hosts.apply_to(client)
+    _mask_secret(client)
     try:
         await client.ping()
         server = await client.get_server_time()
@@ -786,6 +771,7 @@ class BinanceAdapter:
                          testnet=self._testnet, demo=self._demo, ping=False)
         for client in (seed, control):
             self._hosts.apply_to(client)
+            _mask_secret(client)
             transport = mount_abortable(getattr(client, "session", None))
             if transport is not None:
                 self._transports.append(transport)

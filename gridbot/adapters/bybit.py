@@ -41,6 +41,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError, Unauthoriz
 from pybit.unified_trading import HTTP, WebSocket
 from websocket import WebSocketApp, WebSocketException
 
+from gridbot._credentials import Credentials, MaskedAttribute, mask_attribute
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
 from gridbot.adapters._http import mount_abortable
 from gridbot.endpoints import Endpoints
@@ -77,7 +78,6 @@ _EXECUTIONS_LIMIT: Final = 100  # execution/list: "[1, 100]. Default: 50"
 _EXECUTIONS_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "endTime - startTime <= 7 days"
 _MAX_EXECUTION_PAGES: Final = 1_000
 _AUTH_EXPIRE_SECONDS: Final = 10  # pybit's default of 1 s fails on a little clock skew
-_SECRET_MASK: Final = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,7 @@ class _BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
     """
 
     subscriptions: dict[str, str]  # pybit's record: req_id -> subscribe request text
+    api_secret = MaskedAttribute("api_secret")
 
     def __init__(
         self,
@@ -460,10 +461,17 @@ class _BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         except Exception:
             logger.exception("Bybit %s socket: read loop failed", self._gb_channel)
         finally:
-            core = getattr(self, "_gb_core", None)
-            if core is not None:
-                core.shutdown()  # the read loop is over: nobody else uses this fd any more
+            self._gb_close_fd()
             self._gb_mark_closed("socket thread ended")
+
+    def _gb_close_fd(self) -> None:
+        """The read loop is over: nobody else uses this connection's fd any more; close it now."""
+        core = getattr(self, "_gb_core", None)
+        try:
+            if core is not None:
+                core.shutdown()
+        except Exception:
+            logger.exception("Bybit %s socket: closing its fd failed", self._gb_channel)
 
     def _gb_deliver(self, msg: Any) -> None:
         """pybit's ``callback``: hand the raw frame to the sink, nothing else."""
@@ -561,8 +569,7 @@ class BybitAdapter:
         counters: Counters,
         timings: BybitTimings | None = None,
     ) -> None:
-        self._api_key = api_key
-        self._api_secret = api_secret
+        self._credentials = Credentials(api_key, api_secret)
         self._testnet = testnet
         self._demo = demo
         self._endpoints = endpoints
@@ -574,6 +581,7 @@ class BybitAdapter:
         # uninterruptibly): the stream retries failed seeds and resyncs itself, with backoff.
         self._http = HTTP(testnet=testnet, demo=demo, api_key=api_key, api_secret=api_secret,
                           max_retries=1, retry_delay=0)
+        mask_attribute(self._http, "api_secret")  # pybit's HTTP is a dataclass: its repr printed it
         if endpoints is not None:
             self._http.endpoint = endpoints.rest  # per instance: pybit builds every URL from it
         self._transport = mount_abortable(getattr(self._http, "client", None))
@@ -871,8 +879,8 @@ class BybitAdapter:
             url=self._urls[channel],
             initial=initial,
             deadline=deadline,
-            api_key=self._api_key if private else None,
-            api_secret=self._api_secret if private else None,
+            api_key=self._credentials.key if private else None,
+            api_secret=self._credentials.secret if private else None,
         )
 
     def _await_settled(self, sockets: list[_BybitSocket], deadline: float, timeout: float) -> None:
@@ -1094,10 +1102,7 @@ class BybitAdapter:
 
     def _scrub(self, text: str) -> str:
         """Mask the key and secret wherever foreign text might echo them."""
-        for secret in (self._api_secret, self._api_key):
-            if secret:
-                text = text.replace(secret, _SECRET_MASK)
-        return text
+        return self._credentials.redact(text)
 
     def _translate(self, exc: BaseException, what: str) -> GridbotError:
         """The one place SDK and socket exceptions become gridbot errors (callers ``raise ... from exc``)."""

@@ -138,6 +138,10 @@ class FakeCore:
         self.sock = FakeRaw(app)
         self.close_frames = 0
 
+    def shutdown(self) -> None:
+        """websocket-client's ``WebSocket.shutdown``: closes the fd at once."""
+        self.fd_closed = True
+
     def send_close(self) -> None:
         with self.lock:
             self.connected = False

@@ -346,7 +346,10 @@ class ExchangeStream:
             raise ConnectError(f"{self.exchange}: the REST seed did not finish within {timeout:g} s")
         if self._seed_error is not None:
             error = self._seed_error
+            interrupted = self._stop_event.is_set()  # stop() cut the seed (before our own teardown)
             self._abort_start(deadline)
+            if interrupted and not isinstance(error, AuthenticationError):
+                raise GridbotError(f"{self.exchange}: stop() was called while start() was running") from error
             raise error
         if not self._lifecycle.go_live():
             self._abort_start(deadline)

@@ -75,6 +75,7 @@ from gridbot._account import AccountConfig
 from gridbot._margin import SymbolBrackets
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
 from gridbot.adapters._binance_receive import TASKLESS, TasklessReceive, listen
+from gridbot.adapters._http import AbortableTransport, mount_abortable
 from gridbot.adapters._liveness import BINANCE_SERVER_PING_S, watched_connection
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
@@ -515,6 +516,7 @@ class BinanceAdapter:
         self._twm: _SocketThread | None = None
         self._seed_rest: Any = None  # Client for fetch_snapshot (the stream's worker thread)
         self._control_rest: Any = None  # Client for listen keys (open(), then the supervisor)
+        self._transports: list[AbortableTransport] = []  # cut by close(): no REST call outlives it
         self._stopping = threading.Event()
         self._commands: queue.Queue[object] = queue.Queue()
         self._supervisor = threading.Thread(target=self._supervise, name="gridbot-binance-supervisor",
@@ -749,6 +751,8 @@ class BinanceAdapter:
         self._closing = True
         self._stopping.set()
         self._commands.put(_STOP)
+        for transport in self._transports:
+            transport.abort()  # a seed, resync or listen-key request in flight ends now
         threads = [self._supervisor]
         twm = self._twm
         if twm is not None:
@@ -782,6 +786,9 @@ class BinanceAdapter:
                          testnet=self._testnet, demo=self._demo, ping=False)
         for client in (seed, control):
             self._hosts.apply_to(client)
+            transport = mount_abortable(getattr(client, "session", None))
+            if transport is not None:
+                self._transports.append(transport)
         return seed, control
 
     # ------------------------------------------------------------------ REST

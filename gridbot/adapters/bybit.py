@@ -42,6 +42,7 @@ from pybit.unified_trading import HTTP, WebSocket
 from websocket import WebSocketApp, WebSocketException
 
 from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
+from gridbot.adapters._http import mount_abortable
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import Event, FillUpdate, OrderUpdate
@@ -247,6 +248,9 @@ class _BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         self.attempting_connection = False
 
     def _on_open(self) -> None:
+        # websocket-client's teardown only closes the fd of a socket it still thinks connected; one
+        # that exit() shut down stays open until garbage collection.  Kept here, closed by _gb_run.
+        self._gb_core = getattr(getattr(self, "ws", None), "sock", None)
         with self._gb_owner._cond:
             self._gb_opened = True
             self._gb_last_rx = time.monotonic()
@@ -456,6 +460,9 @@ class _BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         except Exception:
             logger.exception("Bybit %s socket: read loop failed", self._gb_channel)
         finally:
+            core = getattr(self, "_gb_core", None)
+            if core is not None:
+                core.shutdown()  # the read loop is over: nobody else uses this fd any more
             self._gb_mark_closed("socket thread ended")
 
     def _gb_deliver(self, msg: Any) -> None:
@@ -563,9 +570,13 @@ class BybitAdapter:
         self._counters = counters
         self.timings = timings or BybitTimings()
         self._urls: dict[Channel, str] = _ws_urls(testnet=testnet, demo=demo, endpoints=endpoints)
-        self._http = HTTP(testnet=testnet, demo=demo, api_key=api_key, api_secret=api_secret)
+        # One attempt per request, no sleeping between attempts (pybit would sleep 3 s per retry,
+        # uninterruptibly): the stream retries failed seeds and resyncs itself, with backoff.
+        self._http = HTTP(testnet=testnet, demo=demo, api_key=api_key, api_secret=api_secret,
+                          max_retries=1, retry_delay=0)
         if endpoints is not None:
             self._http.endpoint = endpoints.rest  # per instance: pybit builds every URL from it
+        self._transport = mount_abortable(getattr(self._http, "client", None))
         self._cond = threading.Condition(threading.RLock())
         self._stop = threading.Event()
         self._version = 0
@@ -629,6 +640,9 @@ class BybitAdapter:
         """Stop supervisors and sockets and join every thread started, within ``timeout``; idempotent
         (a second call only retries joining what the first could not)."""
         deadline = time.monotonic() + timeout
+        if self._transport is not None:
+            self._transport.abort()  # a seed or resync request in flight ends now
+            self._http.client.close()
         with self._cond:
             if self._state == "idle":
                 return

@@ -1,7 +1,7 @@
 """gridbot vs the raw SDKs, side by side in one run: throughput, latency, memory, GC pauses.
 
 Run: ``python benchmarks/run.py`` (about 8-9 minutes on 2 cores) or ``python benchmarks/run.py --quick``
-(about 2 minutes, smaller counts, one rep); ``--json FILE`` also writes every figure.
+(about 2-4 minutes: smaller counts, one rep); ``--json FILE`` also writes every figure.
 
 Setup.  A flood server runs in its own process (``_flood.py``): pre-encoded frames of both exchanges'
 protocols over loopback WebSockets, REST seeds from gridbot's emulators.  Each consumer is a fresh

@@ -496,6 +496,7 @@ class BinanceAdapter:
         self._current: dict[Channel, _Link | None] = {"private": None, "public": None}
         self._up: dict[Channel, bool] = {"private": False, "public": False}
         self._fatal: GridbotError | None = None
+        self._failed: set[Channel] = set()  # channels reported failed (keys rejected), until rebuilt
         self._brackets: dict[str, SymbolBrackets] = {}  # fetched once per symbol (fetch_account_config)
 
         self._twm: _SocketThread | None = None
@@ -1106,6 +1107,7 @@ class BinanceAdapter:
         with self._lock:
             old = self._current[channel]
             self._current[channel] = link
+            self._failed.discard(channel)
             if link is None:
                 self._set_up(channel, True, "no symbols to watch")
             else:
@@ -1211,8 +1213,10 @@ class BinanceAdapter:
                 self._spawn(link, deadline)
                 self._await_settled(link, deadline)
         except AuthenticationError as exc:
+            # Keys revoked: reported once, then retried with backoff, so the stream recovers by itself
+            # when they work again (as it does after any other failed rebuild).
             self._fail(channel, exc)
-            return True
+            return False
         except GridbotError as exc:
             if not self._stopping.is_set():
                 logger.warning("binance %s socket: rebuild attempt failed: %s", channel, exc)
@@ -1221,9 +1225,13 @@ class BinanceAdapter:
         return True
 
     def _fail(self, channel: Channel, exc: AuthenticationError) -> None:
-        logger.error("binance %s socket: giving up: %s", channel, exc)
         with self._lock:
             self._fatal = exc
             self._set_up(channel, False, str(exc))
-            self._report(channel, "failed", str(exc))
+            first = channel not in self._failed
+            self._failed.add(channel)
+            if first:
+                self._report(channel, "failed", f"{exc}; retrying with backoff until the keys work again")
             self._changed.notify_all()
+        if first:
+            logger.error("binance %s socket: keys rejected (%s); retrying with backoff", channel, exc)

@@ -1002,7 +1002,16 @@ class BybitAdapter:
                 if sock is not None:
                     self._dispose(link, sock)
                 return
-            except (_AuthRejected, _SubscribeRejected) as exc:
+            except _AuthRejected as exc:
+                # Keys revoked (or IP no longer allowed): say so once, then keep trying with backoff,
+                # so the stream recovers by itself when they work again.
+                if sock is not None:
+                    self._dispose(link, sock)
+                attempt += 1
+                if not link.failed:
+                    self._fail(link, f"{exc}; retrying with backoff until the keys work again")
+                continue
+            except _SubscribeRejected as exc:
                 if sock is not None:
                     self._dispose(link, sock)
                 self._fail(link, str(exc))
@@ -1019,6 +1028,7 @@ class BybitAdapter:
                 else:
                     stopped = False
                     link.current, link.reported_up, link.last_ping = sock, True, time.monotonic()
+                    link.failed = False
             if stopped:
                 self._dispose(link, sock)
                 return
@@ -1027,7 +1037,7 @@ class BybitAdapter:
             return
 
     def _fail(self, link: _Link, detail: str) -> None:
-        logger.error("Bybit %s socket failed for good: %s", link.channel, detail)
+        logger.error("Bybit %s socket failed: %s", link.channel, detail)
         with self._cond:
             link.failed = True
         self._report(link.channel, "failed", detail)

@@ -470,14 +470,27 @@ def test_user_socket_rebuild_gets_a_fresh_listen_key(sdk: FakeSdk, make_adapter:
     assert [s.listen_key for s in sdk.sockets_of("private")] == ["K1", "K2"]
 
 
-def test_key_rejected_during_rebuild_reports_failed(sdk: FakeSdk, make_adapter: Any,
-                                                    sink: RecordingSink) -> None:
+def test_key_rejected_during_rebuild_reports_failed_once_and_recovers_when_restored(
+    sdk: FakeSdk, make_adapter: Any, sink: RecordingSink
+) -> None:
     adapter = make_adapter()
     adapter.open(["BTCUSDT"], timeout=5)
-    sdk.answers["listen_key"] = api_error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+    working = sdk.answers["listen_key"]
+    attempts: list[int] = []
+
+    def revoked() -> Any:
+        attempts.append(1)
+        raise api_error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+
+    sdk.answers["listen_key"] = revoked
     sdk.latest("private").sdk_gives_up()
     wait_until(lambda: sink.links("private") == ["down", "failed"])
     assert not adapter.connected
+    wait_until(lambda: len(attempts) >= 3)  # retried with backoff
+    assert sink.links("private") == ["down", "failed"]  # reported once
+    sdk.answers["listen_key"] = working  # keys restored
+    wait_until(lambda: sink.links("private") == ["down", "failed", "up"])
+    wait_until(lambda: adapter.connected)
 
 
 def test_a_raising_sink_never_reaches_the_sdk_listener(sdk: FakeSdk, make_adapter: Any, sink: RecordingSink,

@@ -617,15 +617,18 @@ def test_backoff_doubles_up_to_the_cap_and_jitter_scales_it() -> None:
     assert _backoff_delay(10_000, 0.5, 30.0, 1.0) == 30.0
 
 
-def test_rejected_key_on_reconnect_reports_failed_and_stops_retrying(
+def test_rejected_key_on_reconnect_reports_failed_once_and_recovers_when_restored(
     opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink
 ) -> None:
     exchange.auth_ok = False
     exchange.app("private").drop()
     wait_until(lambda: ("private", "failed") in sink.links("private"))
-    time.sleep(0.2)  # would be several more attempts if the supervisor kept trying
-    assert len(exchange.apps_of("private")) == 2
     assert opened.connected is False
+    wait_until(lambda: len(exchange.apps_of("private")) >= 4)  # still retrying, with backoff
+    assert sink.links("private").count(("private", "failed")) == 1  # reported once
+    exchange.auth_ok = True  # keys restored
+    wait_until(lambda: sink.links("private")[-1] == ("private", "up"))
+    wait_until(lambda: opened.connected)
 
 
 def test_non_json_frame_is_counted_and_skipped_without_a_reconnect(

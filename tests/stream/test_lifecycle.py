@@ -312,3 +312,18 @@ class TestThreadsSurvive:
         assert s._inbox.qsize() == 0  # sealed: SDK threads cannot fill a queue nobody reads
         s.stop()
         assert no_gridbot_threads() and s.status().state == "stopped"
+
+
+class TestRecovery:
+    def test_keys_rejected_then_restored_recover_the_stream(self, fake: list[FakeAdapter]) -> None:
+        s, adapter, rec = make_stream(fake)
+        s.subscribe("BTCUSDT", **rec.callbacks())
+        s.start(timeout=5)
+        adapter.sink.link("private", "down", "lost")
+        adapter.sink.link("private", "failed", "keys rejected; retrying with backoff")
+        wait_until(lambda: s.status().state == "failed")
+        adapter.sink.link("private", "up", "keys work again")
+        wait_until(lambda: "resynced" in rec.statuses)
+        assert rec.statuses.index("failed") < rec.statuses.index("resynced")
+        wait_until(lambda: s.status().state == "connected")
+        s.stop()

@@ -713,6 +713,9 @@ class ExchangeStream:
         try:
             backfilled = self._apply_snapshot(symbols, include_wallet=True, backfill=True)
         except GridbotError as exc:
+            if self._stop_event.is_set():  # stop() cut the request: nothing to report
+                logger.debug("%s: resync ended by stop(): %s", self.exchange, exc)
+                return
             logger.warning("%s: resync failed (%s); retrying in %.1f s",
                            self.exchange, exc, self._resync_backoff)
             self._schedule_resync(self._resync_backoff)
@@ -758,6 +761,9 @@ class ExchangeStream:
         try:
             self._apply_snapshot([symbol], include_wallet=False)
         except GridbotError as exc:
+            if self._stop_event.is_set():  # stop() cut the request: nothing to report
+                logger.debug("%s: seeding %s ended by stop(): %s", self.exchange, symbol, exc)
+                return
             logger.warning("%s: seeding %s failed (%s); a full resync follows", self.exchange, symbol, exc)
             self._resync_needed = True
             self._schedule_resync(self._resync_backoff)

@@ -219,6 +219,7 @@ class ExchangeStream:
         self.exchange: Exchange = exchange
         self._snapshot = snapshot
         self._dispatch_mode: DispatchMode = dispatch
+        self._froze_heap = False  # start() froze the heap (gc.freeze) and stop() must unfreeze it
         self._counters = Counters()
         self._subscriptions = Subscriptions()
         self._journal = StreamJournal(journal, exchange) if journal is not None else None
@@ -355,8 +356,8 @@ class ExchangeStream:
             self._abort_start(deadline)
             raise GridbotError(f"{self.exchange}: stop() was called while start() was running")
         # What exists now (modules, the SDKs, the seed) lives as long as the stream: keep it out of every
-        # later full collection, so the collector's pauses stay short while frames flow.
-        gc.freeze()
+        # later full collection, so the collector's pauses stay short while frames flow.  stop() undoes it.
+        self._froze_heap = _freeze_heap()
         self._emit_status("connected", "live")
 
     def _spawn(self, role: str, target: Callable[[], None], deadline: float) -> threading.Thread:
@@ -389,6 +390,11 @@ class ExchangeStream:
         deadline = time.monotonic() + timeout
         self._stop_threads(deadline, adapter_budget=timeout * 0.5, final_status=True)
         self._lifecycle.finish_stop()
+        if self._froze_heap:
+            # Frozen objects are never collected: a process that stops streams (and drops its own objects)
+            # must get its normal collection back, or their reference cycles leak for good.
+            self._froze_heap = False
+            gc.unfreeze()
 
     def _close_adapter(self, budget: float) -> None:
         try:
@@ -845,6 +851,14 @@ def _normalize_symbol(symbol: str, exchange: str) -> str:
             f"{symbol[:40]!r} is not a {exchange} symbol: expected letters and digits like 'BTCUSDT' "
             f"(pattern {_SYMBOL_SYNTAX[exchange].pattern}), no spaces, slashes or URL characters")
     return clean
+
+
+def _freeze_heap() -> bool:
+    """``gc.freeze()`` unless the application froze its heap itself (its choice is left alone)."""
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
 
 
 def _remaining(deadline: float) -> float:

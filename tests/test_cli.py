@@ -448,11 +448,13 @@ def test_demo_with_faults_in_an_80x24_terminal_shows_one_clean_view(
     frames_with_both = 0
     fault_shown = False
     data = written.encode()
-    for start in range(0, len(data), 4096):  # look at the screen as it evolves, not only at the end
-        stream.feed(data[start:start + 4096])
+    for start in range(0, len(data), 1024):  # look at the screen as it evolves, not only at the end
+        stream.feed(data[start:start + 1024])
         shown = screen.display
         assert not any(_RAW_LOG_LINE.search(line) for line in shown), "\n".join(shown)
-        fault_shown = fault_shown or any("fault injected: expire_listen_key" in line for line in shown)
+        # Any fault's log line proves the routing; which faults fit in 8 s depends on how fast each
+        # outage recovers (the next one waits for the stream to be live again).
+        fault_shown = fault_shown or any("fault injected: " in line for line in shown)
         starts = {line.split(" ", 1)[0] for line in shown}
         if {"binance", "bybit"} <= starts:
             frames_with_both += 1

@@ -44,7 +44,7 @@ def test_a_flood_of_frames_arrives_complete_and_in_order(fake: list[FakeAdapter]
         s.stop()
 
 
-def test_start_freezes_what_exists_out_of_later_collections(fake: list[FakeAdapter]) -> None:
+def test_start_freezes_what_exists_and_stop_gives_collection_back(fake: list[FakeAdapter]) -> None:
     gc.unfreeze()
     s, _adapter, rec = make_stream(fake)
     s.subscribe("BTCUSDT", **rec.callbacks())
@@ -53,4 +53,18 @@ def test_start_freezes_what_exists_out_of_later_collections(fake: list[FakeAdapt
         assert gc.get_freeze_count() > 0
     finally:
         s.stop()
+    # frozen objects are never collected: once stopped, a process's reference cycles must be collectable again
+    assert gc.get_freeze_count() == 0
+
+
+def test_an_application_that_froze_its_heap_keeps_it_frozen(fake: list[FakeAdapter]) -> None:
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        s, _adapter, rec = make_stream(fake)
+        s.subscribe("BTCUSDT", **rec.callbacks())
+        s.start(timeout=5)
+        s.stop()
+        assert gc.get_freeze_count() >= frozen  # not unfrozen behind the application's back
+    finally:
         gc.unfreeze()

@@ -29,8 +29,10 @@ class Sink(Protocol):
 
     def link(self, channel: Channel, state: LinkState, detail: str) -> None:
         """A socket went ``down``; came ``up`` (connected and subscribed again); may have missed
-        frames (``gap``, e.g. an SDK error dict); or ``failed`` for good (keys rejected while running).
-        After ``down`` or ``gap`` the next ``up`` makes the stream resync."""
+        frames (``gap``, e.g. an SDK error dict); or ``failed`` (keys rejected while running: reported once,
+        the adapter keeps retrying with backoff and reports ``up`` when the keys work again).
+        After ``down`` or ``gap`` (a ``failed`` socket went ``down`` first) the next ``up`` makes the stream
+        resync."""
 
 
 class Adapter(Protocol):

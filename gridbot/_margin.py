@@ -1,6 +1,7 @@
 """Binance USDⓈ-M margin arithmetic (cross margin, single-asset mode): pure functions on Decimal.
 
-Every formula is Binance's documented one (sources in ``/work/shared/EXCHANGE-FACTS.md`` §5):
+Every formula is Binance's documented one (each source named below; brackets:
+https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Notional-and-Leverage-Brackets):
 
 - maintenance margin of a position = |notional| * maintMarginRatio - cum, with the bracket whose
   ``notionalFloor < |notional| ≤ notionalCap`` (Binance's tier tables: "0 < Position ≤ 5,000", ...);

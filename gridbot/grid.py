@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
+from gridbot._bounded import BoundedMap
 from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
 from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import (
@@ -52,6 +53,9 @@ _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 _MAX_FAILURES = 3
 _HISTORY = 200
+# Order id -> slot for fills that arrive after their order ended (the exchanges do not order the two
+# kinds): the latest this many orders are enough, and a long-running grid stays bounded.
+_ORDER_SLOTS = 10_000
 _Slot = tuple[str, int]
 
 
@@ -268,15 +272,17 @@ class GridStrategy:
         net = exchange == "bybit" if pnl_net_of_fees is None else pnl_net_of_fees
         self.cross_check = PnlCrossCheck(net_of_fees=net)
         self._levels: dict[int, Level] = {}
-        self._by_client_id: dict[str, tuple[int, str]] = {}   # client id -> (level index, "entry" | "tp")
-        self._order_slots: dict[str, int] = {}                 # order id -> position_idx, for fills
+        # client id -> (level index, "entry" | "tp"), while the order may still send updates
+        self._by_client_id: dict[str, tuple[int, str]] = {}
+        self._order_slots: BoundedMap[str, int] = BoundedMap(_ORDER_SLOTS)  # order id -> position_idx
         self._tp_fills: dict[str, tuple[Decimal, Decimal]] = {}  # tp order id -> (pnl, fees)
         self._positions: dict[int, PositionUpdate] = {}
         self._mark: Decimal | None = None
         self._start_price = config.start_price
         self._paused = False
         self._placing = True
-        self.closes: list[Close] = []
+        self.closes: deque[Close] = deque(maxlen=_HISTORY)   # the latest closes; close_count counts all
+        self.close_count = 0
         self.pnl_changes: deque[PnlChange] = deque(maxlen=_HISTORY)
         self.order_errors = 0
         self.netted = 0   # take-profits refused because one-way netting had already closed the exposure
@@ -354,7 +360,8 @@ class GridStrategy:
 
     def on_fill(self, fill: FillUpdate) -> None:
         with self._lock:
-            idx = self._order_slots.get(fill.order_id, fill.position_idx)
+            known = self._order_slots.get(fill.order_id)
+            idx = fill.position_idx if known is None else known
             if self.pnl.baseline(fill.symbol, idx) is not None:
                 self.cross_check.add_fill((fill.symbol, idx), fill)
             if fill.order_id in self._tp_fills:
@@ -381,6 +388,8 @@ class GridStrategy:
                 self._entry_update(level, order)
             elif role[1] == "tp" and order.client_order_id == level.tp_client_id:
                 self._tp_update(level, order)
+            if order.status in TERMINAL_ORDER_STATUSES:
+                self._by_client_id.pop(order.client_order_id, None)  # nothing follows a finished order
 
     # ------------------------------------------------------------------ control from the owner
 
@@ -438,7 +447,7 @@ class GridStrategy:
                 mark_price=self._mark,
                 positions=tuple(self._positions[i] for i in sorted(self._positions)),
                 open_tp_ids=tuple(self.open_tp_ids()),
-                closes=len(self.closes),
+                closes=self.close_count,
                 realised_pnl=self.realised_pnl(),
                 recent_closes=tuple(c for c in self.pnl_changes if c.is_close)[-5:],
                 wallet_balance=self.wallet.wallet_balance,
@@ -474,6 +483,7 @@ class GridStrategy:
     def _tp_update(self, level: Level, order: OrderUpdate) -> None:
         if order.status == "Filled":
             pnl, fees = self._tp_fills.pop(order.order_id, (_ZERO, _ZERO))
+            self.close_count += 1
             self.closes.append(Close(
                 symbol=self.config.symbol, level=level.index, position_idx=level.position_idx,
                 side=order.side, qty=order.filled_qty, entry_price=level.price,
@@ -554,6 +564,8 @@ class GridStrategy:
             self._placing = False
             return None
         except GridbotError as exc:
+            if isinstance(exc, OrderRejected):  # refused: no order will ever carry this id
+                self._by_client_id.pop(client_id, None)
             self._placement_failed(level, role, exc)
             return None
         level.failures = 0

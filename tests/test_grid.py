@@ -219,6 +219,27 @@ def test_take_profit_ids_come_from_the_tracker_and_a_close_rearms_the_level() ->
     assert rearmed.client_order_id not in (entry.client_order_id, tp.client_order_id)
 
 
+def test_a_long_running_grid_keeps_bounded_memory_of_its_orders_and_closes() -> None:
+    from gridbot import grid as grid_module
+
+    grid, gateway = make_grid(levels=1)
+    grid.on_ticker(ticker("100.00"))
+    rounds = grid_module._HISTORY + 50
+    for _ in range(rounds):  # entry filled -> TP filled -> the level re-arms with a new entry
+        entry = gateway.placed[-1]
+        fill_entry(grid, entry)
+        tp = gateway.placed[-1]
+        grid.on_fill(fill_event(tp, pnl="0.0099", fee="0.0002"))
+        grid.on_order(order_event(tp, "Filled"))
+    assert grid.close_count == rounds
+    assert len(grid.closes) == grid_module._HISTORY  # the latest closes only
+    assert grid.view().closes == rounds
+    # only the orders still open are remembered by client id: one resting entry per level
+    assert len(grid.levels) == 2
+    assert set(grid._by_client_id) == {gateway.placed[0].client_order_id, gateway.placed[-1].client_order_id}
+    assert grid._tp_fills == {}
+
+
 def test_a_partially_filled_entry_that_is_cancelled_protects_what_filled() -> None:
     grid, gateway = make_grid(levels=1)
     grid.on_ticker(ticker("100.00"))
@@ -236,7 +257,7 @@ def test_a_take_profit_ended_by_the_exchange_rearms_the_level() -> None:
     tp = gateway.placed[-1]
     grid.on_order(order_event(tp, "New"))
     grid.on_order(order_event(tp, "Cancelled"))  # e.g. one-way netting made the slot flat
-    assert grid.closes == []
+    assert list(grid.closes) == [] and grid.close_count == 0
     assert grid.open_tp_ids() == []
     assert (gateway.placed[-1].side, gateway.placed[-1].price) == ("Buy", D("99.00"))
 

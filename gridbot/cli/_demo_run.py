@@ -331,7 +331,7 @@ class ExchangeRun:
         return Settled(
             realised_pnl=sum((g.realised_pnl() for g in self.grids), Decimal(0)),
             ledger_realised_pnl=self.ledger_realised_pnl(),
-            closes=sum(len(g.closes) for g in self.grids),
+            closes=sum(g.close_count for g in self.grids),
             open_tp_ids=tuple(sorted(i for g in self.grids for i in g.open_tp_ids())),
             open_tp_orders_on_exchange=self.open_closing_orders(),
         )

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from gridbot._dispatch import Callbacks, check_callback
+from gridbot._dispatch import Callbacks, Subscriptions, check_callback
 from gridbot.book import StateBook
 from gridbot.events import (
     Event,
@@ -93,41 +93,35 @@ class RemoteRouter:
         check_callback("on_status", on_status)
         self._on_status = on_status
         self._counters = counters
-        self._lock = threading.Lock()
-        self._by_symbol: dict[str, Callbacks] = {}
+        self._subscriptions = Subscriptions()
         self.book = StateBook()
 
     def set(self, symbol: str, callbacks: Callbacks) -> bool:
-        with self._lock:
-            is_new = symbol not in self._by_symbol
-            self._by_symbol = {**self._by_symbol, symbol: callbacks}
-            return is_new
+        return self._subscriptions.set(symbol, callbacks)
 
     def remove(self, symbol: str) -> bool:
-        with self._lock:
-            if symbol not in self._by_symbol:
-                return False
-            self._by_symbol = {s: c for s, c in self._by_symbol.items() if s != symbol}
+        if not self._subscriptions.remove(symbol):
+            return False
         self.book._forget(symbol)
         return True
 
     def subscribed(self, symbol: str) -> bool:
-        return symbol in self._by_symbol
+        return self._subscriptions.get(symbol) is not None
 
     def symbols(self) -> list[str]:
-        return list(self._by_symbol)
+        return self._subscriptions.symbols()
 
     def deliver(self, event: Event) -> None:
         self._counters.add("events")
         symbol = getattr(event, "symbol", None)
-        if symbol is None or symbol in self._by_symbol:
+        if symbol is None or self.subscribed(symbol):
             self.book._apply(event)  # the book shows what the callbacks are given, as ExchangeStream's does
         if isinstance(event, StatusUpdate):
             self._call(self._on_status, event, "on_status")
         elif isinstance(event, WalletUpdate):
             self._account_wide("on_wallet", event)
         elif isinstance(event, (PositionUpdate, OrderUpdate, FillUpdate, TickerUpdate)):
-            callbacks = self._by_symbol.get(event.symbol)
+            callbacks = self._subscriptions.get(event.symbol)
             if callbacks is not None:
                 kind = {PositionUpdate: "on_position", OrderUpdate: "on_order", FillUpdate: "on_fill",
                         TickerUpdate: "on_ticker"}[type(event)]
@@ -137,7 +131,7 @@ class RemoteRouter:
 
     def _account_wide(self, kind: str, event: Event) -> None:
         called: list[Callback] = []  # by equality: a bound method registered for several symbols counts once
-        for callbacks in list(self._by_symbol.values()):
+        for callbacks in self._subscriptions.all():
             callback = getattr(callbacks, kind)
             if callback is not None and callback not in called:
                 called.append(callback)

@@ -2,10 +2,11 @@
 
 Threads (all started by gridbot, all joined by :meth:`ExchangeStream.stop`):
 
-- the SDK's socket threads only enqueue raw frames into the inbox (:mod:`gridbot._inbox`; never
-  block, never raise);
-- the *worker* (:mod:`gridbot._worker`, :mod:`gridbot._seeding`) decodes frames, drops duplicates
-  and stale pushes, seeds and resyncs over REST, and puts events on the dispatch queue;
+- the SDK's socket threads decode, deduplicate and queue their frames for dispatch themselves, except
+  while the worker seeds or resyncs: then the frames wait in the worker's inbox (:mod:`gridbot._inbox`);
+  they never block for long and never raise;
+- the *worker* (:mod:`gridbot._worker`, :mod:`gridbot._seeding`) seeds and resyncs over REST and
+  handles the frames that waited meanwhile (decode, drop duplicates and stale pushes, queue);
 - the *dispatcher* (``dispatch="thread"``) runs the callbacks one at a time; with
   ``dispatch="manual"`` the caller runs them in :meth:`ExchangeStream.dispatch_pending`.
 

@@ -188,7 +188,7 @@ def test_a_dead_worker_makes_the_stream_state_failed(fake: list[FakeAdapter],
 
     monkeypatch.setattr(stream._worker, "_until_resync", broken)
     try:
-        adapter.push(position("1", ts=20))
+        adapter.sink.link("public", "gap", "an SDK error")  # wakes the worker
         wait_until(lambda: "failed" in rec.statuses)
         assert stream.status().state == "failed"
     finally:

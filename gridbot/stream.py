@@ -157,10 +157,11 @@ class ExchangeStream:
         self._journal = StreamJournal(journal, exchange) if journal is not None else None
         self._queue = DispatchQueue(self._counters) if self._journal is None \
             else JournalQueue(self._counters, self._journal)
+        self._pipeline = Pipeline()
         self._book = StateBook()
+        self._book._share_finished(self._pipeline.finished_orders)
         self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._router.contain_base_exceptions = dispatch == "thread"
-        self._pipeline = Pipeline()
         self._fill_marks = FillWatermarks()
         self._lifecycle = Lifecycle()
         self._deliver_lock = threading.RLock()

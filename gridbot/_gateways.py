@@ -13,12 +13,23 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gridbot.endpoints import Endpoints
-from gridbot.errors import AuthenticationError, ConnectError, GridbotError
+from gridbot.errors import AuthenticationError, ConnectError, GridbotError, OrderRejected, ReduceOnlyRejected
 
-__all__ = ["BinanceGateway", "BybitGateway", "OrderGateway", "OrderRejected", "ReduceOnlyRejected"]
+if TYPE_CHECKING:  # imported on first use (pybit): see __getattr__
+    from gridbot.adapters.bybit._gateway import BybitGateway, bybit_rest_client
+
+__all__ = [
+    "BinanceGateway",
+    "BybitGateway",
+    "OrderGateway",
+    "OrderRejected",
+    "ReduceOnlyRejected",
+    "binance_rest_client",
+    "bybit_rest_client",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,23 +37,9 @@ _T = TypeVar("_T")
 
 # Codes that mean "these keys are not accepted", as opposed to "this order is not accepted".
 _BINANCE_AUTH_CODES = frozenset({-2014, -2015, -1022, -2008})
-_BYBIT_AUTH_CODES = frozenset({10003, 10004, 10005, 10007, 10009, 10010, 33004})
 _BINANCE_POSITION_SIDE = {0: "BOTH", 1: "LONG", 2: "SHORT"}
 # "ReduceOnly Order is rejected" / "Reduce-only rule not satisfied": nothing (left) to reduce.
 _BINANCE_REDUCE_ONLY_CODES = frozenset({-2022})
-_BYBIT_REDUCE_ONLY_CODES = frozenset({110017})
-
-
-class OrderRejected(GridbotError):
-    """The exchange refused an order request (bad price, margin, reduce-only, unknown order...)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ReduceOnlyRejected(OrderRejected):
-    """A reduce-only order found nothing to reduce: the position is flat or on the other side."""
 
 
 class OrderGateway(Protocol):
@@ -188,99 +185,11 @@ class BinanceGateway:
         return str(answer["orderId"])
 
 
-# ------------------------------------------------------------------------------------------------ Bybit
+def __getattr__(name: str) -> Any:
+    """The Bybit gateway lives with its adapter (one error map, one REST session factory); it is
+    imported on first use so importing this module does not import pybit."""
+    if name in ("BybitGateway", "bybit_rest_client"):
+        from gridbot.adapters.bybit import _gateway
 
-
-def bybit_rest_client(
-    api_key: str, api_secret: str, *, testnet: bool = False, demo: bool = False,
-    endpoints: Endpoints | None = None,
-) -> Any:
-    """A pybit ``HTTP`` session, pointed at ``endpoints`` when given (its ``endpoint`` attribute is
-    the host every request path is appended to)."""
-    from pybit.unified_trading import HTTP
-
-    session = HTTP(testnet=testnet, demo=demo, api_key=api_key, api_secret=api_secret, max_retries=1)
-    if endpoints is not None:
-        session.endpoint = endpoints.rest
-    return session
-
-
-def _bybit_call(action: str, call: Callable[[], _T]) -> _T:
-    """Run one pybit request; translate its exceptions into gridbot errors."""
-    import requests
-    from pybit.exceptions import FailedRequestError, InvalidRequestError
-
-    try:
-        return call()
-    except InvalidRequestError as exc:
-        code = exc.status_code if isinstance(exc.status_code, int) else None
-        message = f"bybit {action}: {exc.message} (retCode {exc.status_code})"
-        if code in _BYBIT_AUTH_CODES:
-            raise AuthenticationError(message) from None
-        if code in _BYBIT_REDUCE_ONLY_CODES:
-            raise ReduceOnlyRejected(message, code) from None
-        raise OrderRejected(message, code) from None
-    except FailedRequestError as exc:
-        message = f"bybit {action}: {exc.message} (HTTP {exc.status_code})"
-        if exc.status_code == 401:
-            raise AuthenticationError(message) from None
-        raise ConnectError(message) from None
-    except requests.RequestException as exc:
-        raise ConnectError(f"bybit {action}: {type(exc).__name__}") from None
-
-
-class BybitGateway:
-    """v5 linear orders through pybit (``category="linear"``, ``positionIdx`` as given)."""
-
-    exchange = "bybit"
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-
-    @classmethod
-    def connect(
-        cls, api_key: str, api_secret: str, *, testnet: bool = False, demo: bool = False,
-        endpoints: Endpoints | None = None,
-    ) -> BybitGateway:
-        return cls(bybit_rest_client(api_key, api_secret, testnet=testnet, demo=demo, endpoints=endpoints))
-
-    def __repr__(self) -> str:
-        return "<BybitGateway>"
-
-    def place_limit(
-        self, symbol: str, side: str, qty: Decimal, price: Decimal, *,
-        position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> str:
-        params = self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
-        params.update(orderType="Limit", timeInForce="GTC", price=format(price, "f"))
-        return self._create(params)
-
-    def place_market(
-        self, symbol: str, side: str, qty: Decimal, *,
-        position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> str:
-        params = self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
-        params.update(orderType="Market")
-        return self._create(params)
-
-    def cancel(self, symbol: str, order_id: str) -> None:
-        _bybit_call("cancel", lambda: self._session.cancel_order(
-            category="linear", symbol=symbol, orderId=order_id))
-
-    @staticmethod
-    def _order_params(
-        symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> dict[str, Any]:
-        _check_side(side)
-        _check_position_idx(position_idx)
-        params: dict[str, Any] = {
-            "category": "linear", "symbol": symbol, "side": side, "qty": format(qty, "f"),
-            "positionIdx": position_idx, "reduceOnly": reduce_only,
-        }
-        if client_order_id:
-            params["orderLinkId"] = client_order_id
-        return params
-
-    def _create(self, params: dict[str, Any]) -> str:
-        answer = _bybit_call("place order", lambda: self._session.place_order(**params))
-        return str(answer["result"]["orderId"])
+        return getattr(_gateway, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

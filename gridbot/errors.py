@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "AuthenticationError",
-    "ConnectError",
-    "GridbotError",
-    "NormalizationError",
-    "OrderRejected",
-    "ReduceOnlyRejected",
-]
+__all__ = ["AuthenticationError", "ConnectError", "GridbotError", "NormalizationError", "OrderRejected",
+           "ReduceOnlyRejected"]
 
 
 class GridbotError(Exception):

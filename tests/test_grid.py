@@ -220,11 +220,11 @@ def test_take_profit_ids_come_from_the_tracker_and_a_close_rearms_the_level() ->
 
 
 def test_a_long_running_grid_keeps_bounded_memory_of_its_orders_and_closes() -> None:
-    from gridbot import grid as grid_module
+    from gridbot.grid import _strategy
 
     grid, gateway = make_grid(levels=1)
     grid.on_ticker(ticker("100.00"))
-    rounds = grid_module._HISTORY + 50
+    rounds = _strategy._HISTORY + 50
     for _ in range(rounds):  # entry filled -> TP filled -> the level re-arms with a new entry
         entry = gateway.placed[-1]
         fill_entry(grid, entry)
@@ -232,7 +232,7 @@ def test_a_long_running_grid_keeps_bounded_memory_of_its_orders_and_closes() -> 
         grid.on_fill(fill_event(tp, pnl="0.0099", fee="0.0002"))
         grid.on_order(order_event(tp, "Filled"))
     assert grid.close_count == rounds
-    assert len(grid.closes) == grid_module._HISTORY  # the latest closes only
+    assert len(grid.closes) == _strategy._HISTORY  # the latest closes only
     assert grid.view().closes == rounds
     # only the orders still open are remembered by client id: one resting entry per level
     assert len(grid.levels) == 2

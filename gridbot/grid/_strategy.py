@@ -1,32 +1,17 @@
-"""A compact synchronous grid strategy driven only by :class:`gridbot.ExchangeStream` callbacks.
+"""The grid strategy itself: stream callbacks in, order requests out, under one lock.
 
-Levels sit around a start price: ``levels`` buy orders below it and ``levels`` sell orders above, each
-``step_pct`` percent apart.  When a level's entry fills, a reduce-only Limit take-profit goes one step
-back towards the start price; when that fills, the level is armed again.  In hedge mode buy levels
-trade the long slot (``position_idx`` 1) and sell levels the short slot (2); in one-way mode both use
-slot 0.
-
-State comes from the stream, never from REST polling: realised PnL from ``cum_realised_pnl`` deltas
-(:class:`RealisedPnlTracker`), cross-checked against the fills' own PnL; open take-profit ids from
-:class:`TakeProfitTracker`; balance from :class:`WalletState`, MM rate from :class:`AccountState`.
-Orders are placed through an :class:`~gridbot._gateways.OrderGateway` (REST, control only).  While the
-stream reconnects the strategy places nothing; after the resync it catches up (take-profits for entries
-that filled meanwhile, re-armed levels).
-
-Every callback takes one lock, so the strategy can be read from another thread (a terminal view) and
-events delivered while an order request is in flight wait for it.
+Its shape (levels, prices) lives in :mod:`._levels` and its PnL bookkeeping in :mod:`._pnl`; this module
+holds what changes while the grid runs: level states, open orders, pausing around reconnects.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Protocol
+from decimal import Decimal
 
 from gridbot._bounded import BoundedMap
 from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
@@ -37,187 +22,25 @@ from gridbot.events import (
     FillUpdate,
     OrderUpdate,
     PositionUpdate,
-    Side,
     StatusUpdate,
     TickerUpdate,
     WalletUpdate,
 )
+from gridbot.grid._levels import GridConfig, Level, LevelState, build_levels
+from gridbot.grid._pnl import Close, PnlChange, PnlCrossCheck, PnlMismatch
+from gridbot.grid._wiring import Subscribable
 from gridbot.tracking import AccountState, RealisedPnlTracker, TakeProfitTracker, WalletState
 
-__all__ = ["Close", "GridConfig", "GridStrategy", "GridView", "Level", "LevelState", "PnlChange",
-           "PnlCrossCheck", "PnlMismatch", "fan_out"]
+__all__ = ["GridStrategy", "GridView"]
 
 logger = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
-_HUNDRED = Decimal(100)
 _MAX_FAILURES = 3
 _HISTORY = 200
 # Order id -> slot for fills that arrive after their order ended (the exchanges do not order the two
 # kinds): the latest this many orders are enough, and a long-running grid stays bounded.
 _ORDER_SLOTS = 10_000
-_Slot = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class GridConfig:
-    """One symbol's grid.  ``start_price`` None: the first mark price the stream delivers."""
-
-    symbol: str
-    qty: Decimal
-    levels: int = 3
-    step_pct: Decimal = Decimal("0.2")
-    tick_size: Decimal = Decimal("0.1")
-    hedge: bool = False
-    start_price: Decimal | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "symbol", self.symbol.upper())
-        if self.levels < 1:
-            raise ValueError("levels must be >= 1")
-        if self.qty <= 0 or self.step_pct <= 0 or self.tick_size <= 0:
-            raise ValueError("qty, step_pct and tick_size must be > 0")
-        if self.step_pct * self.levels >= _HUNDRED:
-            raise ValueError("step_pct * levels must stay below 100 %")
-
-
-class LevelState(enum.Enum):
-    IDLE = "idle"              # nothing open: the entry is (re)placed when placing is allowed
-    ENTRY_OPEN = "entry"       # the entry order rests
-    FILLED = "filled"          # the entry filled; its take-profit is (re)placed when allowed
-    TP_OPEN = "tp"             # the take-profit rests
-    DISABLED = "disabled"      # repeated failures: left alone
-
-
-@dataclass
-class Level:
-    """One grid level: ``index`` < 0 buys below the start price, > 0 sells above it."""
-
-    index: int
-    side: Side
-    price: Decimal
-    tp_price: Decimal
-    position_idx: int
-    state: LevelState = LevelState.IDLE
-    entry_client_id: str = ""
-    tp_client_id: str = ""
-    order_id: str = ""             # the open entry or take-profit order
-    held_qty: Decimal = _ZERO      # filled by the entry, not yet closed by the take-profit
-    failures: int = 0
-    cancel_requested: bool = False
-
-    @property
-    def tp_side(self) -> Side:
-        return "Sell" if self.side == "Buy" else "Buy"
-
-
-@dataclass(frozen=True)
-class Close:
-    """A take-profit that filled: one round trip of one level."""
-
-    symbol: str
-    level: int
-    position_idx: int
-    side: Side           # the take-profit's side
-    qty: Decimal
-    entry_price: Decimal
-    exit_price: Decimal
-    fill_pnl: Decimal    # the take-profit's fills' realised PnL, before fees
-    fees: Decimal        # the take-profit's fills' fees
-    timestamp: int
-
-
-@dataclass(frozen=True)
-class PnlChange:
-    """One change of the exchange's cumulative realised PnL, next to what the fills since the last
-    change of the same slot account for (before fees on Binance, net of fees on Bybit)."""
-
-    symbol: str
-    position_idx: int
-    delta: Decimal
-    fill_pnl: Decimal
-    size_before: Decimal
-    size_after: Decimal
-    timestamp: int
-
-    @property
-    def is_close(self) -> bool:
-        """The position shrank: a (partial) close, not an opening fee."""
-        return self.size_after < self.size_before
-
-    @property
-    def matched(self) -> bool:
-        return self.delta == self.fill_pnl
-
-
-@dataclass(frozen=True)
-class PnlMismatch:
-    """A slot whose cumulative-PnL deltas and fills disagree.  ``after_gap``: the stream reconnected
-    since start.  That is no excuse any more: a resync delivers the fills made while the socket was
-    down (backfilled by REST), so every mismatch is worth a look.  Slots where a fill came without
-    its PnL (Bybit's REST execution list has no ``execPnl``) cannot be checked and are reported by
-    :meth:`PnlCrossCheck.unverified` instead."""
-
-    symbol: str
-    position_idx: int
-    from_cum_realised: Decimal
-    from_fills: Decimal
-    after_gap: bool
-
-
-class PnlCrossCheck:
-    """Running per-slot totals of cumulative-PnL deltas and of fill PnL; equal when nothing is missing.
-
-    Totals rather than pairs, because Binance does not order ``ACCOUNT_UPDATE`` and
-    ``ORDER_TRADE_UPDATE`` against each other.  ``net_of_fees``: Bybit's ``cumRealisedPnl`` is net of
-    fees, so a fill counts ``execPnl - execFee`` there; Binance's ``cr`` is before fees.  Fills on a slot
-    without a baseline yet are left out: the baseline already includes them.
-    """
-
-    def __init__(self, *, net_of_fees: bool) -> None:
-        self.net_of_fees = net_of_fees
-        self._deltas: dict[_Slot, Decimal] = {}
-        self._fills: dict[_Slot, Decimal] = {}
-        self._pending: dict[_Slot, Decimal] = {}
-        self._unknown: dict[_Slot, int] = {}
-        self.gaps = 0
-
-    def note_gap(self) -> None:
-        """The stream is reconnecting: fills may be missed from here on."""
-        self.gaps += 1
-
-    def fill_pnl(self, fill: FillUpdate) -> Decimal | None:
-        """What one fill contributes to the cumulative figure; None when the fill has no PnL."""
-        if fill.realised_pnl is None:
-            return None
-        return fill.realised_pnl - fill.fee if self.net_of_fees else fill.realised_pnl
-
-    def add_fill(self, slot: _Slot, fill: FillUpdate) -> None:
-        amount = self.fill_pnl(fill)
-        if amount is None:
-            self._unknown[slot] = self._unknown.get(slot, 0) + 1
-            return
-        self._fills[slot] = self._fills.get(slot, _ZERO) + amount
-        self._pending[slot] = self._pending.get(slot, _ZERO) + amount
-
-    def add_delta(self, slot: _Slot, delta: Decimal) -> Decimal:
-        """Record a delta; returns the fill PnL seen on the slot since its previous delta."""
-        self._deltas[slot] = self._deltas.get(slot, _ZERO) + delta
-        return self._pending.pop(slot, _ZERO)
-
-    def unverified(self) -> dict[_Slot, int]:
-        """Slots that received fills without a PnL, and how many: their totals cannot be compared."""
-        return dict(self._unknown)
-
-    def mismatches(self) -> list[PnlMismatch]:
-        found = []
-        for slot in sorted(self._deltas.keys() | self._fills.keys()):
-            if slot in self._unknown:
-                continue
-            deltas, fills = self._deltas.get(slot, _ZERO), self._fills.get(slot, _ZERO)
-            if deltas != fills:
-                found.append(PnlMismatch(slot[0], slot[1], deltas, fills, after_gap=self.gaps > 0))
-        return found
 
 
 @dataclass(frozen=True)
@@ -305,7 +128,7 @@ class GridStrategy:
 
     # ------------------------------------------------------------------ wiring
 
-    def attach(self, stream: _Subscribable) -> None:
+    def attach(self, stream: Subscribable) -> None:
         """Subscribe this grid's callbacks for its symbol (the stream's ``on_status`` is set at
         construction: pass :meth:`on_status`, or :func:`fan_out` of several grids' ones)."""
         stream.subscribe(
@@ -600,47 +423,6 @@ class GridStrategy:
     # ------------------------------------------------------------------ levels
 
     def _build_levels(self, start: Decimal) -> None:
-        cfg = self.config
-        step = cfg.step_pct / _HUNDRED
-        for i in range(1, cfg.levels + 1):
-            buy = _round(start * (1 - step * i), cfg.tick_size, ROUND_FLOOR)
-            sell = _round(start * (1 + step * i), cfg.tick_size, ROUND_CEILING)
-            self._levels[-i] = Level(
-                index=-i, side="Buy", price=buy, position_idx=1 if cfg.hedge else 0,
-                tp_price=_round(buy * (1 + step), cfg.tick_size, ROUND_CEILING),
-            )
-            self._levels[i] = Level(
-                index=i, side="Sell", price=sell, position_idx=2 if cfg.hedge else 0,
-                tp_price=_round(sell * (1 - step), cfg.tick_size, ROUND_FLOOR),
-            )
-        logger.info("%s %s: grid of %d levels around %s", self.exchange, cfg.symbol, 2 * cfg.levels, start)
-
-
-def _round(value: Decimal, tick: Decimal, rounding: str) -> Decimal:
-    return (value / tick).to_integral_value(rounding=rounding) * tick
-
-
-class _Subscribable(Protocol):
-    """The part of ExchangeStream that :meth:`GridStrategy.attach` uses."""
-
-    def subscribe(
-        self,
-        symbol: str,
-        *,
-        on_position: Callable[[PositionUpdate], object] | None = None,
-        on_wallet: Callable[[WalletUpdate], object] | None = None,
-        on_order: Callable[[OrderUpdate], object] | None = None,
-        on_ticker: Callable[[TickerUpdate], object] | None = None,
-        on_fill: Callable[[FillUpdate], object] | None = None,
-        on_account: Callable[[AccountUpdate], object] | None = None,
-    ) -> None: ...
-
-
-def fan_out(*callbacks: Callable[[StatusUpdate], None]) -> Callable[[StatusUpdate], None]:
-    """One ``on_status`` for a stream shared by several grids."""
-
-    def dispatch(status: StatusUpdate) -> None:
-        for callback in callbacks:
-            callback(status)
-
-    return dispatch
+        self._levels = build_levels(self.config, start)
+        logger.info("%s %s: grid of %d levels around %s", self.exchange, self.config.symbol,
+                    2 * self.config.levels, start)

@@ -149,7 +149,7 @@ class Rig:
         self.sink = RecordingSink()
         self.counters = Counters()
         self.frames: list[tuple[str, Any]] = []
-        self.sup = Supervisor("test", self.transport, self.sink, clock=self.clock,  # type: ignore[arg-type]
+        self.sup = Supervisor("test", self.transport, self.sink, clock=self.clock,
                               rng=rng or MaxJitter(), counters=self.counters,
                               scrub=lambda text: text.replace("SECRET", "***"))
         for spec in specs:
@@ -713,7 +713,7 @@ def test_a_raising_step_never_ends_the_runner_thread(monkeypatch: pytest.MonkeyP
     transport = FakeTransport()
     transport.auto_open = True
     counters = Counters()
-    sup = Supervisor("real", transport, sink, counters=counters)  # type: ignore[arg-type]
+    sup = Supervisor("real", transport, sink, counters=counters)
     sup.add(spec())
     channel = sup.channel("private")
     real_step = channel.step
@@ -741,7 +741,7 @@ def test_runner_threads_on_the_real_clock_rebuild_and_close_promptly() -> None:
     transport = FakeTransport()
     transport.auto_open = True
     fast = Timings(connect_timeout=2, backoff=BackoffPolicy(initial=0.01, cap=0.05))
-    sup = Supervisor("real", transport, sink, clock=MonotonicClock())  # type: ignore[arg-type]
+    sup = Supervisor("real", transport, sink, clock=MonotonicClock())
     sup.add(spec("private", timings=fast))
     sup.add(spec("public", topics={"a"}, timings=fast))
     sup.start(time.monotonic() + 5)

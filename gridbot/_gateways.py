@@ -16,7 +16,13 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from gridbot.endpoints import Endpoints
-from gridbot.errors import AuthenticationError, ConnectError, GridbotError
+from gridbot.errors import (
+    AuthenticationError,
+    ConnectError,
+    GridbotError,
+    OrderRejected,
+    ReduceOnlyRejected,
+)
 
 __all__ = ["BinanceGateway", "BybitGateway", "OrderGateway", "OrderRejected", "ReduceOnlyRejected"]
 
@@ -31,18 +37,6 @@ _BINANCE_POSITION_SIDE = {0: "BOTH", 1: "LONG", 2: "SHORT"}
 # "ReduceOnly Order is rejected" / "Reduce-only rule not satisfied": nothing (left) to reduce.
 _BINANCE_REDUCE_ONLY_CODES = frozenset({-2022})
 _BYBIT_REDUCE_ONLY_CODES = frozenset({110017})
-
-
-class OrderRejected(GridbotError):
-    """The exchange refused an order request (bad price, margin, reduce-only, unknown order...)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ReduceOnlyRejected(OrderRejected):
-    """A reduce-only order found nothing to reduce: the position is flat or on the other side."""
 
 
 class OrderGateway(Protocol):

@@ -39,7 +39,7 @@ from gridbot.normalize.binance import (
 from gridbot.normalize.binance_account import account_config_from_rest, brackets_from_rest
 from gridbot.stats import Counters
 
-__all__ = ["Rest"]
+__all__ = ["Rest", "new_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ def _is_algo_order(order: OrderUpdate) -> bool:
     """Algo Service orders come from ALGO_UPDATE pushes or ``openAlgoOrders`` rows (``algoId``)."""
     raw = order.raw
     return raw.get("e") == "ALGO_UPDATE" or "algoId" in raw
+
+
+def new_client(credentials: Credentials, hosts: Hosts, *, testnet: bool, demo: bool, **options: Any) -> Any:
+    """A python-binance ``Client`` on ``hosts`` (this instance only), its secret masked; ``ping=False``:
+    the constructor would otherwise call the SDK's host before it could be redirected."""
+    client = Client(api_key=credentials.key, api_secret=credentials.secret, testnet=testnet, demo=demo,
+                    ping=False, **options)
+    hosts.apply_to(client)
+    return mask_attribute(client, "API_SECRET")
 
 
 def _close_client(client: Any) -> None:
@@ -81,14 +90,11 @@ class Rest:
     async def build(cls, *, credentials: Credentials, hosts: Hosts, testnet: bool, demo: bool,
                     counters: Counters, clock_offset: Callable[[], int]) -> Rest:
         """Both clients, built on the manager's loop (see the module docstring)."""
-        seed = Client(api_key=credentials.key, api_secret=credentials.secret,
-                      requests_params={"timeout": _REST_TIMEOUT}, testnet=testnet, demo=demo, ping=False)
-        control = Client(api_key=credentials.key, api_secret=credentials.secret, testnet=testnet, demo=demo,
-                         ping=False)
+        seed = new_client(credentials, hosts, testnet=testnet, demo=demo,
+                          requests_params={"timeout": _REST_TIMEOUT})
+        control = new_client(credentials, hosts, testnet=testnet, demo=demo)
         transports = []
         for client in (seed, control):
-            hosts.apply_to(client)
-            mask_attribute(client, "API_SECRET")
             transport = mount_abortable(getattr(client, "session", None))
             if transport is not None:
                 transports.append(transport)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from gridbot._credentials import Credentials
-from gridbot._gateways import _check_position_idx, _check_side
+from gridbot.adapters._orders import check_position_idx, check_side
 from gridbot.adapters.bybit._errors import SDK_ERRORS, translate
 from gridbot.adapters.bybit._rest import new_session
 from gridbot.endpoints import Endpoints
@@ -73,8 +73,8 @@ class BybitGateway:
     def _order_params(
         symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool, client_order_id: str,
     ) -> dict[str, Any]:
-        _check_side(side)
-        _check_position_idx(position_idx)
+        check_side(side)
+        check_position_idx(position_idx)
         params: dict[str, Any] = {
             "category": "linear", "symbol": symbol, "side": side, "qty": format(qty, "f"),
             "positionIdx": position_idx, "reduceOnly": reduce_only,

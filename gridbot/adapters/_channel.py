@@ -66,7 +66,7 @@ class Attempt:
     the supervisor has given up on (``retired``) are ignored, frames included.
     """
 
-    __slots__ = ("_channel", "gap_pending", "handle", "last_rx", "number", "retired", "topics")
+    __slots__ = ("_channel", "_ended", "gap_pending", "handle", "last_rx", "number", "retired", "topics")
 
     def __init__(self, channel: Channel, number: int, now: float, topics: tuple[str, ...]) -> None:
         self._channel = channel
@@ -74,11 +74,22 @@ class Attempt:
         self.topics = topics  # what the transport is asked to subscribe
         self.handle: Handle | None = None
         self.retired = False
+        self._ended = threading.Event()
         self.gap_pending = False
         self.last_rx = now
 
     def __repr__(self) -> str:
         return f"<Attempt {self._channel.name}#{self.number} retired={self.retired}>"
+
+    def wait_retired(self, timeout: float) -> bool:
+        """For a transport whose ``open`` blocks while connecting: wait up to ``timeout`` seconds, True
+        as soon as the supervisor gave up on this attempt (``close()``, a timeout): stop connecting."""
+        return self._ended.wait(timeout)
+
+    def retire(self) -> None:
+        """Called by the supervisor only (under its lock)."""
+        self.retired = True
+        self._ended.set()
 
     def frame(self, payload: Any) -> None:
         """A data frame: counts as life, and goes to the channel's frame handler."""
@@ -337,7 +348,7 @@ class Channel:
         self.replace_at = now + self.backoff.next_delay()
 
     def retire(self, attempt: Attempt) -> None:
-        attempt.retired = True
+        attempt.retire()
         if self.current is attempt:
             self.current = None
         if self.replacement is attempt:

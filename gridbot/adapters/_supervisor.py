@@ -14,9 +14,11 @@ How an adapter adopts it
 1. Write a transport (e.g. ``adapters/bybit/_transport.py``) implementing :class:`Transport`:
    ``open(channel, topics, events) -> Handle``.  ``open`` starts one connection for ``channel`` with
    ``topics`` and returns its handle promptly (bounded blocking work such as a REST listen-key request
-   is fine; waiting for acknowledgements is not: report them).  It raises :class:`AuthRejected` for
-   rejected keys, :class:`ConnectFailed` (or ``OSError``) for an expected connect failure; anything else
-   is logged as an internal error; all three are a failed attempt.  From its SDK threads it then reports
+   is fine; waiting for acknowledgements is not: report them; a transport that must block while
+   connecting waits with ``events.wait_retired(slice)`` and gives up when it returns True).
+   It raises :class:`AuthRejected` for rejected keys, :class:`ConnectFailed` (or ``OSError``) for an
+   expected connect failure; anything else is logged as an internal error; all three are a failed
+   attempt.  From its SDK threads it then reports
    on ``events`` (an :class:`~gridbot.adapters._channel.Attempt`, one per connection; events of an
    attempt the supervisor gave up on are ignored, so no version counters are needed):
 

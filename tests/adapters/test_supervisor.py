@@ -665,6 +665,37 @@ def test_a_handle_opened_after_close_is_closed_too() -> None:
     assert late.closed
 
 
+def test_a_blocking_open_learns_that_its_attempt_was_given_up() -> None:
+    rig = Rig(spec(timings=Timings(connect_timeout=5.0, backoff=POLICY)))
+    rig.open_all()
+    rig.transport.last().events.closed("reset")
+    rig.run_for(1.0)
+    attempt = rig.transport.last().events
+    assert not attempt.wait_retired(0.0)
+    rig.run_for(5.0)  # connect timeout
+    assert attempt.wait_retired(0.0) and attempt.retired
+
+
+def test_close_from_another_thread_ends_a_blocked_wait_up() -> None:
+    sup = Supervisor("real", FakeTransport(), RecordingSink())
+    sup.add(spec())
+    sup.start(time.monotonic() + 30)
+    errors: list[OpenFailed] = []
+
+    def opener() -> None:
+        try:
+            sup.wait_up(time.monotonic() + 30)
+        except OpenFailed as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=opener)
+    thread.start()
+    assert sup.close(time.monotonic() + 2) == []
+    thread.join(5)
+    assert not thread.is_alive()
+    assert errors and errors[0].kind == "connect" and "closed while opening" in str(errors[0])
+
+
 def test_retired_handles_are_reaped_without_waiting() -> None:
     rig = Rig(spec())
     rig.open_all()

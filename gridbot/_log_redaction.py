@@ -28,7 +28,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<![A-Za-z0-9_-])((?:signature|sign|listenKey)=)[^&\s'\"]+", re.IGNORECASE),
      rf"\1{REDACTED}"),
     # JSON and dict reprs: "listenKey": "...", 'X-BAPI-SIGN': '...'
-    (re.compile(rf"([\"'](?:{_KEYS})[\"']\s*:\s*)([\"'])(?:(?!\2).)*\2", re.IGNORECASE), rf"\1\2{REDACTED}\2"),
+    (re.compile(rf"([\"'](?:{_KEYS})[\"']\s*:\s*)([\"'])(?:(?!\2).)*\2", re.IGNORECASE),
+     rf"\1\2{REDACTED}\2"),
     # header lines: "> X-MBX-APIKEY: ..." (websockets' handshake log, http.client's debug print)
     (re.compile(rf"(?<![A-Za-z0-9_-])((?:{_HEADERS})\s*:\s*)(?![\"'\s])[^\s,;}}]+", re.IGNORECASE),
      rf"\1{REDACTED}"),
@@ -80,7 +81,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a malformed record: logging reports it when a handler formats it
+        except (TypeError, ValueError, KeyError):  # malformed: logging reports it when a handler formats it
             return True
         masked = redact(message, self._tokens)
         if masked != message:

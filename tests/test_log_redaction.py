@@ -37,7 +37,7 @@ KEY = "xQ9kL2mN8pR4tV6wY0zA3bC5dE7fG9hJ1kL3mN5pQ7rS9tU1vW3xY5zA7bC9dE1f"
         (f"Headers: {{'X-BAPI-API-KEY': '{KEY}', 'X-BAPI-SIGN': '{SIGNATURE}'}}", SIGNATURE),
         # Bybit's sign= (form) and websocket-client's trace of the socket auth frame
         (f"POST /v5/x body: a=1&sign={SIGNATURE}", SIGNATURE),
-        (f"++Sent decoded: fin=1 opcode=1 data=b'{{\"op\": \"auth\", \"args\": [\"short-key\", 1700000000000, "
+        (f"++Sent decoded: fin=1 opcode=1 data=b'{{\"op\": \"auth\", \"args\": [\"short-key\", 1700000000, "
          f"\"{SIGNATURE}\"]}}'", SIGNATURE),
         ("++Sent decoded: data=b'{\"op\": \"auth\", \"args\": [\"short-key\", 1, \"abc\"]}'", "short-key"),
     ],
@@ -83,7 +83,9 @@ def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
         logger.propagate = True
 
 
-def test_the_filter_masks_arguments_tracebacks_and_stacks(captured: tuple[logging.Logger, io.StringIO]) -> None:
+def test_the_filter_masks_arguments_tracebacks_and_stacks(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
     logger, out = captured
     logger.debug("%s%s", "GET /x?signature=", SIGNATURE)  # the signature only exists once formatted
     try:

@@ -123,7 +123,9 @@ class ConnectFailed(Exception):
 class OpenFailed(Exception):
     """``wait_up``: a channel's first attempt failed.  ``kind``: ``auth``, ``refused`` or ``connect``;
     ``error``: the exception behind it (raised by ``Transport.open`` or passed to ``closed`` /
-    ``auth_failed``), for the adapter to translate and chain (``raise ... from failed.error``)."""
+    ``auth_failed``), for the adapter to translate and chain (``raise ... from failed.error``).  The
+    detail is scrubbed; the error is the SDK's own: it goes through the exchange's error map (which
+    strips signed URLs and keys) before anyone logs or raises it."""
 
     def __init__(self, channel: str, kind: str, detail: str, error: BaseException | None = None) -> None:
         super().__init__(f"the {channel} socket: {detail}")

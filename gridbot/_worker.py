@@ -26,7 +26,7 @@ from gridbot.book import StateBook
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import StatusUpdate
 from gridbot.journal._binding import StreamJournal
-from gridbot.normalize import Ignored, ListenKeyExpired
+from gridbot.normalize import Decoder, Ignored, ListenKeyExpired
 from gridbot.stats import Counters
 
 __all__ = ["StreamWorker"]
@@ -50,6 +50,7 @@ class StreamWorker:
     """The worker's state and loop; the stream builds one and runs :meth:`run` on a gridbot thread."""
 
     def __init__(self, exchange: str, *, adapter_factory: Callable[[InboxSink], Adapter],
+                 decoder_factory: Callable[[Channel], Decoder],
                  pipeline: Pipeline, fill_marks: FillWatermarks, dispatch_queue: DispatchQueue,
                  book: StateBook, counters: Counters, subscriptions: Subscriptions,
                  journal: StreamJournal | None, snapshot: bool, stop_event: threading.Event,
@@ -68,8 +69,10 @@ class StreamWorker:
         self.inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self.sink = InboxSink(self.inbox)
         self.adapter = adapter_factory(self.sink)
+        self._decoders: dict[Channel, Decoder] = {"private": decoder_factory("private"),
+                                                  "public": decoder_factory("public")}
         self._seeder = Seeder(exchange, self.adapter, pipeline, fill_marks, dispatch_queue, counters,
-                              before_put=self._flush_outbox)
+                              before_put=self._flush_outbox, seed=self._decoders["private"].seed)
         self.discard_after: float | None = None  # stop()'s budget: past it, drain without work
         self.backfill_at_seed = False  # a journal's cursors: the seed backfills what a restart missed
         self.seed_done = threading.Event()
@@ -188,13 +191,15 @@ class StreamWorker:
         elif isinstance(item, ForgetSymbolItem):
             self._pipeline.forget_symbol(item.symbol)
             self._fill_marks.forget(item.symbol)
+            for decoder in self._decoders.values():
+                decoder.forget(item.symbol)
 
     # ------------------------------------------------------------------ frames
 
     def _handle_frame(self, frame: Frame) -> None:
         self._book._message_seen(frame.channel)
         try:
-            decoded = self.adapter.decode(frame.channel, frame.payload)
+            decoded = self._decoders[frame.channel].decode(frame.payload)
         except NormalizationError as exc:
             self._bad_message(frame, str(exc))
             return
@@ -221,6 +226,8 @@ class StreamWorker:
 
     def _handle_link(self, link: Link) -> None:
         self._book._socket_changed(link.channel, link.state, link.detail)
+        if link.state in ("down", "gap"):  # what follows comes from a new connection, or after a hole
+            self._decoders[link.channel].reset()
         if link.state == "failed":
             logger.error("%s %s socket failed: %s", self.exchange, link.channel, link.detail)
             self.emit_status("failed", f"{link.channel}: {link.detail}")

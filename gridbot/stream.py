@@ -2,9 +2,10 @@
 
 Threads (all started by gridbot, all joined by :meth:`ExchangeStream.stop`):
 
-- the SDK's socket threads only enqueue raw frames into the inbox (never block, never raise);
-- the *worker* decodes frames, drops duplicates and stale pushes, seeds and resyncs over REST, and
-  puts events on the dispatch queue;
+- the SDK's socket threads only enqueue raw frames into the inbox (:mod:`gridbot._inbox`; never
+  block, never raise);
+- the *worker* (:mod:`gridbot._worker`, :mod:`gridbot._seeding`) decodes frames, drops duplicates
+  and stale pushes, seeds and resyncs over REST, and puts events on the dispatch queue;
 - the *dispatcher* (``dispatch="thread"``) runs the callbacks one at a time; with
   ``dispatch="manual"`` the caller runs them in :meth:`ExchangeStream.dispatch_pending`.
 
@@ -20,16 +21,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import queue
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
-from gridbot._account import AccountBatch, AccountConfig
-from gridbot._backfill import FillWatermarks, backfill_fills, unseen_orders, with_slots
+from gridbot._backfill import FillWatermarks
 from gridbot._dispatch import (
     AccountCallback,
     Callbacks,
@@ -45,14 +43,15 @@ from gridbot._dispatch import (
 )
 from gridbot._lifecycle import Lifecycle
 from gridbot._pipeline import Pipeline
-from gridbot.adapters._base import Adapter, Channel, LinkState, Sink
+from gridbot._seeding import now_ms
+from gridbot._worker import BATCH, StreamWorker
+from gridbot.adapters._base import Adapter, Sink
 from gridbot.book import StateBook, StreamState, StreamStatus
 from gridbot.endpoints import Endpoints
-from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
-from gridbot.events import Event, OrderUpdate, StatusUpdate
+from gridbot.errors import AuthenticationError, ConnectError, GridbotError
+from gridbot.events import Event, StatusUpdate
 from gridbot.journal import Journal
 from gridbot.journal._binding import JournalQueue, StreamJournal
-from gridbot.normalize import Ignored, ListenKeyExpired
 from gridbot.stats import Counters, StreamStats
 
 __all__ = ["ExchangeStream"]
@@ -62,74 +61,6 @@ logger = logging.getLogger(__name__)
 Exchange = Literal["binance", "bybit"]
 DispatchMode = Literal["thread", "manual"]
 StatusCallback = Callable[[StatusUpdate], object]
-
-_RESYNC_BACKOFF_FIRST = 0.5
-# A gap reported while the socket is up waits this long before its resync: python-binance reports the
-# error that precedes its own reconnect as a gap, and the reconnect resyncs anyway (one outage, one resync).
-_GAP_GRACE = 0.5
-_RESYNC_BACKOFF_MAX = 30.0
-_RAW_LOG_CHARS = 500
-# Inbox items the worker handles before it hands their events to the dispatcher in one batch, and
-# events the dispatcher takes per wake-up: fewer thread switches under load, bounded added latency.
-_BATCH = 32
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# Inbox items: what SDK threads and the caller hand to the worker.
-class _Frame(NamedTuple):
-    """A raw frame (a tuple: the cheapest object an SDK thread can allocate per frame)."""
-
-    channel: Channel
-    payload: Any
-
-
-@dataclass(frozen=True, slots=True)
-class _Link:
-    channel: Channel
-    state: LinkState
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class _SeedSymbol:
-    symbol: str
-
-
-@dataclass(frozen=True, slots=True)
-class _ForgetSymbol:
-    symbol: str
-
-
-class _Stop:
-    pass
-
-
-_InboxItem = _Frame | _Link | _SeedSymbol | _ForgetSymbol | _Stop
-
-
-class _InboxSink(Sink):
-    """The adapter's view of the inbox: two enqueue calls that cannot block or raise.  Once the
-    stream has failed for good nothing reads the inbox any more: :meth:`seal` makes both drop."""
-
-    __slots__ = ("_put", "sealed")
-
-    def __init__(self, inbox: queue.SimpleQueue[_InboxItem]) -> None:
-        self._put = inbox.put
-        self.sealed = False
-
-    def frame(self, channel: Channel, payload: Any) -> None:
-        if not self.sealed:
-            self._put(_Frame(channel, payload))
-
-    def link(self, channel: Channel, state: LinkState, detail: str) -> None:
-        if not self.sealed:
-            self._put(_Link(channel, state, detail))
-
-    def seal(self) -> None:
-        self.sealed = True
 
 
 def _make_adapter(
@@ -225,33 +156,26 @@ class ExchangeStream:
         self._journal = StreamJournal(journal, exchange) if journal is not None else None
         self._queue = DispatchQueue(self._counters) if self._journal is None \
             else JournalQueue(self._counters, self._journal)
-        self._backfill_at_seed = False  # a journal's cursors: the seed backfills what a restart missed
         self._book = StateBook()
         self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._router.contain_base_exceptions = dispatch == "thread"
         self._pipeline = Pipeline()
         self._fill_marks = FillWatermarks()
-        self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
-        self._sink = _InboxSink(self._inbox)
-        self._adapter = _make_adapter(
-            exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
-            endpoints=endpoints, sink=self._sink, counters=self._counters,
-        )
         self._lifecycle = Lifecycle()
         self._deliver_lock = threading.RLock()
         self._stop_event = self._lifecycle.stopping
-        self._discard_after: float | None = None
-        self._worker: threading.Thread | None = None
+        self._worker_thread: threading.Thread | None = None
         self._dispatcher: threading.Thread | None = None
-        # worker-thread state
-        self._seed_done = threading.Event()
-        self._seed_error: BaseException | None = None
-        self._links_up: dict[Channel, bool] = {"private": True, "public": True}
-        self._reconnecting = False
-        self._resync_needed = False
-        self._resync_due: float | None = None
-        self._resync_backoff = _RESYNC_BACKOFF_FIRST
-        self._outbox: list[Any] = []  # events of the frames in the worker's current batch
+        self._worker = StreamWorker(
+            exchange,
+            adapter_factory=lambda sink: _make_adapter(
+                exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
+                endpoints=endpoints, sink=sink, counters=self._counters),
+            pipeline=self._pipeline, fill_marks=self._fill_marks, dispatch_queue=self._queue, book=self._book,
+            counters=self._counters, subscriptions=self._subscriptions, journal=self._journal,
+            snapshot=snapshot, stop_event=self._stop_event, on_fatal=self._fail,
+        )
+        self._adapter = self._worker.adapter
 
     def __repr__(self) -> str:
         symbols = self._subscriptions.symbols()
@@ -291,7 +215,7 @@ class ExchangeStream:
             # after (or besides) the initial seed - twice is harmless, the pipeline drops repeats.
             self._adapter.add_symbol(symbol)
             if self._snapshot:
-                self._inbox.put(_SeedSymbol(symbol))
+                self._worker.seed_symbol_later(symbol)
 
     def unsubscribe(self, symbol: str) -> None:
         """Remove the callbacks of ``symbol`` and its ticker subscription."""
@@ -302,7 +226,7 @@ class ExchangeStream:
         # The router's state is the dispatcher's: it forgets in turn, never under a caller's lock.
         self._queue.put(ForgetSymbol(symbol))
         if self._lifecycle.accepting:
-            self._inbox.put(_ForgetSymbol(symbol))
+            self._worker.forget_symbol_later(symbol)
             self._adapter.remove_symbol(symbol)
 
     def add_sink(self, sink: Callable[[Event], None]) -> None:
@@ -324,12 +248,12 @@ class ExchangeStream:
         deadline = time.monotonic() + timeout
         if self._journal is not None:
             try:
-                self._backfill_at_seed = self._journal.open(self._pipeline, self._fill_marks, self._queue,
-                                                            self._subscriptions.symbols())
+                self._worker.backfill_at_seed = self._journal.open(
+                    self._pipeline, self._fill_marks, self._queue, self._subscriptions.symbols())
             except BaseException:
                 self._abort_start(deadline)
                 raise
-        live_since = _now_ms()
+        live_since = now_ms()
         for symbol in self._subscriptions.symbols():
             self._fill_marks.went_live(symbol, live_since)
         if self._dispatch_mode == "thread":
@@ -341,12 +265,12 @@ class ExchangeStream:
             raise
         for channel in ("private", "public"):
             self._book._socket_changed(channel, "up", "opened")  # before the worker sees any change
-        self._worker = self._spawn("worker", lambda: self._run_worker(deadline), deadline)
-        if not self._seed_done.wait(_remaining(deadline)):
+        self._worker_thread = self._spawn("worker", lambda: self._worker.run(deadline), deadline)
+        if not self._worker.seed_done.wait(_remaining(deadline)):
             self._abort_start(deadline)
             raise ConnectError(f"{self.exchange}: the REST seed did not finish within {timeout:g} s")
-        if self._seed_error is not None:
-            error = self._seed_error
+        if self._worker.seed_error is not None:
+            error = self._worker.seed_error
             interrupted = self._stop_event.is_set()  # stop() cut the seed (before our own teardown)
             self._abort_start(deadline)
             if interrupted and not isinstance(error, AuthenticationError):
@@ -358,7 +282,7 @@ class ExchangeStream:
         # What exists now (modules, the SDKs, the seed) lives as long as the stream: keep it out of every
         # later full collection, so the collector's pauses stay short while frames flow.  stop() undoes it.
         self._froze_heap = _freeze_heap()
-        self._emit_status("connected", "live")
+        self._worker.emit_status("connected", "live")
 
     def _spawn(self, role: str, target: Callable[[], None], deadline: float) -> threading.Thread:
         """A gridbot thread, started only while the stream is starting (never after stop())."""
@@ -406,11 +330,10 @@ class ExchangeStream:
         current = threading.current_thread()
         self._stop_event.set()  # first: a worker between REST retries ends at once
         self._close_adapter(min(adapter_budget, _remaining(deadline)))
-        self._discard_after = deadline - 0.2
-        self._inbox.put(_Stop())
-        self._join(self._worker, deadline, current)
+        self._worker.request_stop(discard_after=deadline - 0.2)
+        self._join(self._worker_thread, deadline, current)
         if final_status:
-            self._emit_status("stopped", "stop() called")
+            self._worker.emit_status("stopped", "stop() called")
         self._queue.close()
         self._join(self._dispatcher, deadline, current)
         self._router.errors.flush()
@@ -429,10 +352,9 @@ class ExchangeStream:
         ``connected`` False - close the sockets and seal the inbox so nothing piles up unread."""
         if not self._lifecycle.fail():
             return
-        self._sink.seal()
-        self._seed_done.set()
+        self._worker.seal()
         self._close_adapter(2.0)
-        self._emit_status("failed", detail)
+        self._worker.emit_status("failed", detail)
 
     def __enter__(self) -> ExchangeStream:
         self.start()
@@ -478,7 +400,7 @@ class ExchangeStream:
         failed_socket = any(s.state == "failed" for s in self._book.sockets())
         if failed_socket or self._book.state == "failed":  # keys rejected, or the worker died
             return "failed"
-        return "connected" if self.connected and not self._reconnecting else "reconnecting"
+        return "connected" if self.connected and not self._worker.reconnecting else "reconnecting"
 
     @property
     def stats(self) -> StreamStats:
@@ -516,11 +438,12 @@ class ExchangeStream:
         BaseException out of a callback), and fails the stream loudly if the loop itself breaks."""
         try:
             while True:
-                batch = self._queue.take_all(None, limit=_BATCH)
+                batch = self._queue.take_all(None, limit=BATCH)
                 if not batch:
                     return
                 for done, event in enumerate(batch):
-                    if self._discard_after is not None and time.monotonic() > self._discard_after:
+                    discard_after = self._worker.discard_after
+                    if discard_after is not None and time.monotonic() > discard_after:
                         logger.warning("%s: stop() budget spent; %d queued events not delivered",
                                        self.exchange, len(self._queue) + len(batch) - done)
                         return
@@ -536,299 +459,7 @@ class ExchangeStream:
                 if self._journal is not None:
                     self._journal.delivered(event, self._book.account())
         except BaseException:  # noqa: BLE001 - the dispatcher must outlive any one event
-            self._internal_error(f"delivering {type(event).__name__}")
-
-    def _run_worker(self, start_deadline: float) -> None:
-        try:
-            self._initial_seed(start_deadline)
-            if self._seed_error is None:
-                self._work_loop()
-        except BaseException:
-            logger.exception("%s: the stream worker failed; the stream cannot go on", self.exchange)
-            self._seed_error = self._seed_error or GridbotError(f"{self.exchange}: worker failed")
-            self._fail("internal error in the stream worker (see the log)")
-        finally:
-            self._seed_done.set()
-
-    def _internal_error(self, what: str) -> None:
-        """A fault of gridbot's own (a bug): logged with its traceback and counted; the thread goes on."""
-        self._counters.add("internal_errors")
-        logger.exception("%s: internal error while %s; the stream goes on", self.exchange, what)
-
-    def _work_loop(self) -> None:
-        while True:
-            if self._journal is not None:  # the backfill bound the journal may persist, before each wait
-                self._journal.publish(self._fill_marks, self._pipeline, self._subscriptions.symbols())
-            try:
-                item = self._inbox.get(timeout=self._until_resync())
-            except queue.Empty:
-                item = None
-            if item is not None and not self._work_batch(item):
-                return
-            if self._resync_due is not None and time.monotonic() >= self._resync_due:
-                try:
-                    self._resync()
-                except Exception:  # noqa: BLE001 - retried like a failed REST resync
-                    self._internal_error("resyncing")
-                    self._schedule_resync(self._resync_backoff)
-
-    def _work_batch(self, item: _InboxItem) -> bool:
-        """Handle ``item`` and up to ``_BATCH`` items already waiting; the events of consecutive frames
-        reach the dispatch queue together, and anything else is handled after them.  False at the
-        stop marker."""
-        handled = 0
-        try:
-            while True:
-                if isinstance(item, _Stop):
-                    return False
-                if self._discard_after is None or time.monotonic() <= self._discard_after:
-                    try:
-                        if isinstance(item, _Frame):
-                            self._handle_frame(item)
-                        else:
-                            self._flush_outbox()
-                            self._handle(item)
-                    except Exception:  # noqa: BLE001 - one item must not end the worker
-                        self._internal_error(f"handling {type(item).__name__.lstrip('_')}")
-                # else: stop() budget spent: drain without work until the stop marker
-                handled += 1
-                if handled >= _BATCH:
-                    return True
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    return True
-        finally:
-            self._flush_outbox()
-
-    def _flush_outbox(self) -> None:
-        if self._outbox:
-            self._queue.put_many(self._outbox)
-            self._outbox = []
-
-    def _until_resync(self) -> float | None:
-        if self._resync_due is None:
-            return None
-        return max(0.0, self._resync_due - time.monotonic())
-
-    def _handle(self, item: _InboxItem) -> None:
-        if isinstance(item, _Frame):
-            self._handle_frame(item)
-        elif isinstance(item, _Link):
-            self._handle_link(item)
-        elif isinstance(item, _SeedSymbol):
-            self._seed_symbol(item.symbol)
-        elif isinstance(item, _ForgetSymbol):
-            self._pipeline.forget_symbol(item.symbol)
-            self._fill_marks.forget(item.symbol)
-
-    # ------------------------------------------------------------------ frames
-
-    def _handle_frame(self, frame: _Frame) -> None:
-        self._book._message_seen(frame.channel)
-        try:
-            decoded = self._adapter.decode(frame.channel, frame.payload)
-        except NormalizationError as exc:
-            self._bad_message(frame, str(exc))
-            return
-        except Exception:
-            logger.exception("%s %s: decoding failed; raw=%.*r", self.exchange, frame.channel,
-                             _RAW_LOG_CHARS, frame.payload)
-            self._counters.add("bad_messages")
-            return
-        if isinstance(decoded, Ignored):
-            return
-        if isinstance(decoded, ListenKeyExpired):
-            logger.info("%s: listenKey expired at %d; the adapter renews it and gridbot resyncs",
-                        self.exchange, decoded.timestamp)
-            return
-        accepted = [e for e in decoded if isinstance(e, AccountConfig) or self._pipeline.accept(e)]
-        self._outbox.extend(self._together(accepted, timestamp=0, is_snapshot=False))
-
-    def _put_together(self, events: list[Any], *, timestamp: int, is_snapshot: bool) -> None:
-        """Queue events that change the account together (after any frame events still in the outbox)."""
-        self._flush_outbox()
-        self._queue.put_many(self._together(events, timestamp=timestamp, is_snapshot=is_snapshot))
-
-    def _together(self, events: list[Any], *, timestamp: int, is_snapshot: bool) -> list[Any]:
-        """On Binance, whose account view gridbot computes, events that change the account together go
-        inside batch markers, so the view is computed once, on the whole change."""
-        if self.exchange != "binance" or len(events) <= 1:
-            return events
-        return [AccountBatch(start=True), *events,
-                AccountBatch(start=False, timestamp=timestamp, is_snapshot=is_snapshot)]
-
-    def _bad_message(self, frame: _Frame, reason: str) -> None:
-        self._counters.add("bad_messages")
-        logger.error("%s %s: dropped a message that could not be normalized: %s; raw=%.*r",
-                     self.exchange, frame.channel, reason, _RAW_LOG_CHARS, frame.payload)
-
-    # ------------------------------------------------------------------ links and resyncs
-
-    def _handle_link(self, link: _Link) -> None:
-        self._book._socket_changed(link.channel, link.state, link.detail)
-        if link.state == "failed":
-            logger.error("%s %s socket failed: %s", self.exchange, link.channel, link.detail)
-            self._emit_status("failed", f"{link.channel}: {link.detail}")
-            return
-        if link.state == "down":
-            self._link_down(link)
-        elif link.state == "gap":
-            logger.warning("%s %s: possible gap in the stream: %s", self.exchange, link.channel, link.detail)
-            if link.channel == "private" and self._snapshot:  # snapshot=False: no REST read, ever
-                self._fill_marks.open_gap(self._pipeline)
-                self._resync_needed = True
-                if all(self._links_up.values()) and self._resync_due is None:
-                    self._schedule_resync(_GAP_GRACE)
-        elif link.state == "up":
-            self._link_up(link)
-
-    def _link_down(self, link: _Link) -> None:
-        was_up = self._links_up[link.channel]
-        self._links_up[link.channel] = False
-        if link.channel == "private":
-            self._fill_marks.open_gap(self._pipeline)
-            self._resync_needed = True
-            self._resync_due = None  # resync once the socket is back, not against a dying one
-        if was_up and not self._reconnecting:
-            self._reconnecting = True
-            self._emit_status("reconnecting", f"{link.channel}: {link.detail}")
-
-    def _link_up(self, link: _Link) -> None:
-        if not self._links_up[link.channel]:
-            self._counters.add("reconnects")
-        self._links_up[link.channel] = True
-        if not all(self._links_up.values()):
-            return
-        if self._resync_needed and self._snapshot:
-            self._schedule_resync(0.0)
-        elif self._reconnecting:
-            self._reconnecting = False
-            self._resync_needed = False
-            self._emit_status("connected", f"{link.channel}: {link.detail}")
-
-    def _schedule_resync(self, delay: float) -> None:
-        self._resync_due = time.monotonic() + delay
-
-    def _resync(self) -> None:
-        """Fetch the snapshot and the gap's fills after a reconnect or gap; retried with backoff on
-        failure (what a failed attempt delivered is not delivered again: the pipeline drops it)."""
-        self._resync_due = None
-        symbols = self._subscriptions.symbols()
-        began = time.monotonic()
-        try:
-            backfilled = self._apply_snapshot(symbols, include_wallet=True, backfill=True)
-        except GridbotError as exc:
-            if self._stop_event.is_set():  # stop() cut the request: nothing to report
-                logger.debug("%s: resync ended by stop(): %s", self.exchange, exc)
-                return
-            logger.warning("%s: resync failed (%s); retrying in %.1f s",
-                           self.exchange, exc, self._resync_backoff)
-            self._schedule_resync(self._resync_backoff)
-            self._resync_backoff = min(self._resync_backoff * 2, _RESYNC_BACKOFF_MAX)
-            return
-        self._resync_backoff = _RESYNC_BACKOFF_FIRST
-        self._resync_needed = False
-        self._reconnecting = False
-        self._counters.add("resyncs")
-        took_ms = (time.monotonic() - began) * 1000
-        logger.info("%s: resync took %.0f ms; %d fill(s) backfilled", self.exchange, took_ms, backfilled)
-        self._emit_status("resynced", f"snapshot of {len(symbols)} symbol(s) applied, "
-                                      f"{backfilled} fill(s) backfilled, in {took_ms:.0f} ms")
-
-    def _initial_seed(self, deadline: float) -> None:
-        """The first snapshot; retried until ``start()``'s deadline, except for rejected keys."""
-        if not self._snapshot:
-            self._seed_done.set()
-            return
-        backoff = _RESYNC_BACKOFF_FIRST
-        while True:
-            try:
-                self._apply_snapshot(self._subscriptions.symbols(), include_wallet=True,
-                                     backfill=self._backfill_at_seed)
-                break
-            except AuthenticationError as exc:
-                self._seed_error = exc
-                break
-            except GridbotError as exc:
-                if time.monotonic() + backoff >= deadline or self._stop_event.is_set():
-                    self._seed_error = ConnectError(f"{self.exchange}: the REST seed failed: {exc}")
-                    self._seed_error.__cause__ = exc
-                    break
-                logger.warning("%s: REST seed failed (%s); retrying", self.exchange, exc)
-                self._stop_event.wait(backoff)
-                backoff = min(backoff * 2, _RESYNC_BACKOFF_MAX)
-        self._seed_done.set()
-
-    def _seed_symbol(self, symbol: str) -> None:
-        if self._subscriptions.get(symbol) is None:
-            return
-        self._fill_marks.went_live(symbol, _now_ms())
-        try:
-            self._apply_snapshot([symbol], include_wallet=False)
-        except GridbotError as exc:
-            if self._stop_event.is_set():  # stop() cut the request: nothing to report
-                logger.debug("%s: seeding %s ended by stop(): %s", self.exchange, symbol, exc)
-                return
-            logger.warning("%s: seeding %s failed (%s); a full resync follows", self.exchange, symbol, exc)
-            self._resync_needed = True
-            self._schedule_resync(self._resync_backoff)
-
-    def _apply_snapshot(self, symbols: list[str], *, include_wallet: bool, backfill: bool = False) -> int:
-        """Fetch and deliver a snapshot of ``symbols``; with ``backfill``, then the fills the gap may
-        have swallowed.  Everything is fetched before anything is delivered where possible, so a
-        failing request leaves little to retry.  Returns the number of fills backfilled."""
-        events = self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet)
-        found = backfill_fills(self._adapter, self._pipeline, self._fill_marks, symbols, _now_ms()) \
-            if backfill else None
-        config = self._adapter.fetch_account_config(symbols, full=include_wallet)
-        reconciled = self._pipeline.reconcile(events, symbols)
-        together: list[Any] = list(reconciled.events)
-        if config is not None:
-            together.append(config)
-        self._put_together(together, timestamp=_now_ms(), is_snapshot=True)
-        if reconciled.vanished_orders:
-            self._finish_vanished(reconciled.vanished_orders)
-        if found is None:
-            return 0
-        fills = found.fills
-        unseen = unseen_orders(fills, self._pipeline)
-        if unseen:  # placed and finished inside the gap: on_order learns how they ended, before the fills
-            final_states = self._adapter.fetch_orders(unseen)
-            for event in final_states:
-                if self._pipeline.accept(event):
-                    self._queue.put(event)
-            fills = with_slots(fills, final_states)
-        delivered = 0
-        for fill in fills:
-            if self._pipeline.accept_fill(fill):
-                self._queue.put(fill)
-                delivered += 1
-        self._fill_marks.close_gap(symbols, found.checked_at)
-        if delivered:
-            self._counters.add("backfilled_fills", delivered)
-            logger.info("%s: %d fill(s) made during the gap delivered from REST (%d fetched)",
-                        self.exchange, delivered, found.fetched)
-        return delivered
-
-    def _finish_vanished(self, orders: list[OrderUpdate]) -> None:
-        """Orders that were open before the gap and are not any more: fetch how they ended."""
-        final_states: list[Event] = list(self._adapter.fetch_orders(orders))
-        found = {(e.symbol, e.order_id) for e in final_states if isinstance(e, OrderUpdate)}
-        for event in final_states:
-            if self._pipeline.accept(event):
-                self._queue.put(event)
-        for order in orders:
-            if (order.symbol, order.order_id) not in found:
-                logger.warning("%s: order %s %s left the open orders while disconnected; its final "
-                               "state could not be fetched", self.exchange, order.symbol, order.order_id)
-
-    # ------------------------------------------------------------------ status
-
-    def _emit_status(self, state: Literal["connected", "reconnecting", "resynced", "stopped", "failed"],
-                     detail: str) -> None:
-        logger.info("%s stream %s: %s", self.exchange, state, detail)
-        self._queue.put(StatusUpdate(exchange=self.exchange, timestamp=_now_ms(), state=state, detail=detail))
+            self._worker.internal_error(f"delivering {type(event).__name__}")
 
 
 # The exchanges' symbol syntax.  Binance documents the legal range of ``symbol`` (error -1100):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pytest
 
-import gridbot.stream as stream_module
+import gridbot._worker as worker_module
 from gridbot import AccountState, AccountUpdate, ExchangeStream, PositionUpdate, WalletUpdate
 from gridbot._account import AccountConfig
 from gridbot._margin import parse_leverage_brackets
@@ -25,7 +25,7 @@ FAQ = parse_leverage_brackets(json.loads(
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "_RESYNC_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(worker_module, "_RESYNC_BACKOFF_FIRST", 0.01)
 
 
 def bn_position(size: str, *, idx: int = 0, side: Literal["Buy", "Sell"] = "Buy", mark: str | None = "50000", snap: bool = False,

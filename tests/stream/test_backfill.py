@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import gridbot._backfill as backfill_module
-import gridbot.stream as stream_module
+import gridbot._worker as worker_module
 from gridbot import ConnectError, StatusUpdate
 from gridbot._backfill import REORDER_MARGIN_MS
 from gridbot.events import FillUpdate
@@ -18,8 +18,8 @@ from tests.stream.fakes import FakeAdapter, Recorder, fill, make_stream, order, 
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "_RESYNC_BACKOFF_FIRST", 0.01)
-    monkeypatch.setattr(stream_module, "_GAP_GRACE", 0.0)
+    monkeypatch.setattr(worker_module, "_RESYNC_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(worker_module, "_GAP_GRACE", 0.0)
 
 
 def now_ms() -> int:

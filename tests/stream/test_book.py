@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-import gridbot.stream as stream_module
+import gridbot._worker as worker_module
 from gridbot import ExchangeStream
 from gridbot.book import StateBook
 from gridbot.events import OrderUpdate, PositionUpdate, StatusUpdate
@@ -17,7 +17,7 @@ D = Decimal
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "_RESYNC_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(worker_module, "_RESYNC_BACKOFF_FIRST", 0.01)
 
 
 def _tp(oid: str, status: str = "New", *, ts: int = 10, symbol: str = "BTCUSDT") -> OrderUpdate:
@@ -186,7 +186,7 @@ def test_a_dead_worker_makes_the_stream_state_failed(fake: list[FakeAdapter],
     def broken() -> None:  # the worker's loop itself breaks (a bug in one frame is survived: test_lifecycle)
         raise RuntimeError("a bug in the worker")
 
-    monkeypatch.setattr(stream, "_until_resync", broken)
+    monkeypatch.setattr(stream._worker, "_until_resync", broken)
     try:
         adapter.push(position("1", ts=20))
         wait_until(lambda: "failed" in rec.statuses)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import gridbot.stream as stream_module
+import gridbot._worker as worker_module
 from gridbot import ExchangeStream, GridbotError, TickerUpdate
 from gridbot.events import FillUpdate, WalletUpdate
 from tests.stream.fakes import (
@@ -26,7 +26,7 @@ from tests.stream.fakes import (
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "_RESYNC_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(worker_module, "_RESYNC_BACKOFF_FIRST", 0.01)
 
 
 def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException]]:
@@ -304,12 +304,12 @@ class TestThreadsSurvive:
         def broken() -> Any:
             raise MemoryError("the worker's loop itself breaks")
 
-        monkeypatch.setattr(s, "_until_resync", broken)
+        monkeypatch.setattr(s._worker, "_until_resync", broken)
         adapter.push(fill("x"))  # handled; then the loop breaks before its next wait
         wait_until(lambda: "failed" in rec.statuses)
         assert not s.connected and s.status().state == "failed" and adapter.closed >= 1
         adapter.push(fill("dropped"))
-        assert s._inbox.qsize() == 0  # sealed: SDK threads cannot fill a queue nobody reads
+        assert s._worker.inbox.qsize() == 0  # sealed: SDK threads cannot fill a queue nobody reads
         s.stop()
         assert no_gridbot_threads() and s.status().state == "stopped"
 

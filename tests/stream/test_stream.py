@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import gridbot.stream as stream_module
+import gridbot._worker as worker_module
 from gridbot import AuthenticationError, ConnectError, GridbotError, PositionUpdate
 from gridbot.events import FillUpdate, OrderUpdate, TickerUpdate, WalletUpdate
 from tests.stream.fakes import (
@@ -30,7 +30,7 @@ D = Decimal
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "_RESYNC_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(worker_module, "_RESYNC_BACKOFF_FIRST", 0.01)
 
 
 def started(fake: list[FakeAdapter], *symbols: str, **kwargs: Any) -> tuple[Any, FakeAdapter, Recorder]:
@@ -343,7 +343,7 @@ class TestReconnects:
         self, fake: list[FakeAdapter], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # python-binance reports the error before its own reconnect as a gap: resync once, after the reconnect
-        monkeypatch.setattr(stream_module, "_GAP_GRACE", 5.0)
+        monkeypatch.setattr(worker_module, "_GAP_GRACE", 5.0)
         s, adapter, rec = started(fake)
         s.start(timeout=5)
         adapter.sink.link("private", "gap", "ConnectionClosedError")

@@ -73,8 +73,8 @@ class WalletKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderKeys:
-    """How a source spells a regular order of the matching engine."""
+class _AnyOrderKeys:
+    """How a source spells what every order has, regular or conditional."""
 
     symbol: str
     order_id: str
@@ -82,7 +82,6 @@ class OrderKeys:
     side: str
     position_side: str
     type: str
-    orig_type: str
     status: str
     price: str
     qty: str
@@ -94,23 +93,18 @@ class OrderKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class AlgoKeys:
-    """How a source spells a conditional order of the Algo Service."""
+class OrderKeys(_AnyOrderKeys):
+    """How a source spells a regular order of the matching engine (``orig_type``: its type before a
+    stop triggered)."""
 
-    symbol: str
-    order_id: str
-    client_id: str
-    side: str
-    position_side: str
-    type: str
-    status: str
-    price: str
-    qty: str
-    filled_qty: str
-    avg_price: str
-    trigger_price: str
-    reduce_only: str
-    close_position: str
+    orig_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoKeys(_AnyOrderKeys):
+    """How a source spells a conditional order of the Algo Service (``linked_order_id``: the order it
+    placed when triggered)."""
+
     linked_order_id: str
 
 
@@ -119,10 +113,10 @@ POSITION_ROW: Final = PositionKeys(
     "symbol", "positionAmt", "positionSide", "entryPrice", "unRealizedProfit", "markPrice", None)
 WALLET_PUSH: Final = WalletKeys("a", "wb", None)  # `cw` is the cross wallet balance, not the available one
 WALLET_ROW: Final = WalletKeys("asset", "balance", "availableBalance")
-ORDER_PUSH: Final = OrderKeys("s", "i", "c", "S", "ps", "o", "ot", "X", "p", "q", "z", "ap", "sp", "R", "cp")
+ORDER_PUSH: Final = OrderKeys("s", "i", "c", "S", "ps", "o", "X", "p", "q", "z", "ap", "sp", "R", "cp", "ot")
 ORDER_ROW: Final = OrderKeys(
-    "symbol", "orderId", "clientOrderId", "side", "positionSide", "type", "origType", "status", "price",
-    "origQty", "executedQty", "avgPrice", "stopPrice", "reduceOnly", "closePosition")
+    "symbol", "orderId", "clientOrderId", "side", "positionSide", "type", "status", "price", "origQty",
+    "executedQty", "avgPrice", "stopPrice", "reduceOnly", "closePosition", "origType")
 ALGO_PUSH: Final = AlgoKeys(
     "s", "aid", "caid", "S", "ps", "o", "X", "p", "q", "aq", "ap", "tp", "R", "cp", "ai")
 ALGO_ROW: Final = AlgoKeys(

@@ -4,15 +4,18 @@ The secret is kept XOR-masked with a random pad of its length, so not even a wal
 stream references (error trackers, debuggers, ``gc.get_referents``) meets its text; it is unmasked
 only for the moment an SDK signs a request.  :meth:`Credentials.redact` removes the key, the secret
 (whole tokens only: a short test secret cannot garble ordinary words) and request signatures from
-text that might echo them (SDK exception messages, URLs).
+text that might echo them (SDK exception messages, URLs), and :meth:`Credentials.scrub` does that to an
+SDK exception and its causes, dropping the request and response objects they keep (signed URLs, key
+headers), so an exception gridbot raises ``from`` one is safe to log with its whole traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 __all__ = ["Credentials", "MaskedAttribute", "Secret", "mask_attribute"]
 
@@ -20,6 +23,14 @@ T = TypeVar("T")
 
 _SIGNATURE = re.compile(r"((?:signature|sign)=)[^&\s'\"]+", re.IGNORECASE)
 _REDACTED = "<redacted>"
+# What SDK and HTTP exceptions keep of the request they failed on: requests' and python-binance's
+# ``.request``/``.response`` (signed URL, key header), pybit's ``.request`` text and ``.resp_headers``,
+# urllib3's ``.pool``.  Dropped from every exception of a chain (urllib3's ``.url`` is redacted instead).
+_REQUEST_ATTRIBUTES: Final = ("request", "response", "resp_headers", "pool")
+# Text attributes that may echo a URL or the exchange's message: redacted in place.
+_TEXT_ATTRIBUTES: Final = ("message", "url", "msg")
+
+logger = logging.getLogger(__name__)
 
 
 class Secret:
@@ -66,6 +77,34 @@ class Credentials:
             if token:
                 text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])", _REDACTED, text)
         return text
+
+    def scrub(self, exc: BaseException) -> BaseException:
+        """``exc`` and every exception it was raised from, in place: messages redacted, the request and
+        response objects they keep dropped (see ``_REQUEST_ATTRIBUTES``).  Returns ``exc``."""
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            try:
+                self._scrub_one(current)
+            except Exception:  # noqa: BLE001 - an odd exception type must not mask the real error
+                logger.debug("could not scrub a %s", type(current).__name__)
+            current = current.__cause__ or current.__context__
+        return exc
+
+    def _scrub_one(self, exc: BaseException) -> None:
+        state = getattr(exc, "__dict__", {})
+        for name in _REQUEST_ATTRIBUTES:
+            if state.get(name) is not None:
+                setattr(exc, name, None)
+        for name in _TEXT_ATTRIBUTES:
+            value = state.get(name)
+            if isinstance(value, str):
+                setattr(exc, name, self.redact(value))
+        args = tuple(arg if isinstance(arg, (int, float)) or arg is None else self.redact(str(arg))
+                     for arg in exc.args)
+        if args != exc.args:
+            exc.args = args
 
 
 class MaskedAttribute:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AuthenticationError", "ConnectError", "GridbotError", "NormalizationError"]
+__all__ = ["AuthenticationError", "ConnectError", "GridbotError", "NormalizationError", "OrderRejected",
+           "ReduceOnlyRejected"]
 
 
 class GridbotError(Exception):
@@ -28,3 +29,15 @@ class NormalizationError(GridbotError):
     def __init__(self, message: str, raw: Any = None) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class OrderRejected(GridbotError):
+    """The exchange refused an order request (bad price, margin, reduce-only, unknown order...)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ReduceOnlyRejected(OrderRejected):
+    """A reduce-only order found nothing to reduce: the position is flat or on the other side."""

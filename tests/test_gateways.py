@@ -12,6 +12,7 @@ import requests
 from binance.exceptions import BinanceAPIException
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 
+from gridbot._credentials import Credentials
 from gridbot._gateways import (
     BinanceGateway,
     BybitGateway,
@@ -82,8 +83,10 @@ def test_binance_errors_are_translated_without_the_request(error: Exception,
     with pytest.raises(expected) as caught:
         BinanceGateway(client).place_limit("BTCUSDT", "Buy", D("1"), D("1"), position_idx=0,
                                            reduce_only=False, client_order_id="x")
-    assert "signature=" not in str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    cause = caught.value.__cause__  # the SDK exception, kept for the traceback but scrubbed
+    assert cause is error
+    assert "deadbeefcafe" not in str(caught.value) and "deadbeefcafe" not in str(cause)
+    assert getattr(cause, "request", None) is None and getattr(cause, "response", None) is None
 
 
 def test_binance_rejection_keeps_the_exchange_code() -> None:
@@ -93,6 +96,27 @@ def test_binance_rejection_keeps_the_exchange_code() -> None:
         BinanceGateway(client).cancel("BTCUSDT", "1")
     assert caught.value.code == -2011
     assert "Unknown order sent." in str(caught.value)
+
+
+def test_binance_gateway_errors_never_show_the_keys() -> None:
+    client = MagicMock()
+    response = MagicMock(text='{"code": -2015, "msg": "Invalid API-key very-secret"}')
+    response.request.url = f"{SIGNED_URL}&apiKey=key-id"
+    client.futures_cancel_order.side_effect = BinanceAPIException(response, 401, response.text)
+    gateway = BinanceGateway(client, Credentials("key-id", "very-secret"))
+    with pytest.raises(AuthenticationError) as caught:
+        gateway.cancel("BTCUSDT", "1")
+    cause = caught.value.__cause__
+    assert isinstance(cause, BinanceAPIException) and cause.request is None and cause.response is None
+    for text in (str(caught.value), str(cause), repr(cause.args)):
+        assert "very-secret" not in text and "key-id" not in text
+
+
+def test_binance_client_masks_its_secret() -> None:
+    client = binance_rest_client("key-id", "very-secret")
+    gateway = BinanceGateway(client, Credentials("key-id", "very-secret"))
+    assert "very-secret" not in repr(gateway) + repr(client) + repr(vars(client)) + repr(vars(gateway))
+    assert client.API_SECRET == "very-secret"  # what the SDK reads when it signs
 
 
 def test_binance_client_is_pointed_at_the_endpoints_per_instance() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-import gridbot.adapters.binance as mod
 from gridbot._account import AccountConfig
+from gridbot.adapters.binance import _rest as rest_mod
 from gridbot.errors import AuthenticationError
 from gridbot.stats import Counters
 from tests.adapters.test_binance_adapter import (  # noqa: F401 - pytest fixtures
@@ -34,7 +34,7 @@ class AccountClient(FakeClient):
 
 @pytest.fixture
 def account_sdk(sdk: FakeSdk, mocker: Any) -> FakeSdk:  # noqa: F811 - the imported fixture
-    mocker.patch.object(mod, "Client", functools.partial(AccountClient, sdk))
+    mocker.patch.object(rest_mod, "Client", functools.partial(AccountClient, sdk))
     brackets = fixture("leverage_bracket_faq_btcusdt.json")
     sdk.answers["leverage_bracket"] = lambda symbol: {**brackets, "symbol": symbol}
     account = fixture("rest_account_v2.json")

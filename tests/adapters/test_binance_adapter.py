@@ -23,12 +23,15 @@ import requests
 from aiohttp import web
 from binance.exceptions import BinanceAPIException
 
-import gridbot.adapters.binance as mod
+from gridbot._credentials import Credentials
 from gridbot.adapters.binance import BinanceAdapter
+from gridbot.adapters.binance import _rest as rest_mod
+from gridbot.adapters.binance import _transport as transport_mod
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
 from gridbot.normalize import Ignored, ListenKeyExpired
+from gridbot.normalize.binance import algo_orders_from_rest, orders_from_rest
 from gridbot.stats import Counters
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
@@ -235,10 +238,10 @@ def api_error(status: int, code: int, msg: str) -> BinanceAPIException:
 @pytest.fixture
 def sdk(mocker: Any) -> FakeSdk:
     registry = FakeSdk()
-    mocker.patch.object(mod, "_create_async_client", registry.create_async_client)
-    mocker.patch.object(mod, "Client", functools.partial(FakeClient, registry))
-    mocker.patch.object(mod, "_UserSocket", functools.partial(FakeSocket, registry))
-    mocker.patch.object(mod, "_MarketSocket", functools.partial(FakeSocket, registry))
+    mocker.patch.object(transport_mod, "_create_async_client", registry.create_async_client)
+    mocker.patch.object(rest_mod, "Client", functools.partial(FakeClient, registry))
+    mocker.patch.object(transport_mod, "_UserSocket", functools.partial(FakeSocket, registry))
+    mocker.patch.object(transport_mod, "_MarketSocket", functools.partial(FakeSocket, registry))
     return registry
 
 
@@ -299,8 +302,8 @@ def test_open_connects_both_sockets_on_endpoint_hosts(sdk: FakeSdk, make_adapter
 
 
 def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
-    main = mod._Hosts.choose(None, testnet=False, demo=False)
-    test = mod._Hosts.choose(None, testnet=True, demo=False)
+    main = transport_mod.Hosts.choose(None, testnet=False, demo=False)
+    test = transport_mod.Hosts.choose(None, testnet=True, demo=False)
     assert (main.ws_private, main.ws_market) == ("wss://fstream.binance.com/private/",
                                                  "wss://fstream.binance.com/market/")
     assert test.ws_private == "wss://fstream.binancefuture.com/private/"
@@ -309,7 +312,7 @@ def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
     client = SimpleNamespace(FUTURES_URL="https://fapi.binance.com/fapi")
     main.apply_to(client)
     assert client.FUTURES_URL == "https://fapi.binance.com/fapi"
-    mod._Hosts.choose(Endpoints("http://h:1/", "ws://h:1"), testnet=True, demo=True).apply_to(client)
+    transport_mod.Hosts.choose(Endpoints("http://h:1/", "ws://h:1"), testnet=True, demo=True).apply_to(client)
     assert client.FUTURES_URL == client.FUTURES_TESTNET_URL == client.FUTURES_DEMO_URL == "http://h:1/fapi"
     assert client.API_URL == "http://h:1/api"
 
@@ -591,9 +594,8 @@ def test_fetch_orders_queries_regular_and_algo_orders(sdk: FakeSdk, make_adapter
     adapter.open(["BTCUSDT"], timeout=5)
     filled = {**OPEN_ORDER_ROW, "status": "FILLED", "executedQty": "0.40"}
     algo_row = {**fixture("rest_open_algo_orders.json")[0], "algoStatus": "CANCELED"}
-    regular, gone = mod.orders_from_rest(  # type: ignore[attr-defined]
-        [OPEN_ORDER_ROW, {**OPEN_ORDER_ROW, "orderId": 404}])
-    algo = mod.algo_orders_from_rest(  # type: ignore[attr-defined]
+    regular, gone = orders_from_rest([OPEN_ORDER_ROW, {**OPEN_ORDER_ROW, "orderId": 404}])
+    algo = algo_orders_from_rest(
         fixture("rest_open_algo_orders.json"))[0]
 
     def query_order(symbol: str, orderId: str) -> Any:
@@ -696,7 +698,7 @@ def test_secret_never_appears_in_repr_errors_or_logs(sdk: FakeSdk, make_adapter:
 
 
 def test_redaction_removes_whole_secrets_and_signatures_only() -> None:
-    credentials = mod._Credentials("k", "s")
+    credentials = Credentials("k", "s")
     assert repr(credentials) == "<credentials hidden>"
     text = "Invalid API-key, IP, or permissions for action. url=/x?apiKey=k&signature=ab12&secret=s"
     assert credentials.redact(text) == (
@@ -826,7 +828,8 @@ def test_real_sdk_connects_through_endpoints_receives_and_closes_promptly(
 
 def test_real_sdk_reconnect_is_reported_down_then_up(wire: WireServer, make_adapter: Any, sink: RecordingSink,
                                                      mocker: Any) -> None:
-    mocker.patch.object(mod._ObservedSocket, "_get_reconnect_wait", return_value=0)  # SDK waits 1-2 s
+    # the SDK waits 1-2 s
+    mocker.patch.object(transport_mod._ObservedSocket, "_get_reconnect_wait", return_value=0)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
@@ -857,14 +860,14 @@ def test_real_sdk_non_json_frame_is_counted_and_skipped(wire: WireServer, make_a
 
 def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink,
                                             mocker: Any) -> None:
-    original = mod._ObservedSocket._handle_message
+    original = transport_mod._ObservedSocket._handle_message
 
     def dies_on_cue(self: Any, evt: Any) -> Any:
         if evt == "die":
             raise RuntimeError("read loop killer")  # the SDK ends its read loop on any other error
         return original(self, evt)
 
-    mocker.patch.object(mod._ObservedSocket, "_handle_message", dies_on_cue)
+    mocker.patch.object(transport_mod._ObservedSocket, "_handle_message", dies_on_cue)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
@@ -967,7 +970,7 @@ def trade_row(trade_id: int, time_ms: int, symbol: str = "BTCUSDT") -> dict[str,
 
 def test_fetch_fills_pages_with_from_id_and_keeps_the_window(sdk: FakeSdk, make_adapter: Any,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mod, "_TRADES_LIMIT", 3)
+    monkeypatch.setattr(rest_mod, "_TRADES_LIMIT", 3)
     history = [trade_row(i, 1_000 + i) for i in range(1, 9)]  # ids 1..8 at 1001..1008
 
     def trades(**params: Any) -> list[dict[str, Any]]:

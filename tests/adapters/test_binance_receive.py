@@ -12,7 +12,7 @@ from binance.exceptions import ReadLoopClosed
 from binance.ws.constants import WSListenerState
 from websockets.protocol import State
 
-from gridbot.adapters._binance_receive import TasklessReceive
+from gridbot.adapters.binance._receive import TasklessReceive
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 runs the SDK's own loop")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gridbot._bounded import BoundedMap
-from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
-from gridbot.errors import AuthenticationError, GridbotError
+from gridbot.adapters._orders import OrderGateway
+from gridbot.errors import AuthenticationError, GridbotError, OrderRejected, ReduceOnlyRejected
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
     AccountUpdate,

@@ -19,6 +19,8 @@ from websockets.sync.client import ClientConnection, connect
 from gridbot.emulator.binance import BinanceEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
 from gridbot.endpoints import Endpoints
+from tests.emulator.sdk_clients import binance_client
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,19 +38,8 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
 def make_client(endpoints: Endpoints, key: str = KEY, secret: str = SECRET) -> Client:
-    client = Client(key, secret, ping=False)
-    client.API_URL = endpoints.rest + "/api"
-    client.FUTURES_URL = endpoints.rest + "/fapi"
-    return client
+    return binance_client(endpoints, key, secret)
 
 
 def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from gridbot.emulator.bybit import BybitEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
+from tests.emulator.sdk_clients import bybit_http
+from tests.helpers import wait_until
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
 KEY, SECRET = "test-key", "test-secret"
@@ -35,17 +37,6 @@ SYMBOL = "BTCUSDT"
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -69,9 +60,7 @@ def emu() -> Iterator[BybitEmulator]:
 
 
 def http_for(emu: BybitEmulator, *, key: str = KEY, secret: str = SECRET) -> HTTP:
-    session = HTTP(api_key=key, api_secret=secret, max_retries=1, retry_delay=0)
-    session.endpoint = emu.endpoints.rest  # pybit builds https://api.bybit.com; point it at the emulator
-    return session
+    return bybit_http(emu.endpoints, key, secret)
 
 
 class Socket:

@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 from gridbot.adapters._base import Channel, LinkState, Sink
 
-__all__ = ["ForgetSymbolItem", "Frame", "InboxItem", "InboxSink", "Link", "SeedSymbol", "Stop"]
+__all__ = ["ForgetSymbolItem", "Frame", "InboxItem", "InboxSink", "Link", "SeedSymbol", "Stop",
+           "SymbolRejected"]
 
 
 class Frame(NamedTuple):
@@ -39,11 +40,17 @@ class ForgetSymbolItem:
     symbol: str
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolRejected:
+    symbol: str
+    detail: str
+
+
 class Stop:
     pass
 
 
-InboxItem = Frame | Link | SeedSymbol | ForgetSymbolItem | Stop
+InboxItem = Frame | Link | SeedSymbol | ForgetSymbolItem | SymbolRejected | Stop
 
 
 class InboxSink(Sink):
@@ -63,6 +70,10 @@ class InboxSink(Sink):
     def link(self, channel: Channel, state: LinkState, detail: str) -> None:
         if not self.sealed:
             self._put(Link(channel, state, detail))
+
+    def symbol_rejected(self, symbol: str, detail: str) -> None:
+        if not self.sealed:
+            self._put(SymbolRejected(symbol, detail))
 
     def seal(self) -> None:
         self.sealed = True

@@ -18,7 +18,16 @@ from typing import Any, Literal
 from gridbot._account import AccountConfig
 from gridbot._backfill import FillWatermarks
 from gridbot._dispatch import DispatchQueue, Subscriptions
-from gridbot._inbox import ForgetSymbolItem, Frame, InboxItem, InboxSink, Link, SeedSymbol, Stop
+from gridbot._inbox import (
+    ForgetSymbolItem,
+    Frame,
+    InboxItem,
+    InboxSink,
+    Link,
+    SeedSymbol,
+    Stop,
+    SymbolRejected,
+)
 from gridbot._pipeline import Pipeline
 from gridbot._seeding import Seeder, now_ms, together
 from gridbot.adapters._base import Adapter, Channel
@@ -53,7 +62,7 @@ class StreamWorker:
                  pipeline: Pipeline, fill_marks: FillWatermarks, dispatch_queue: DispatchQueue,
                  book: StateBook, counters: Counters, subscriptions: Subscriptions,
                  journal: StreamJournal | None, snapshot: bool, stop_event: threading.Event,
-                 on_fatal: Callable[[str], None]) -> None:
+                 on_fatal: Callable[[str], None], on_rejected: Callable[[str], None]) -> None:
         self.exchange = exchange
         self._pipeline = pipeline
         self._fill_marks = fill_marks
@@ -65,6 +74,8 @@ class StreamWorker:
         self._snapshot = snapshot
         self._stop_event = stop_event
         self._on_fatal = on_fatal
+        self._on_rejected = on_rejected  # the stream's unsubscribe: drops a refused subscription
+        self._listed: set[str] = set()  # symbols check_symbols accepted: not asked again
         self.inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self.sink = InboxSink(self.inbox)
         self.adapter = adapter_factory(self.sink)
@@ -188,6 +199,9 @@ class StreamWorker:
         elif isinstance(item, ForgetSymbolItem):
             self._pipeline.forget_symbol(item.symbol)
             self._fill_marks.forget(item.symbol)
+            self._listed.discard(item.symbol)
+        elif isinstance(item, SymbolRejected):
+            self._reject_symbol(item.symbol, item.detail)
 
     # ------------------------------------------------------------------ frames
 
@@ -268,9 +282,9 @@ class StreamWorker:
         """Fetch the snapshot and the gap's fills after a reconnect or gap; retried with backoff on
         failure (what a failed attempt delivered is not delivered again: the pipeline drops it)."""
         self._resync_due = None
-        symbols = self._subscriptions.symbols()
         began = time.monotonic()
         try:
+            symbols = self._listed_symbols()
             backfilled = self._seeder.apply_snapshot(symbols, include_wallet=True, backfill=True)
         except GridbotError as exc:
             if self._stop_event.is_set():  # stop() cut the request: nothing to report
@@ -300,7 +314,7 @@ class StreamWorker:
         backoff = _RESYNC_BACKOFF_FIRST
         while True:
             try:
-                self._seeder.apply_snapshot(self._subscriptions.symbols(), include_wallet=True,
+                self._seeder.apply_snapshot(self._listed_symbols(), include_wallet=True,
                                             backfill=self.backfill_at_seed)
                 break
             except AuthenticationError as exc:
@@ -321,6 +335,8 @@ class StreamWorker:
             return
         self._fill_marks.went_live(symbol, now_ms())
         try:
+            if symbol not in self._listed_symbols([symbol]):
+                return  # the exchange does not list it: rejected, unsubscribed
             self._seeder.apply_snapshot([symbol], include_wallet=False)
         except GridbotError as exc:
             if self._stop_event.is_set():  # stop() cut the request: nothing to report
@@ -329,3 +345,28 @@ class StreamWorker:
             logger.warning("%s: seeding %s failed (%s); a full resync follows", self.exchange, symbol, exc)
             self._resync_needed = True
             self._schedule_resync(self._resync_backoff)
+
+    # ------------------------------------------------------------------ unknown symbols
+
+    def _listed_symbols(self, symbols: list[str] | None = None) -> list[str]:
+        """``symbols`` (default: every subscribed one) without those the exchange does not list: symbols
+        not checked before are checked by REST, and each rejected one is dropped (:meth:`_reject_symbol`)."""
+        symbols = self._subscriptions.symbols() if symbols is None else symbols
+        new = [symbol for symbol in symbols if symbol not in self._listed]
+        if not new:
+            return symbols
+        rejected = self.adapter.check_symbols(new)
+        for symbol, detail in rejected.items():
+            self._reject_symbol(symbol, detail)
+        self._listed.update(symbol for symbol in new if symbol not in rejected)
+        return [symbol for symbol in symbols if symbol not in rejected]
+
+    def _reject_symbol(self, symbol: str, detail: str) -> None:
+        """The exchange does not trade ``symbol`` (its REST listing, or a socket's refusal): one WARNING,
+        counted, and the subscription removed (callbacks and ticker); the other symbols go on."""
+        if self._subscriptions.get(symbol) is None:
+            return  # unsubscribed meanwhile, or already rejected
+        self._counters.add("rejected_symbols")
+        logger.warning("%s: the exchange rejected symbol %s (%s); its subscription is removed",
+                       self.exchange, symbol, detail)
+        self._on_rejected(symbol)

@@ -173,7 +173,7 @@ class ExchangeStream:
                 endpoints=endpoints, sink=sink, counters=self._counters),
             pipeline=self._pipeline, fill_marks=self._fill_marks, dispatch_queue=self._queue, book=self._book,
             counters=self._counters, subscriptions=self._subscriptions, journal=self._journal,
-            snapshot=snapshot, stop_event=self._stop_event, on_fatal=self._fail,
+            snapshot=snapshot, stop_event=self._stop_event, on_fatal=self._fail, on_rejected=self.unsubscribe,
         )
         self._adapter = self._worker.adapter
 

@@ -277,6 +277,9 @@ class BinanceAdapter:
 
     # ------------------------------------------------------------------ REST (see _rest)
 
+    def check_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        return self._require_rest().check_symbols([symbol.upper() for symbol in symbols])
+
     def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
         return self._require_rest().fetch_snapshot(symbols, include_wallet=include_wallet)
 

@@ -16,7 +16,8 @@ WORDS = "Invalid symbol. (not in GET /fapi/v1/exchangeInfo)"
 
 
 def warnings_about(caplog: pytest.LogCaptureFixture, symbol: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and symbol in r.getMessage()]
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    return [message for message in messages if symbol in message]
 
 
 def test_start_drops_an_unknown_symbol_and_seeds_the_others(fake: list[FakeAdapter],

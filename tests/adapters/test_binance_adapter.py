@@ -182,6 +182,9 @@ class FakeClient:
     def futures_account_trades(self, **params: Any) -> Any:
         return self._call("trades", **params)
 
+    def futures_exchange_info(self) -> Any:
+        return self._call("exchange_info")
+
     def close_connection(self) -> None:
         self.closed = True
 
@@ -1038,3 +1041,43 @@ def test_real_sdk_frames_keep_the_user_socket_alive(wire: WireServer, make_adapt
         wire.send("private", {"e": "ACCOUNT_UPDATE"})
         time.sleep(0.1)
     assert sink.links("private") == [] and len(sink.frames("private")) == 12
+
+
+# --------------------------------------------------------------------------- check_symbols
+
+
+def listing_row(symbol: str, contract: str = "PERPETUAL", status: str = "TRADING") -> dict[str, Any]:
+    return {"symbol": symbol, "pair": symbol, "contractType": contract, "status": status}
+
+
+def test_check_symbols_names_what_binance_does_not_trade_as_a_perpetual(sdk: FakeSdk,
+                                                                       make_adapter: Any) -> None:
+    counters = Counters()
+    adapter = make_adapter(counters=counters)
+    adapter.open(["BTCUSDT"], timeout=5)
+    sdk.answers["exchange_info"] = {"symbols": [
+        listing_row("BTCUSDT"), listing_row("BTCUSDT_260327", contract="CURRENT_QUARTER"),
+        listing_row("OLDUSDT", status="SETTLING")]}
+    before = counters.snapshot().rest_calls
+
+    rejected = adapter.check_symbols(["BTCUSDT", "btcusdt_260327", "OLDUSDT", "NOPEUSDT"])
+
+    assert rejected == {
+        "BTCUSDT_260327": "contractType CURRENT_QUARTER, not PERPETUAL",
+        "OLDUSDT": "status SETTLING, not TRADING",
+        "NOPEUSDT": "Invalid symbol. (not in GET /fapi/v1/exchangeInfo)",
+    }
+    assert adapter.check_symbols(["NOPEUSDT", "BTCUSDT"]) == {"NOPEUSDT": rejected["NOPEUSDT"]}
+    assert [name for name, _ in sdk.seed_rest.calls].count("exchange_info") == 1  # one listing, reused
+    assert counters.snapshot().rest_calls == before + 1
+
+
+def test_check_symbols_refuses_an_answer_without_a_listing(sdk: FakeSdk, make_adapter: Any) -> None:
+    adapter = make_adapter()
+    adapter.open(["BTCUSDT"], timeout=5)
+    sdk.answers["exchange_info"] = {"code": 0}
+    with pytest.raises(GridbotError, match="without a symbols list"):
+        adapter.check_symbols(["BTCUSDT"])
+    sdk.answers["exchange_info"] = requests.ConnectionError("down")
+    with pytest.raises(ConnectError):
+        adapter.check_symbols(["BTCUSDT"])

@@ -26,7 +26,9 @@ from binance.exceptions import BinanceAPIException
 from gridbot._credentials import Credentials
 from gridbot.adapters.binance import BinanceAdapter
 from gridbot.adapters.binance import _rest as rest_mod
-from gridbot.adapters.binance import _transport as transport_mod
+from gridbot.adapters._backoff import BackoffPolicy
+from gridbot.adapters.binance import _manager as manager_mod
+from gridbot.adapters.binance import _sockets as sockets_mod
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
@@ -104,6 +106,7 @@ class FakeSocket:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.exited = threading.Event()
         self.behaviour = registry.connect_behaviours.pop(0) if registry.connect_behaviours else "ok"
+        self.created = time.monotonic()
         registry.sockets.append(self)
 
     async def __aenter__(self) -> FakeSocket:
@@ -241,10 +244,10 @@ def api_error(status: int, code: int, msg: str) -> BinanceAPIException:
 @pytest.fixture
 def sdk(mocker: Any) -> FakeSdk:
     registry = FakeSdk()
-    mocker.patch.object(transport_mod, "_create_async_client", registry.create_async_client)
+    mocker.patch.object(manager_mod, "_create_async_client", registry.create_async_client)
     mocker.patch.object(rest_mod, "Client", functools.partial(FakeClient, registry))
-    mocker.patch.object(transport_mod, "_UserSocket", functools.partial(FakeSocket, registry))
-    mocker.patch.object(transport_mod, "_MarketSocket", functools.partial(FakeSocket, registry))
+    mocker.patch.object(sockets_mod, "_UserSocket", functools.partial(FakeSocket, registry))
+    mocker.patch.object(sockets_mod, "_MarketSocket", functools.partial(FakeSocket, registry))
     return registry
 
 
@@ -275,7 +278,7 @@ def make_adapter(sink: RecordingSink) -> Iterator[Callable[..., BinanceAdapter]]
                                       endpoints=endpoints, sink=sink, counters=counters or Counters())
         kwargs.update(overrides)
         adapter = BinanceAdapter(**kwargs)
-        adapter.reconnect_delay = lambda attempt: 0.01
+        adapter.backoff = BackoffPolicy(initial=0.01, cap=0.01)
         made.append(adapter)
         return adapter
 
@@ -305,8 +308,8 @@ def test_open_connects_both_sockets_on_endpoint_hosts(sdk: FakeSdk, make_adapter
 
 
 def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
-    main = transport_mod.Hosts.choose(None, testnet=False, demo=False)
-    test = transport_mod.Hosts.choose(None, testnet=True, demo=False)
+    main = manager_mod.Hosts.choose(None, testnet=False, demo=False)
+    test = manager_mod.Hosts.choose(None, testnet=True, demo=False)
     assert (main.ws_private, main.ws_market) == ("wss://fstream.binance.com/private/",
                                                  "wss://fstream.binance.com/market/")
     assert test.ws_private == "wss://fstream.binancefuture.com/private/"
@@ -315,7 +318,7 @@ def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
     client = SimpleNamespace(FUTURES_URL="https://fapi.binance.com/fapi")
     main.apply_to(client)
     assert client.FUTURES_URL == "https://fapi.binance.com/fapi"
-    transport_mod.Hosts.choose(Endpoints("http://h:1/", "ws://h:1"), testnet=True, demo=True).apply_to(client)
+    manager_mod.Hosts.choose(Endpoints("http://h:1/", "ws://h:1"), testnet=True, demo=True).apply_to(client)
     assert client.FUTURES_URL == client.FUTURES_TESTNET_URL == client.FUTURES_DEMO_URL == "http://h:1/fapi"
     assert client.API_URL == "http://h:1/api"
 
@@ -445,22 +448,18 @@ def test_listen_key_expired_renews_key_restarts_user_socket(sdk: FakeSdk, make_a
 
 def test_sdk_giving_up_rebuilds_with_backoff(sdk: FakeSdk, make_adapter: Any, sink: RecordingSink) -> None:
     adapter = make_adapter()
-    delays: list[int] = []
+    adapter.backoff = BackoffPolicy(initial=0.05, cap=0.2, jitter_low=1.0)
     adapter.open(["BTCUSDT"], timeout=5)
-
-    def reconnect_delay(attempt: int) -> float:
-        delays.append(attempt)
-        return 0.01
-
-    adapter.reconnect_delay = reconnect_delay
     dead = sdk.latest("public")
     sdk.connect_behaviours = [OSError(111, "refused"), OSError(111, "refused")]  # two failed rebuilds
 
     dead.sdk_gives_up()
     wait_until(lambda: sink.links("public") == ["down", "up"])
 
-    assert delays == [0, 1]  # exponential backoff attempts between the failed rebuilds
-    assert len(sdk.sockets_of("public")) == 4
+    rebuilds = [s.created for s in sdk.sockets_of("public")[1:]]
+    assert len(rebuilds) == 3
+    gaps = [later - earlier for earlier, later in zip(rebuilds, rebuilds[1:], strict=False)]
+    assert gaps[0] >= 0.05 * 0.9 and gaps[1] >= 0.1 * 0.9  # exponential backoff between failed rebuilds
     assert sdk.latest("public").streams == ("btcusdt@markPrice@1s",)
     assert dead.exited.wait(2)
     assert adapter.connected
@@ -639,7 +638,7 @@ def test_close_is_bounded_idempotent_and_joins_every_thread(threads_before: set[
         sdk: FakeSdk, make_adapter: Any) -> None:
     adapter = make_adapter()
     adapter.open(["BTCUSDT"], timeout=5)
-    assert len(new_threads(threads_before)) == 2  # the manager's thread and the supervisor
+    assert len(new_threads(threads_before)) == 3  # the manager's thread and a supervisor runner per channel
 
     started = time.monotonic()
     adapter.close(timeout=3.0)
@@ -832,7 +831,7 @@ def test_real_sdk_connects_through_endpoints_receives_and_closes_promptly(
 def test_real_sdk_reconnect_is_reported_down_then_up(wire: WireServer, make_adapter: Any, sink: RecordingSink,
                                                      mocker: Any) -> None:
     # the SDK waits 1-2 s
-    mocker.patch.object(transport_mod._ObservedSocket, "_get_reconnect_wait", return_value=0)
+    mocker.patch.object(sockets_mod._ObservedSocket, "_get_reconnect_wait", return_value=0)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
@@ -863,14 +862,14 @@ def test_real_sdk_non_json_frame_is_counted_and_skipped(wire: WireServer, make_a
 
 def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink,
                                             mocker: Any) -> None:
-    original = transport_mod._ObservedSocket._handle_message
+    original = sockets_mod._ObservedSocket._handle_message
 
     def dies_on_cue(self: Any, evt: Any) -> Any:
         if evt == "die":
             raise RuntimeError("read loop killer")  # the SDK ends its read loop on any other error
         return original(self, evt)
 
-    mocker.patch.object(transport_mod._ObservedSocket, "_handle_message", dies_on_cue)
+    mocker.patch.object(sockets_mod._ObservedSocket, "_handle_message", dies_on_cue)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 

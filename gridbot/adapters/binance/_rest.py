@@ -25,7 +25,7 @@ from gridbot._credentials import Credentials, mask_attribute
 from gridbot._margin import SymbolBrackets
 from gridbot.adapters._http import AbortableTransport, mount_abortable
 from gridbot.adapters.binance._errors import is_unknown_order, translated
-from gridbot.adapters.binance._transport import Hosts
+from gridbot.adapters.binance._manager import Hosts
 from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize.binance import (

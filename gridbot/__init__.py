@@ -1,5 +1,6 @@
 """gridbot: the live state of a futures account for a synchronous grid strategy, from exchange WebSockets."""
 
+from gridbot._log_redaction import RedactingFilter
 from gridbot.book import BookSnapshot, SocketStatus, StateBook, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
@@ -36,6 +37,7 @@ __all__ = [
     "PositionUpdate",
     "PublisherStats",
     "RealisedPnlTracker",
+    "RedactingFilter",
     "RedisPublisher",
     "RemoteStream",
     "SocketStatus",

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from gridbot._bounded import BoundedSet
+from gridbot._bounded import BoundedSet, FinishedOrders, id_key
 from gridbot._versions import VersionBook, state_key
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
@@ -49,7 +49,8 @@ class Pipeline:
 
     def __init__(self, remember: int = 100_000) -> None:
         self._trade_ids: BoundedSet[str] = BoundedSet(remember)
-        self._versions = VersionBook(remember)
+        self.finished_orders = FinishedOrders(remember)  # shared with the state book (read-only there)
+        self._versions = VersionBook(finished=self.finished_orders)
         self._open_positions: dict[tuple[str, int], PositionUpdate] = {}
         self._open_orders: dict[tuple[str, str], OrderUpdate] = {}
         self._last_fill_time: dict[str, int] = {}
@@ -149,8 +150,7 @@ class Pipeline:
 
 
 def _fill_key(fill: FillUpdate) -> str:
-    """Symbol and trade id in one string (symbols hold no NUL): one object per remembered id."""
-    return f"{fill.symbol}\0{fill.trade_id}"
+    return id_key(fill.symbol, fill.trade_id)
 
 
 def _flat(last: PositionUpdate) -> PositionUpdate:

@@ -20,7 +20,15 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["TESTED", "Mismatch", "SdkVersionCheck", "check_sdk_versions", "installed_version"]
+__all__ = [
+    "TESTED",
+    "Mismatch",
+    "SdkVersionCheck",
+    "check_sdk_versions",
+    "installed_version",
+    "is_tested",
+    "mismatches",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import sys
 from dataclasses import replace
 from typing import Literal
 
-from gridbot._bounded import BoundedMap
+from gridbot._bounded import FinishedOrders
 from gridbot.events import (
     TERMINAL_ORDER_STATUSES,
     AccountUpdate,
@@ -69,11 +69,11 @@ class VersionBook:
 
     __slots__ = ("_delivered", "_finished")
 
-    def __init__(self, finished_capacity: int = 100_000) -> None:
+    def __init__(self, finished_capacity: int = 100_000, *, finished: FinishedOrders | None = None) -> None:
         self._delivered: dict[StateKey, Event] = {}
         # Orders in a terminal state move here, as their final status only (a whole event with its raw
-        # message is kilobytes): bounded, oldest forgotten first.
-        self._finished: BoundedMap[StateKey, str] = BoundedMap(finished_capacity)
+        # message is kilobytes): bounded, oldest forgotten first; shared with the state book.
+        self._finished = finished if finished is not None else FinishedOrders(finished_capacity)
 
     def judge(self, event: Event) -> Verdict:
         """Whether ``event`` may be delivered after what this identity already delivered."""
@@ -82,10 +82,12 @@ class VersionBook:
             return "fresh"
         last = self._delivered.get(key)
         if last is None:
-            final = self._finished.get(key)
+            if not isinstance(event, OrderUpdate):
+                return "fresh"
+            final = self._finished.status(event.symbol, event.order_id)
             if final is None:
                 return "fresh"
-            return "duplicate" if isinstance(event, OrderUpdate) and event.status == final else "stale"
+            return "duplicate" if event.status == final else "stale"
         new_seq, old_seq = _seq(event), _seq(last)
         if new_seq is not None and old_seq is not None and new_seq != old_seq:
             return "fresh" if new_seq > old_seq else "stale"
@@ -110,15 +112,15 @@ class VersionBook:
             return
         if isinstance(event, OrderUpdate) and event.status in TERMINAL_ORDER_STATUSES:
             self._delivered.pop(key, None)
-            self._finished[key] = event.status
+            self._finished.add(event.symbol, event.order_id, event.status)
         else:
             self._delivered[key] = event
 
     def knows(self, key: StateKey) -> bool:
-        return key in self._delivered or key in self._finished
+        return key in self._delivered or self.is_finished(key)
 
     def is_finished(self, key: StateKey) -> bool:
-        return key in self._finished
+        return key[0] == "order" and self._finished.has(key[1], key[2])
 
     def forget_symbol(self, symbol: str) -> None:
         """Drop the live positions and orders of ``symbol`` (an unsubscribe), so a later seed of the

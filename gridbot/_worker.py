@@ -1,9 +1,11 @@
-"""The stream worker: decodes frames, drops duplicates and stale pushes, seeds and resyncs.
+"""The stream worker: seeds and resyncs, and owns the frames while it does.
 
-One gridbot thread per stream runs :meth:`StreamWorker.run`: it takes the inbox in order, hands
-the events to the dispatch queue in batches, follows the sockets' link reports and runs the REST
-seed and every resync (:mod:`gridbot._seeding`).  Nothing it does can end it but the stop marker:
-an item that fails is logged and counted, and a broken loop fails the stream loudly.
+One gridbot thread per stream runs :meth:`StreamWorker.run`: it follows the sockets' link reports,
+runs the REST seed and every resync (:mod:`gridbot._seeding`), and handles the frames that arrived
+meanwhile in order, handing their events to the dispatch queue in batches.  When it has nothing to
+do it gives the frames back to the SDK threads, which then decode, deduplicate and queue them
+themselves with the same code (:class:`gridbot._inbox.FrameGate`).  Nothing can end the worker but
+the stop marker: an item that fails is logged and counted, and a broken loop fails the stream loudly.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from gridbot._dispatch import DispatchQueue, Subscriptions
 from gridbot._inbox import (
     ForgetSymbolItem,
     Frame,
+    FrameGate,
     InboxItem,
-    InboxSink,
     Link,
     SeedSymbol,
     Stop,
@@ -58,7 +60,7 @@ BATCH = 32
 class StreamWorker:
     """The worker's state and loop; the stream builds one and runs :meth:`run` on a gridbot thread."""
 
-    def __init__(self, exchange: str, *, adapter_factory: Callable[[InboxSink], Adapter],
+    def __init__(self, exchange: str, *, adapter_factory: Callable[[FrameGate], Adapter],
                  pipeline: Pipeline, fill_marks: FillWatermarks, dispatch_queue: DispatchQueue,
                  book: StateBook, counters: Counters, subscriptions: Subscriptions,
                  journal: StreamJournal | None, snapshot: bool, stop_event: threading.Event,
@@ -77,8 +79,8 @@ class StreamWorker:
         self._on_rejected = on_rejected  # the stream's unsubscribe: drops a refused subscription
         self._listed: set[str] = set()  # symbols check_symbols accepted: not asked again
         self.inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
-        self.sink = InboxSink(self.inbox)
-        self.adapter = adapter_factory(self.sink)
+        self.gate = FrameGate(self.inbox, self._handle_inline)
+        self.adapter = adapter_factory(self.gate)
         self._seeder = Seeder(exchange, self.adapter, pipeline, fill_marks, dispatch_queue, counters,
                               before_put=self._flush_outbox)
         self.discard_after: float | None = None  # stop()'s budget: past it, drain without work
@@ -95,19 +97,19 @@ class StreamWorker:
     # ------------------------------------------------------------------ what other threads hand over
 
     def seed_symbol_later(self, symbol: str) -> None:
-        self.inbox.put(SeedSymbol(symbol))
+        self.gate.to_worker(SeedSymbol(symbol))
 
     def forget_symbol_later(self, symbol: str) -> None:
-        self.inbox.put(ForgetSymbolItem(symbol))
+        self.gate.to_worker(ForgetSymbolItem(symbol))
 
     def request_stop(self, discard_after: float) -> None:
         """Handle what is queued until ``discard_after`` (monotonic), drop the rest, then end."""
         self.discard_after = discard_after
-        self.inbox.put(Stop())
+        self.gate.to_worker(Stop())
 
     def seal(self) -> None:
         """The stream failed for good: nothing reads the inbox any more, so nothing may fill it."""
-        self.sink.seal()
+        self.gate.seal()
         self.seed_done.set()
 
     def emit_status(self, state: StatusState, detail: str) -> None:
@@ -137,6 +139,8 @@ class StreamWorker:
         while True:
             if self._journal is not None:  # the backfill bound the journal may persist, before each wait
                 self._journal.publish(self._fill_marks, self._pipeline, self._subscriptions.symbols())
+            if self._resync_due is None:
+                self.gate.release()  # idle: frames are handled on the SDK threads until the next item
             try:
                 item = self.inbox.get(timeout=self._until_resync())
             except queue.Empty:
@@ -206,30 +210,48 @@ class StreamWorker:
     # ------------------------------------------------------------------ frames
 
     def _handle_frame(self, frame: Frame) -> None:
-        self._book._message_seen(frame.channel)
+        """A frame that waited in the inbox (the worker owns the stream)."""
+        self._outbox.extend(self._frame_events(frame.channel, frame.payload))
+
+    def _handle_inline(self, channel: Channel, payload: Any) -> None:
+        """A frame on its SDK thread, under the gate's lock (the worker does not own the stream):
+        the same work as :meth:`_handle_frame`; nothing may reach the SDK thread."""
         try:
-            decoded = self.adapter.decode(frame.channel, frame.payload)
+            events = self._frame_events(channel, payload)
+            if events:
+                self._queue.put_many(events)
+                if self._journal is not None:  # the backfill bound follows the fills as they pass
+                    self._journal.publish(self._fill_marks, self._pipeline, self._subscriptions.symbols())
+        except Exception:  # noqa: BLE001 - a fault of gridbot's own must not reach the SDK thread
+            self.internal_error(f"handling a {channel} frame")
+
+    def _frame_events(self, channel: Channel, payload: Any) -> list[Any]:
+        """Decode a frame and keep what the pipeline accepts (bad frames are logged and counted)."""
+        self._book._message_seen(channel)
+        try:
+            decoded = self.adapter.decode(channel, payload)
         except NormalizationError as exc:
-            self._bad_message(frame, str(exc))
-            return
+            self._bad_message(channel, payload, str(exc))
+            return []
         except Exception:
-            logger.exception("%s %s: decoding failed; raw=%.*r", self.exchange, frame.channel,
-                             _RAW_LOG_CHARS, frame.payload)
+            logger.exception("%s %s: decoding failed; raw=%.*r", self.exchange, channel,
+                             _RAW_LOG_CHARS, payload)
             self._counters.add("bad_messages")
-            return
+            return []
         if isinstance(decoded, Ignored):
-            return
+            return []
         if isinstance(decoded, ListenKeyExpired):
             logger.info("%s: listenKey expired at %d; the adapter renews it and gridbot resyncs",
                         self.exchange, decoded.timestamp)
-            return
-        accepted = [e for e in decoded if isinstance(e, AccountConfig) or self._pipeline.accept(e)]
-        self._outbox.extend(together(self.exchange, accepted, timestamp=0, is_snapshot=False))
+            return []
+        accept = self._pipeline.accept
+        accepted = [e for e in decoded if isinstance(e, AccountConfig) or accept(e)]
+        return together(self.exchange, accepted, timestamp=0, is_snapshot=False)
 
-    def _bad_message(self, frame: Frame, reason: str) -> None:
+    def _bad_message(self, channel: Channel, payload: Any, reason: str) -> None:
         self._counters.add("bad_messages")
         logger.error("%s %s: dropped a message that could not be normalized: %s; raw=%.*r",
-                     self.exchange, frame.channel, reason, _RAW_LOG_CHARS, frame.payload)
+                     self.exchange, channel, reason, _RAW_LOG_CHARS, payload)
 
     # ------------------------------------------------------------------ links and resyncs
 
@@ -282,6 +304,7 @@ class StreamWorker:
         """Fetch the snapshot and the gap's fills after a reconnect or gap; retried with backoff on
         failure (what a failed attempt delivered is not delivered again: the pipeline drops it)."""
         self._resync_due = None
+        self.gate.claim()  # already the owner (a due resync keeps it): made explicit
         began = time.monotonic()
         try:
             symbols = self._listed_symbols()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from gridbot._bounded import BoundedSet
+from gridbot._bounded import BoundedSet, FinishedOrders
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
     TERMINAL_ORDER_STATUSES,
@@ -133,7 +133,10 @@ class StateBook:
         self._lock = threading.Lock()
         self._positions: dict[tuple[str, int], PositionUpdate] = {}
         self._orders: dict[tuple[str, str], OrderUpdate] = {}
-        self._finished = BoundedSet[tuple[str, str]](_REMEMBER_FINISHED)
+        # Finished orders never come back.  Standalone the book remembers them itself; in a stream it
+        # reads the pipeline's memory (_share_finished): one memory, not one per consumer.
+        self._finished = FinishedOrders(_REMEMBER_FINISHED)
+        self._records_finished = True
         self._take_profits: dict[str, TakeProfitTracker] = {}
         self._tickers: dict[str, TickerUpdate] = {}
         self._wallet = WalletState()
@@ -254,17 +257,33 @@ class StateBook:
             elif isinstance(event, AccountUpdate):
                 self._account = event
 
+    def _share_finished(self, finished: FinishedOrders) -> None:
+        """Use the stream pipeline's finished-order memory instead of keeping one (before any event).
+
+        The pipeline delivers nothing after an order's end, so the book need not guard against late
+        open states; it records an end when it accepts it, before delivery, so the memory may already
+        hold the end of an order whose open state is still queued: such an order counts as finished
+        only once the book has no open state of it (:class:`_FinishedIds`), and the book keeps showing
+        exactly what the callbacks were given."""
+        self._finished = finished
+        self._records_finished = False
+
     def _apply_order(self, order: OrderUpdate) -> None:
-        tracker = self._take_profits.get(order.symbol)
+        symbol = order.symbol
+        tracker = self._take_profits.get(symbol)
         if tracker is None:
-            tracker = self._take_profits[order.symbol] = TakeProfitTracker()
-        tracker.update(order)
-        key = (order.symbol, order.order_id)
+            tracker = TakeProfitTracker._with_memory(_FinishedIds(self._finished, self._orders, symbol))
+            self._take_profits[symbol] = tracker
+        key = (symbol, order.order_id)
         if order.status in TERMINAL_ORDER_STATUSES:
-            self._finished.add(key)
+            if self._records_finished:
+                self._finished.add(symbol, order.order_id, order.status)
             self._orders.pop(key, None)
-        elif order.status in OPEN_ORDER_STATUSES and key not in self._finished:
+        elif order.status in OPEN_ORDER_STATUSES:
+            if self._records_finished and self._finished.has(symbol, order.order_id):
+                return  # standalone: a late open state of a finished order stays out (and out of TP ids)
             self._orders[key] = order
+        tracker.update(order)  # after the book: the order is open here while its state is
 
     def _forget(self, symbol: str) -> None:
         """An unsubscribed symbol leaves the book."""
@@ -295,3 +314,32 @@ class StateBook:
         last = self._last_message.get(channel)
         return known if last == known.last_message_at else SocketStatus(
             known.channel, known.state, known.since, known.detail, last)
+
+
+class _FinishedIds:
+    """One symbol's view of the finished-order memory as a TakeProfitTracker's terminal ids: orders that
+    ended and that the book does not hold open, plus the ids the tracker retires itself (an algo order
+    replaced by the order its trigger placed)."""
+
+    __slots__ = ("_finished", "_open", "_retired", "_symbol")
+
+    def __init__(self, finished: FinishedOrders, open_orders: dict[tuple[str, str], OrderUpdate],
+                 symbol: str) -> None:
+        self._finished = finished
+        self._open = open_orders
+        self._symbol = symbol
+        self._retired: BoundedSet[str] | None = None
+
+    def __contains__(self, order_id: object) -> bool:
+        if not isinstance(order_id, str):
+            return False
+        if self._finished.has(self._symbol, order_id) and (self._symbol, order_id) not in self._open:
+            return True
+        return self._retired is not None and order_id in self._retired
+
+    def add(self, order_id: str) -> None:
+        if self._finished.has(self._symbol, order_id):
+            return
+        if self._retired is None:
+            self._retired = BoundedSet(_REMEMBER_FINISHED)
+        self._retired.add(order_id)

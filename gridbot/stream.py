@@ -2,10 +2,11 @@
 
 Threads (all started by gridbot, all joined by :meth:`ExchangeStream.stop`):
 
-- the SDK's socket threads only enqueue raw frames into the inbox (:mod:`gridbot._inbox`; never
-  block, never raise);
-- the *worker* (:mod:`gridbot._worker`, :mod:`gridbot._seeding`) decodes frames, drops duplicates
-  and stale pushes, seeds and resyncs over REST, and puts events on the dispatch queue;
+- the SDK's socket threads decode, deduplicate and queue their frames for dispatch themselves, except
+  while the worker seeds or resyncs: then the frames wait in the worker's inbox (:mod:`gridbot._inbox`);
+  they never block for long and never raise;
+- the *worker* (:mod:`gridbot._worker`, :mod:`gridbot._seeding`) seeds and resyncs over REST and
+  handles the frames that waited meanwhile (decode, drop duplicates and stale pushes, queue);
 - the *dispatcher* (``dispatch="thread"``) runs the callbacks one at a time; with
   ``dispatch="manual"`` the caller runs them in :meth:`ExchangeStream.dispatch_pending`.
 
@@ -156,10 +157,11 @@ class ExchangeStream:
         self._journal = StreamJournal(journal, exchange) if journal is not None else None
         self._queue = DispatchQueue(self._counters) if self._journal is None \
             else JournalQueue(self._counters, self._journal)
+        self._pipeline = Pipeline()
         self._book = StateBook()
+        self._book._share_finished(self._pipeline.finished_orders)
         self._router = Router(exchange, self._subscriptions, on_status, self._counters, book=self._book)
         self._router.contain_base_exceptions = dispatch == "thread"
-        self._pipeline = Pipeline()
         self._fill_marks = FillWatermarks()
         self._lifecycle = Lifecycle()
         self._deliver_lock = threading.RLock()

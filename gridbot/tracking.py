@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
+from typing import Protocol
 
 from gridbot._bounded import BoundedSet
 from gridbot.events import (
@@ -23,6 +24,15 @@ __all__ = ["AccountState", "RealisedPnlTracker", "TakeProfitTracker", "WalletSta
 
 _Slot = tuple[str, int]
 _ZERO = Decimal(0)
+
+
+class IdMemory(Protocol):
+    """Where a TakeProfitTracker remembers the ids that must never open again (the stream's book
+    gives its trackers a view of the stream's one finished-order memory)."""
+
+    def __contains__(self, order_id: object) -> bool: ...
+
+    def add(self, order_id: str) -> None: ...
 
 
 class RealisedPnlTracker:
@@ -93,7 +103,14 @@ class TakeProfitTracker:
     ) -> None:
         self._predicate = predicate
         self._open: dict[_Slot, dict[str, None]] = {}
-        self._terminal = BoundedSet[str](remember_terminal)
+        self._terminal: IdMemory = BoundedSet[str](remember_terminal)
+
+    @classmethod
+    def _with_memory(cls, terminal: IdMemory) -> TakeProfitTracker:
+        """A tracker that keeps its terminal ids in ``terminal`` (the state book's shared memory)."""
+        tracker = cls(remember_terminal=1)
+        tracker._terminal = terminal
+        return tracker
 
     def update(self, order: OrderUpdate) -> str | None:
         """Apply one order update; returns the slot's current TP id afterwards."""

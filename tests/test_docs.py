@@ -83,7 +83,7 @@ def test_the_set_up_lines_make_a_virtualenv_in_two_commands() -> None:
     block = _section("## Try it, then test it").split("```bash\n", 1)[1].split("```", 1)[0]
     lines = block.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e . ")
+    assert lines[0].startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[demo]' ")
     assert lines[0].endswith("gridbot demo") and lines[1] == "pip install -e '.[test]' && pytest"
 
 

@@ -19,6 +19,7 @@ EXPECTED = {
     "PositionUpdate",
     "PublisherStats",
     "RealisedPnlTracker",
+    "RedactingFilter",
     "RedisPublisher",
     "RemoteStream",
     "SocketStatus",

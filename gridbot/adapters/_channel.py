@@ -52,10 +52,12 @@ class ChannelState(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class OpenFailure:
     """Why a channel's first attempt failed: ``auth`` (keys rejected), ``refused`` (a subscription the
-    channel cannot do without), ``connect`` (unreachable, timed out, closed before it was live)."""
+    channel cannot do without), ``connect`` (unreachable, timed out, closed before it was live);
+    ``error``: the exception behind it, when the transport gave one."""
 
     kind: str
     detail: str
+    error: BaseException | None = None
 
 
 class Attempt:
@@ -123,13 +125,14 @@ class Attempt:
         """The live connection may have missed frames (e.g. an SDK error message)."""
         self._channel.event(self, "gap", detail)
 
-    def closed(self, detail: str) -> None:
-        """The connection is gone for good (or never came up): the supervisor rebuilds it."""
-        self._channel.event(self, "closed", detail)
+    def closed(self, detail: str, error: BaseException | None = None) -> None:
+        """The connection is gone for good (or never came up): the supervisor rebuilds it.  ``error``:
+        the exception behind it, if any (a first attempt's becomes ``OpenFailed.error``)."""
+        self._channel.event(self, "closed", detail, error)
 
-    def auth_failed(self, detail: str) -> None:
+    def auth_failed(self, detail: str, error: BaseException | None = None) -> None:
         """The exchange rejected the keys: ``failed`` is reported once and attempts go on with backoff."""
-        self._channel.event(self, "auth_failed", detail)
+        self._channel.event(self, "auth_failed", detail, error)
 
     def refused(self, topics: Sequence[str], detail: str) -> None:
         """The server refused subscribing ``topics``."""
@@ -196,7 +199,7 @@ class Channel:
 
     # ------------------------------------------------------------------ events (any thread)
 
-    def event(self, attempt: Attempt, kind: str, detail: str) -> None:
+    def event(self, attempt: Attempt, kind: str, detail: str, error: BaseException | None = None) -> None:
         try:
             with self._cond:
                 if attempt.retired:
@@ -204,14 +207,14 @@ class Channel:
                 if attempt is self.replacement:
                     self._replacement_event(attempt, kind, detail)
                 elif attempt is self.current:
-                    self._current_event(attempt, kind, detail)
+                    self._current_event(attempt, kind, detail, error)
                 self._cond.notify_all()
             self.waker.wake()
         except Exception:
             self.count_error()
             logger.exception("%s: handling the %r event failed", self, kind)
 
-    def _current_event(self, attempt: Attempt, kind: str, detail: str) -> None:
+    def _current_event(self, attempt: Attempt, kind: str, detail: str, error: BaseException | None) -> None:
         now = self.now()
         if kind == "opened":
             if self.state is not ChannelState.UP:  # a repeated opened() changes nothing
@@ -230,9 +233,9 @@ class Channel:
                 attempt.gap_pending = True
                 self.report("gap", detail)
         elif kind == "closed":
-            self.lost(now, detail)
+            self.lost(now, detail, error=error)
         elif kind == "auth_failed":
-            self.lost(now, detail, auth=True)
+            self.lost(now, detail, auth=True, error=error)
 
     def _replacement_event(self, attempt: Attempt, kind: str, detail: str) -> None:
         now = self.now()
@@ -304,13 +307,14 @@ class Channel:
 
     # ------------------------------------------------------------------ transitions (under the lock)
 
-    def lost(self, now: float, detail: str, *, auth: bool = False) -> None:
+    def lost(self, now: float, detail: str, *, auth: bool = False,
+             error: BaseException | None = None) -> None:
         """The current attempt is gone: retire it, report, and retry after a backoff."""
         for attempt in (self.current, self.replacement):
             if attempt is not None:
                 self.retire(attempt)
         if not self.ever_up:
-            self._first_failed("auth" if auth else "connect", detail)
+            self._first_failed("auth" if auth else "connect", detail, error)
             return
         if self.state is ChannelState.UP:
             self.backoff.healthy(now - self.up_since)
@@ -329,10 +333,10 @@ class Channel:
         self.state = ChannelState.BACKOFF
         self.retry_at = now + self.backoff.next_delay()
 
-    def _first_failed(self, kind: str, detail: str) -> None:
+    def _first_failed(self, kind: str, detail: str, error: BaseException | None = None) -> None:
         """Before the first ``up`` nothing is retried: the adapter's ``open()`` raises instead."""
         if self.open_failure is None:
-            self.open_failure = OpenFailure(kind, detail)
+            self.open_failure = OpenFailure(kind, detail, error)
         for attempt in (self.current, self.replacement):
             if attempt is not None:
                 self.retire(attempt)

@@ -121,13 +121,18 @@ class ConnectFailed(Exception):
 
 
 class OpenFailed(Exception):
-    """``wait_up``: a channel's first attempt failed.  ``kind``: ``auth``, ``refused`` or ``connect``."""
+    """``wait_up``: a channel's first attempt failed.  ``kind``: ``auth``, ``refused`` or ``connect``;
+    ``error``: the exception behind it (raised by ``Transport.open`` or passed to ``closed`` /
+    ``auth_failed``), for the adapter to translate and chain (``raise ... from failed.error``).  The
+    detail is scrubbed; the error is the SDK's own: it goes through the exchange's error map (which
+    strips signed URLs and keys) before anyone logs or raises it."""
 
-    def __init__(self, channel: str, kind: str, detail: str) -> None:
+    def __init__(self, channel: str, kind: str, detail: str, error: BaseException | None = None) -> None:
         super().__init__(f"the {channel} socket: {detail}")
         self.channel = channel
         self.kind = kind
         self.detail = detail
+        self.error = error
 
 
 class Handle(Protocol):
@@ -296,7 +301,8 @@ class Supervisor:
                 for channel in self._channels.values():
                     failure = channel.open_failure
                     if failure is not None:
-                        raise OpenFailed(channel.name, failure.kind, self.scrub(failure.detail))
+                        detail = self.scrub(failure.detail)
+                        raise OpenFailed(channel.name, failure.kind, detail, failure.error)
                 if self._closed:
                     raise OpenFailed("", "connect", "closed while opening")
                 if all(ch.state is ChannelState.UP for ch in self._channels.values()):
@@ -421,15 +427,15 @@ class Supervisor:
         try:
             handle = self.transport.open(channel.name, attempt.topics, attempt)
         except AuthRejected as exc:
-            attempt.auth_failed(str(exc) or "keys rejected")
+            attempt.auth_failed(str(exc) or "keys rejected", exc)
             return
         except (ConnectFailed, OSError) as exc:
-            attempt.closed(f"could not connect: {_describe(exc)}")
+            attempt.closed(f"could not connect: {_describe(exc)}", exc)
             return
         except Exception as exc:
             self.count_error()
             logger.exception("%s %s: the transport's open() raised", self.name, channel.name)
-            attempt.closed(f"could not connect: {_describe(exc)}")
+            attempt.closed(f"could not connect: {_describe(exc)}", exc)
             return
         with self._cond:
             if attempt.retired:

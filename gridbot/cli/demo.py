@@ -13,6 +13,7 @@ stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -102,6 +103,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    missing = [name for name in ("rich", "aiohttp") if importlib.util.find_spec(name) is None]
+    if missing:  # the [demo] extra: a production install (pip install gridbot) does not pull them
+        err(f"gridbot demo: needs {' and '.join(missing)}, from the demo extra: pip install 'gridbot[demo]' "
+            "(in a checkout: pip install -e '.[demo]')")
+        return EXIT_FAILED
     if args.step * args.levels >= 100:
         raise UsageError(f"--levels {args.levels} x --step {args.step} % reaches 100 %: the lowest buy "
                          "level would be at or below zero")

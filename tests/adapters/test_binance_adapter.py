@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import socket
@@ -24,10 +25,10 @@ from aiohttp import web
 from binance.exceptions import BinanceAPIException
 
 from gridbot._credentials import Credentials
-from gridbot.adapters.binance import BinanceAdapter
-from gridbot.adapters.binance import _rest as rest_mod
 from gridbot.adapters._backoff import BackoffPolicy
+from gridbot.adapters.binance import BinanceAdapter
 from gridbot.adapters.binance import _manager as manager_mod
+from gridbot.adapters.binance import _rest as rest_mod
 from gridbot.adapters.binance import _sockets as sockets_mod
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
@@ -458,7 +459,7 @@ def test_sdk_giving_up_rebuilds_with_backoff(sdk: FakeSdk, make_adapter: Any, si
 
     rebuilds = [s.created for s in sdk.sockets_of("public")[1:]]
     assert len(rebuilds) == 3
-    gaps = [later - earlier for earlier, later in zip(rebuilds, rebuilds[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(rebuilds)]
     assert gaps[0] >= 0.05 * 0.9 and gaps[1] >= 0.1 * 0.9  # exponential backoff between failed rebuilds
     assert sdk.latest("public").streams == ("btcusdt@markPrice@1s",)
     assert dead.exited.wait(2)

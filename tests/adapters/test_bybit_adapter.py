@@ -32,8 +32,8 @@ from aiohttp import WSMsgType, web
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from websocket import WebSocketConnectionClosedException
 
-from gridbot.adapters import bybit as bybit_module
-from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _backoff_delay, _ws_urls
+from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _adapter, _rest, _transport
+from gridbot.adapters.bybit._adapter import _backoff_delay, _ws_urls
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
@@ -316,7 +316,7 @@ class FakeHTTP:
 def exchange(mocker: Any) -> Iterator[FakeExchange]:
     ex = FakeExchange()
     app_class = type("BoundFakeApp", (FakeApp,), {"exchange": ex})
-    mocker.patch.object(bybit_module, "WebSocketApp", app_class)
+    mocker.patch.object(_transport, "WebSocketApp", app_class)
     yield ex
     for app in ex.apps:
         app.release.set()
@@ -325,7 +325,7 @@ def exchange(mocker: Any) -> Iterator[FakeExchange]:
 @pytest.fixture
 def fake_http(mocker: Any) -> None:
     FakeHTTP.instances.clear()
-    mocker.patch.object(bybit_module, "HTTP", FakeHTTP)
+    mocker.patch.object(_rest, "HTTP", FakeHTTP)
 
 
 @pytest.fixture
@@ -807,7 +807,7 @@ def test_fill_takes_the_position_idx_of_a_seen_order(fake_http: None, sink: Reco
 
 
 def test_order_slot_memory_is_bounded(fake_http: None, sink: RecordingSink, mocker: Any) -> None:
-    mocker.patch.object(bybit_module, "_ORDER_SLOT_CAPACITY", 2)
+    mocker.patch.object(_adapter, "_ORDER_SLOT_CAPACITY", 2)
     adapter = make_adapter(sink)
     for n in (1, 2, 3):
         adapter.decode("private", order_frame(f"o-{n}", 1))
@@ -1053,13 +1053,14 @@ def test_real_pybit_http_uses_the_per_instance_endpoint(sink: RecordingSink, moc
     other = make_adapter(sink, endpoints=Endpoints(rest="http://other.test", ws="ws://other.test"))
     response = mocker.Mock(status_code=200, headers={})
     response.json.return_value = linear_positions("BTCUSDT")
-    send = mocker.patch.object(adapter._http.client, "send", return_value=response)
-    adapter._rest("position/list", adapter._http.get_positions, category="linear", symbol="BTCUSDT")
+    send = mocker.patch.object(adapter._rest.session.client, "send", return_value=response)
+    adapter._rest.call("position/list", adapter._rest.session.get_positions,
+                       category="linear", symbol="BTCUSDT")
     request = send.call_args.args[0]
     assert request.url == "http://rest.test/v5/position/list?category=linear&symbol=BTCUSDT"
     assert request.headers["X-BAPI-API-KEY"] == API_KEY
-    assert other._http.endpoint == "http://other.test"
-    assert make_adapter(sink, endpoints=None, demo=True)._http.endpoint == "https://api-demo.bybit.com"
+    assert other._rest.session.endpoint == "http://other.test"
+    assert make_adapter(sink, endpoints=None, demo=True)._rest.session.endpoint == "https://api-demo.bybit.com"
 
 
 # ------------------------------------------------------------------------------------------- hosts, secrets

@@ -270,6 +270,7 @@ def test_a_failed_first_attempt_fails_open_and_is_not_retried(error: Exception, 
     with pytest.raises(OpenFailed) as caught:
         rig.sup.wait_up(T0 + 10)
     assert caught.value.kind == kind and caught.value.channel == "private"
+    assert caught.value.error is error  # for the adapter to translate and chain
     assert "SECRET" not in str(caught.value)
     rig.run_for(100)
     assert rig.transport.opens == 1
@@ -307,6 +308,18 @@ def test_a_fatal_refusal_fails_open_with_kind_refused() -> None:
     with pytest.raises(OpenFailed) as caught:
         rig.sup.wait_up(T0 + 10)
     assert caught.value.kind == "refused" and "no permission" in caught.value.detail
+    assert caught.value.error is None
+
+
+def test_the_error_a_transport_reports_with_an_event_reaches_open_failed() -> None:
+    rig = Rig(spec())
+    rig.sup.start(T0 + 10, threads=False)
+    rig.step()
+    cause = ConnectionResetError("reset by peer")
+    rig.transport.last().events.closed("the SDK gave up", cause)
+    with pytest.raises(OpenFailed) as caught:
+        rig.sup.wait_up(T0 + 10)
+    assert caught.value.error is cause and caught.value.detail == "the SDK gave up"
 
 
 def test_an_idle_channel_is_up_without_a_connection() -> None:

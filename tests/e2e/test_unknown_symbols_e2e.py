@@ -13,17 +13,20 @@ import pytest
 
 import gridbot
 from gridbot.emulator.binance import BinanceEmulator
+from gridbot.emulator.bybit import BybitEmulator
 from gridbot.events import PositionUpdate, TickerUpdate
 from tests.e2e.helpers import KEY, SECRET, SYMBOL, WAIT, Recorder, engine_config, wait_until
 
 UNKNOWN = "NOPEUSDT"
 LATER_UNKNOWN = "GONEUSDT"
-EXPECTED_WORDS = {"binance": "Invalid symbol."}
+EXPECTED_WORDS = {"binance": "Invalid symbol.", "bybit": "not listed"}
+EMULATORS: dict[str, Any] = {"binance": BinanceEmulator, "bybit": BybitEmulator}
 
 
+# Bybit joins once its ticker refusal at open() reaches Sink.symbol_rejected instead of failing start().
 @pytest.fixture(params=["binance"])
 def exchange(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
-    emulator = BinanceEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0.05)
+    emulator = EMULATORS[request.param](engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0.05)
     emulator.start()
     try:
         yield request.param, emulator

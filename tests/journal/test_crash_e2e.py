@@ -84,7 +84,8 @@ class Consumer:
              str(journal), str(log), SYMBOL],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.live = threading.Event()
-        threading.Thread(target=self._watch_stdout, daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch_stdout, daemon=True)
+        self._watcher.start()
 
     def _watch_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -95,6 +96,10 @@ class Consumer:
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+        self._watcher.join(10)  # stdout ends with the process
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGTERM)

@@ -58,7 +58,7 @@ def test_a_writer_in_another_process_is_refused_until_it_dies(tmp_path: Path) ->
             assert reader.fills() == []
     finally:
         holder.send_signal(signal.SIGKILL)
-        holder.wait(10)
+        holder.communicate(timeout=10)  # waits, and closes its pipes
     with Journal(path):  # the kernel released the lock of the killed process
         pass
 
@@ -202,7 +202,7 @@ def test_sigkill_while_writing_leaves_a_consistent_file(tmp_path: Path) -> None:
                what="the writer to journal 1500 fills")
     time.sleep(0.05)  # land the kill mid-batch, not right after a flush
     writer.send_signal(signal.SIGKILL)
-    writer.wait(10)
+    writer.communicate(timeout=10)  # waits, and closes its pipes
     with Journal(path) as journal:
         fills = journal.fills()
         (slot,) = journal.positions()

@@ -188,7 +188,7 @@ def test_a_dead_worker_makes_the_stream_state_failed(fake: list[FakeAdapter],
 
     monkeypatch.setattr(stream._worker, "_until_resync", broken)
     try:
-        adapter.push(position("1", ts=20))
+        adapter.sink.link("public", "gap", "an SDK error")  # wakes the worker
         wait_until(lambda: "failed" in rec.statuses)
         assert stream.status().state == "failed"
     finally:
@@ -208,3 +208,66 @@ def test_finished_orders_never_come_back() -> None:
     book._apply(_tp("1", "Filled", ts=20))
     book._apply(_tp("1", "New", ts=10))
     assert book.open_orders() == () and book.take_profit_ids("BTCUSDT") == ()
+
+
+def test_the_book_and_the_pipeline_share_one_finished_order_memory(fake: list[FakeAdapter]) -> None:
+    stream = ExchangeStream("bybit", api_key="k", api_secret="s", dispatch="manual")
+    assert stream.book._finished is stream._pipeline.finished_orders
+
+
+def test_an_order_whose_end_is_still_queued_is_in_the_book_while_its_callback_runs(
+        fake: list[FakeAdapter]) -> None:
+    """The pipeline records an end when it accepts it, before delivery; the book still shows the open
+    state to the callback that receives it (exactly what the callbacks have been given)."""
+    stream = ExchangeStream("bybit", api_key="k", api_secret="s", dispatch="manual")
+    adapter = fake[-1]
+    seen: list[tuple[str, int, tuple[str, ...]]] = []
+
+    def on_order(update: OrderUpdate) -> None:
+        seen.append((update.status, len(stream.book.open_orders("BTCUSDT")),
+                     stream.book.take_profit_ids("BTCUSDT")))
+
+    stream.subscribe("BTCUSDT", on_order=on_order)
+    stream.start(timeout=5)
+    try:
+        while stream.dispatch_pending(0.05):
+            pass
+        wait_until(lambda: not stream._worker.gate.worker_owns)
+        adapter.push(_tp("9", ts=20))
+        adapter.push(_tp("9", "Filled", ts=21))  # accepted (and remembered) before anything is delivered
+        assert stream._pipeline.finished_orders.has("BTCUSDT", "9")
+        while stream.dispatch_pending(0.05):
+            pass
+        assert seen == [("New", 1, ("9",)), ("Filled", 0, ())]
+    finally:
+        stream.stop()
+
+
+def test_a_finished_order_costs_one_memory_entry_for_the_pipeline_and_the_book() -> None:
+    """Under 200 bytes per finished order for the pipeline, the book and its take-profit ids together."""
+    import tracemalloc
+
+    from gridbot._pipeline import Pipeline
+
+    pipe = Pipeline(remember=50_000)
+    book = StateBook()
+    book._share_finished(pipe.finished_orders)
+
+    def feed(count: int, first: int = 1_000) -> None:
+        for i in range(first, first + count):
+            oid = str(100_000_000_000 + i)
+            for status in ("New", "Filled"):
+                event = _tp(oid, status, ts=10 + i)
+                assert pipe.accept(event)
+                book._apply(event)
+
+    feed(100, first=0)  # the symbol's first entries (its tracker, dict slots) are not per-order costs
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        feed(20_000)
+        per_order = (tracemalloc.get_traced_memory()[0] - before) / 20_000
+    finally:
+        tracemalloc.stop()
+    assert book.open_orders() == () and book.take_profit_ids("BTCUSDT") == ()
+    assert per_order < 200, per_order

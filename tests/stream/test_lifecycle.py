@@ -305,7 +305,7 @@ class TestThreadsSurvive:
             raise MemoryError("the worker's loop itself breaks")
 
         monkeypatch.setattr(s._worker, "_until_resync", broken)
-        adapter.push(fill("x"))  # handled; then the loop breaks before its next wait
+        adapter.sink.link("public", "gap", "an SDK error")  # handled; then the loop breaks before it waits
         wait_until(lambda: "failed" in rec.statuses)
         assert not s.connected and s.status().state == "failed" and adapter.closed >= 1
         adapter.push(fill("dropped"))

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from gridbot.emulator._base import wall_ms as _wall_ms
 from gridbot.emulator.binance._account import (
     SlotMargins,
     account_information,
@@ -56,7 +57,6 @@ from gridbot.emulator.binance._wire import (
     _mandatory,
     _SignedHandler,
     _strip_signature,
-    _wall_ms,
 )
 from gridbot.emulator.engine import (
     Engine,
@@ -74,7 +74,7 @@ class _RestRoutes:
     _config: EngineConfig
     _clock: Callable[[], int]
     _api_key: str
-    _api_secret: bytes
+    _api_secret: str
     _faults: BinanceFaults
     _keys: _ListenKeys
     _translator: _Translator
@@ -106,7 +106,7 @@ class _RestRoutes:
         query, sig_q = _strip_signature(raw_query)
         body, sig_b = _strip_signature(raw_body)
         signature = (sig_b or sig_q or "").lower()
-        expected = hmac.new(self._api_secret, (query + body).encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(self._api_secret.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(signature.encode(), expected.encode()):
             raise _ApiError(400, -1022, "Signature for this request is not valid.")
         params.pop("signature", None)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
-from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from gridbot.emulator._base import LoopbackEmulator
 from gridbot.emulator._runner import LoopbackServer, Ticker
 from gridbot.emulator.binance._faults import (
     BinanceFaults,
@@ -32,17 +30,13 @@ from gridbot.emulator.binance._wire import (
     PRIVATE,
     PUBLIC,
     _ApiError,
-    _check_price_interval,
     _dumps,
     _Handler,
-    _wall_ms,
 )
 from gridbot.emulator.engine import (
-    Engine,
     EngineConfig,
     SymbolConfig,
 )
-from gridbot.endpoints import Endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -58,144 +52,51 @@ def _default_config() -> EngineConfig:
     )
 
 
-class BinanceEmulator(_TradingRoutes):
+class BinanceEmulator(LoopbackEmulator, _TradingRoutes):
     """A loopback Binance USDⓈ-M futures exchange that the unmodified python-binance SDK talks to."""
 
-    def __init__(
-        self,
-        config: EngineConfig | None = None,
-        *,
-        api_key: str = "test-key",
-        api_secret: str = "test-secret",
-        price_interval: float = 1.0,
-        clock: Callable[[], int] | None = None,
-    ) -> None:
-        self._config = config or _default_config()
-        self._clock: Callable[[], int] = clock or _wall_ms
-        self._api_key = api_key
-        self._api_secret = api_secret.encode()
-        self._price_interval = _check_price_interval(price_interval)
-        self._engine = Engine(self._config, self._clock)
-        self._created = self._clock()
+    _exchange = "binance"
+
+    def _default_config(self) -> EngineConfig:
+        return _default_config()
+
+    def _init_exchange(self) -> None:
         start_prices = {s: self._engine.prices(s).last for s in self._engine.symbols}
         self._translator = _Translator(self._sink, start_prices)
         self._engine.add_listener(self._translator.on_event)
         self._keys = _ListenKeys(self._clock)
         self._faults = BinanceFaults(self)
         self._hub = _Hub()
-        self._calls: Counter[str] = Counter()
-        self._calls_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._server: LoopbackServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._key_timer: Ticker | None = None
-        self._price_timer: Ticker | None = None
         self._symbols = {cfg.symbol: cfg for cfg in self._config.symbols}
 
     # ---- public surface
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
 
     @property
     def faults(self) -> BinanceFaults:
         return self._faults
 
     @property
-    def endpoints(self) -> Endpoints:
-        server = self._require_server()
-        return Endpoints(rest=server.http_url, ws=server.ws_url)
-
-    @property
-    def rest_calls(self) -> dict[str, int]:
-        """Requests received per ``"METHOD /path"`` (WebSocket upgrades excluded); a copy."""
-        with self._calls_lock:
-            return dict(self._calls)
-
-    @property
-    def price_interval(self) -> float:
-        """Seconds between price steps and markPriceUpdate pushes (0: no random walk; prices move only
-        through ``engine.set_price``); settable while running."""
-        return self._price_interval
-
-    @price_interval.setter
-    def price_interval(self, seconds: float) -> None:
-        with self._state_lock:
-            self._price_interval = _check_price_interval(seconds)
-            self._apply_price_interval()
-
-    def _apply_price_interval(self) -> None:
-        """Start, retune or stop the price loop to match ``price_interval`` (under the state lock)."""
-        timer, server = self._price_timer, self._server
-        if timer is not None and self._price_interval > 0:
-            timer.interval = self._price_interval
-        elif timer is not None:
-            timer.cancel()
-            self._price_timer = None
-        elif server is not None and self._price_interval > 0:
-            self._price_timer = server.every(self._price_interval, self._tick)
-
-    @property
     def listen_key(self) -> str | None:
         """The active listen key, if any (handy in tests)."""
         return self._keys.current
 
-    def start(self, timeout: float = 10.0) -> None:
-        with self._state_lock:
-            if self._server is not None:
-                return
-            server = LoopbackServer(self._build_app, name="binance-emulator")
-            server.start(timeout=timeout)
-            try:
-                self._server = server
-                self._loop = server.loop
-                self._key_timer = server.every(_KEY_CHECK_INTERVAL, self._check_listen_key)
-                self._apply_price_interval()
-            except BaseException:
-                self._server, self._loop = None, None
-                server.stop(timeout=timeout)
-                raise
+    def _on_started(self, server: LoopbackServer) -> None:
+        self._key_timer = server.every(_KEY_CHECK_INTERVAL, self._check_listen_key)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._state_lock:
-            server, self._server = self._server, None
-            if server is None:
-                return
-            for timer in (self._price_timer, self._key_timer):
-                if timer is not None:
-                    timer.cancel()
-            self._price_timer = self._key_timer = None
-            self._loop = None
-            server.stop(timeout=timeout)
-            self._hub = _Hub()
+    def _on_stopping(self) -> None:
+        if self._key_timer is not None:
+            self._key_timer.cancel()
+            self._key_timer = None
 
-    def __enter__(self) -> BinanceEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def _on_stopped(self) -> None:
+        self._hub = _Hub()
 
     # ---- plumbing
 
-    def _require_server(self) -> LoopbackServer:
-        server = self._server
-        if server is None:
-            raise RuntimeError("BinanceEmulator is not started")
-        return server
-
     def _sink(self, frames: list[tuple[str, Any]]) -> None:
         """Engine listener output -> the loop, in call order (called under the engine lock)."""
-        loop = self._loop
-        if loop is None:
-            return
-        hub = self._hub
-        try:
-            loop.call_soon_threadsafe(hub.submit, frames)
-        except RuntimeError:
-            logger.debug("binance emulator: loop closed, %d frames dropped", len(frames))
+        self._call_in_loop(self._hub.submit, frames)
 
     def _on_loop(self, action: Callable[[_Hub], None]) -> None:
         """Run a hub action on the server loop, or now when the server is not running."""
@@ -209,12 +110,6 @@ class BinanceEmulator(_TradingRoutes):
         except RuntimeError:
             logger.debug("binance emulator: loop closed, fault action dropped")
 
-    def _tick(self) -> None:
-        try:
-            self._engine.step()
-        except Exception:
-            logger.exception("binance emulator: engine step failed")
-
     def _check_listen_key(self) -> None:
         try:
             self._expire_listen_key(force=False)
@@ -227,10 +122,6 @@ class BinanceEmulator(_TradingRoutes):
             return
         farewell = _dumps({"e": "listenKeyExpired", "E": str(self._clock()), "listenKey": key})
         self._on_loop(lambda hub: hub.close_key(key, farewell))
-
-    def _count(self, request: web.Request) -> None:
-        with self._calls_lock:
-            self._calls[f"{request.method} {request.path}"] += 1
 
     # ---- app
 

@@ -6,7 +6,6 @@ import json
 import re
 import secrets
 import string
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -89,14 +88,6 @@ def _dumps(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
-def _check_price_interval(seconds: float) -> float:
-    if not seconds >= 0:
-        raise ValueError(f"price_interval must be >= 0 seconds (0: no random walk), got {seconds!r}")
-    return seconds
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _new_listen_key() -> str:

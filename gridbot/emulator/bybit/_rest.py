@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -14,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gridbot.emulator._base import wall_ms as _wall_ms
 from gridbot.emulator.bybit._faults import BybitFaults
 from gridbot.emulator.bybit._market import account_info, api_key_info, coin_info, instrument
 from gridbot.emulator.bybit._sockets import _Ticker
@@ -32,7 +32,6 @@ from gridbot.emulator.bybit._wire import (
     _Row,
     _s,
     _sign,
-    _wall_ms,
 )
 from gridbot.emulator.engine import (
     Engine,
@@ -56,20 +55,19 @@ class _RestRoutes:
     _translator: _Translator
     _faults: BybitFaults
     _ticks: dict[str, Decimal]
-    _calls_lock: threading.Lock
-    _rest_calls: dict[str, int]
     _routes: dict[tuple[str, str], tuple[Callable[[_Row], _Row], bool]]
 
     def _ticker(self, symbol: str) -> _Ticker:
+        raise NotImplementedError
+
+    def _count(self, request: web.Request) -> None:
         raise NotImplementedError
 
     # -- REST
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        with self._calls_lock:
-            key = f"{request.method} {path}"
-            self._rest_calls[key] = self._rest_calls.get(key, 0) + 1
+        self._count(request)
         delay = self._faults._rest_delay_for(path)
         if delay > 0:
             await asyncio.sleep(delay)

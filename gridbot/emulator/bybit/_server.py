@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
 
 from aiohttp import web
 
-from gridbot.emulator._runner import LoopbackServer, Ticker
+from gridbot.emulator._base import LoopbackEmulator
 from gridbot.emulator.bybit._faults import (
     BybitFaults,
     _check_channel,
@@ -37,16 +33,13 @@ from gridbot.emulator.bybit._wire import (
     _dumps,
     _IdBook,
     _Row,
-    _wall_ms,
 )
 from gridbot.emulator.engine import (
-    Engine,
     EngineConfig,
     EngineEvent,
     PriceEvent,
     Prices,
 )
-from gridbot.endpoints import Endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +62,7 @@ class _Hooks(_FaultHooks):
         self._emulator._call_in_loop(self._emulator._wake_all)
 
 
-class BybitEmulator(_RestRoutes, _SocketProtocol):
+class BybitEmulator(LoopbackEmulator, _RestRoutes, _SocketProtocol):
     """The loopback Bybit v5 exchange: an :class:`Engine` behind REST and two WebSocket paths.
 
     Construct, optionally prepare state through :attr:`engine`, then :meth:`start` (or use ``with``).
@@ -79,33 +72,17 @@ class BybitEmulator(_RestRoutes, _SocketProtocol):
     """
 
     SUBSCRIBE_ACK_DELAY: float = 0.005
+    _exchange = "bybit"
 
-    def __init__(
-        self,
-        config: EngineConfig | None = None,
-        *,
-        api_key: str = "test-key",
-        api_secret: str = "test-secret",
-        price_interval: float = 1.0,
-        clock: Callable[[], int] | None = None,
-    ) -> None:
-        self._config = config if config is not None else DEFAULT_CONFIG
-        self._api_key = api_key
-        self._api_secret = api_secret
-        self._price_interval = price_interval
-        self._clock = clock if clock is not None else _wall_ms
-        self._engine = Engine(self._config, self._clock)
-        self._created = self._clock()
+    def _default_config(self) -> EngineConfig:
+        return DEFAULT_CONFIG
+
+    def _init_exchange(self) -> None:
         self._ids = _IdBook()
         self._translator = _Translator(self._config, self._ids)
         self._faults = BybitFaults()
         self._faults._bind(_Hooks(self))
         self._ticks = {s.symbol: s.tick_size for s in self._config.symbols}
-        self._calls_lock = threading.Lock()
-        self._rest_calls: dict[str, int] = {}
-        self._server: LoopbackServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._price_handle: Ticker | None = None
         self._conns: dict[str, set[_Conn]] = {PRIVATE: set(), PUBLIC: set()}
         self._held: dict[str, list[_Push | tuple[str, str]]] = {PRIVATE: [], PUBLIC: []}
         self._tickers: dict[str, _Ticker] = {}
@@ -133,41 +110,8 @@ class BybitEmulator(_RestRoutes, _SocketProtocol):
     # -- public surface
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @property
     def faults(self) -> BybitFaults:
         return self._faults
-
-    @property
-    def endpoints(self) -> Endpoints:
-        server = self._require_server()
-        return Endpoints(rest=server.http_url, ws=server.ws_url)
-
-    @property
-    def price_interval(self) -> float:
-        """Seconds between random-walk steps (0: no price loop)."""
-        return self._price_interval
-
-    @price_interval.setter
-    def price_interval(self, seconds: float) -> None:
-        """Change the cadence, also while running: e.g. 0.05 s to accelerate a test, 0 to stop the walk."""
-        self._price_interval = seconds
-        handle, server = self._price_handle, self._server
-        if handle is not None and seconds > 0:
-            handle.interval = seconds
-        elif handle is not None:
-            handle.cancel()
-            self._price_handle = None
-        elif server is not None and seconds > 0:
-            self._price_handle = server.every(seconds, self._price_step)
-
-    @property
-    def rest_calls(self) -> dict[str, int]:
-        """Requests received per ``"METHOD /path"`` (rejected and faulted ones included); a copy."""
-        with self._calls_lock:
-            return dict(self._rest_calls)
 
     def subscriptions(self, channel: str, timeout: float = 5.0) -> list[set[str]]:
         """The active topics of every open socket of ``channel`` (e.g. to wait until an SDK subscribed)."""
@@ -178,49 +122,7 @@ class BybitEmulator(_RestRoutes, _SocketProtocol):
 
         return self._require_server().run_coroutine(collect()).result(timeout)
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Serve on 127.0.0.1 (ephemeral port) and start the price loop; returns once listening."""
-        if self._server is not None:
-            return
-        server = LoopbackServer(self._make_app, name="bybit-emulator")
-        server.start(timeout=timeout)
-        self._server = server
-        self._loop = server.loop
-        if self._price_interval > 0:
-            self._price_handle = server.every(self._price_interval, self._price_step)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close every socket and stop serving; idempotent."""
-        server = self._server
-        if server is None:
-            return
-        if self._price_handle is not None:
-            self._price_handle.cancel()
-            self._price_handle = None
-        self._loop = None  # engine events from now on are not pushed
-        self._server = None
-        server.stop(timeout=timeout)  # closes every tracked socket with 1001, then joins its thread
-
-    def __enter__(self) -> BybitEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _require_server(self) -> LoopbackServer:
-        if self._server is None:
-            raise RuntimeError("BybitEmulator is not running; call start() first")
-        return self._server
-
     # -- engine -> loop
-
-    def _price_step(self) -> None:
-        try:
-            self._engine.step()
-        except Exception:
-            logger.exception("bybit emulator: price step failed")
 
     def _on_engine_event(self, event: EngineEvent) -> None:
         """Runs under the engine lock on the engine caller's thread: translate, then hand to the loop."""
@@ -304,15 +206,6 @@ class BybitEmulator(_RestRoutes, _SocketProtocol):
 
     # -- fault actions (scheduled from any thread, run on the loop)
 
-    def _call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            logger.debug("bybit emulator: loop closed, %r skipped", fn)
-
     def _abort_channel(self, channel: str) -> None:
         for conn in list(self._conns[channel]):
             conn.closed = True
@@ -331,7 +224,7 @@ class BybitEmulator(_RestRoutes, _SocketProtocol):
 
     # -- aiohttp app
 
-    def _make_app(self) -> web.Application:
+    def _build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v5/private", self._private_ws)
         app.router.add_get("/v5/public/linear", self._public_ws)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from gridbot.emulator._base import wall_ms as _wall_ms
 from gridbot.emulator._runner import LoopbackServer
 from gridbot.emulator.bybit._faults import BybitFaults
 from gridbot.emulator.bybit._wire import (
@@ -26,7 +27,6 @@ from gridbot.emulator.bybit._wire import (
     _s,
     _sign,
     _uuid_like,
-    _wall_ms,
 )
 from gridbot.emulator.engine import (
     Prices,

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -44,8 +43,6 @@ DEFAULT_CONFIG: Final = EngineConfig(symbols=(SymbolConfig(symbol="BTCUSDT", sta
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _s(value: Decimal | None) -> str:

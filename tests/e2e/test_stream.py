@@ -1,4 +1,7 @@
-"""ExchangeStream on Binance USDⓈ-M against the loopback emulator, through the real python-binance."""
+"""ExchangeStream against the loopback emulator through the real, unmodified SDKs (python-binance for
+Binance USDⓈ-M, pybit for Bybit v5): one test per behaviour, run on both exchanges; the take-profit
+shapes (Binance's algo order and its child, Bybit's conditional order) and Binance's listenKey have
+tests of their own."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 
 import gridbot
 from gridbot.emulator.binance import BinanceEmulator
+from gridbot.emulator.bybit import BybitEmulator
 from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
 from tests.e2e.helpers import (
     KEY,
@@ -26,13 +30,22 @@ from tests.e2e.helpers import (
 
 QTY = Decimal("0.01")
 TERMINAL = ("Filled", "Cancelled", "Rejected", "Expired", "Deactivated")
+Emulator = BinanceEmulator | BybitEmulator
 StartStream = Callable[[], gridbot.ExchangeStream]
+BINANCE_ONLY = pytest.mark.parametrize("exchange", ["binance"], indirect=True)
+BYBIT_ONLY = pytest.mark.parametrize("exchange", ["bybit"], indirect=True)
+
+
+@pytest.fixture(params=["binance", "bybit"])
+def exchange(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def emulator() -> Iterator[BinanceEmulator]:
+def emulator(exchange: str) -> Iterator[Emulator]:
     # no random walk: prices stay where the test sets them
-    emu = BinanceEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
+    cls = BinanceEmulator if exchange == "binance" else BybitEmulator
+    emu = cls(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
     try:
         emu.start()
         yield emu
@@ -46,11 +59,11 @@ def rec() -> Recorder:
 
 
 @pytest.fixture
-def start_stream(emulator: BinanceEmulator, rec: Recorder) -> Iterator[StartStream]:
+def start_stream(exchange: str, emulator: Emulator, rec: Recorder) -> Iterator[StartStream]:
     streams: list[gridbot.ExchangeStream] = []
 
     def start() -> gridbot.ExchangeStream:
-        stream = make_stream("binance", emulator, rec)
+        stream = make_stream(exchange, emulator, rec)
         streams.append(stream)
         stream.start(timeout=WAIT)
         wait_until(lambda: "connected" in rec.statuses(), what="StatusUpdate connected delivered")
@@ -63,18 +76,19 @@ def start_stream(emulator: BinanceEmulator, rec: Recorder) -> Iterator[StartStre
             stream.stop(timeout=10.0)
 
 
-def buy(emulator: BinanceEmulator, qty: Decimal = QTY) -> None:
+def buy(emulator: Emulator, qty: Decimal = QTY) -> None:
     emulator.engine.place_order(symbol=SYMBOL, side="Buy", order_type="Market", qty=qty)
 
 
-def place_tp(emulator: BinanceEmulator, trigger: Decimal) -> None:
-    """A reduce-only TAKE_PROFIT_MARKET algo order; the stream tells its algo id."""
+def place_tp(emulator: Emulator, trigger: Decimal) -> None:
+    """A reduce-only take-profit: Binance's TAKE_PROFIT_MARKET algo order (the stream tells its algo id),
+    Bybit's conditional order (createType CreateByTakeProfit; the stream tells its wire id)."""
     emulator.engine.place_conditional(symbol=SYMBOL, side="Sell", order_type="Market", qty=QTY,
                                       trigger_price=trigger)
 
 
-def test_seed_is_a_snapshot_of_positions_orders_and_wallet(emulator: BinanceEmulator, rec: Recorder,
-                                                          start_stream: StartStream) -> None:
+def test_seed_is_a_snapshot_of_positions_orders_and_wallet(
+        exchange: str, emulator: Emulator, rec: Recorder, start_stream: StartStream) -> None:
     buy(emulator)
     emulator.engine.place_order(symbol=SYMBOL, side="Buy", order_type="Limit", qty=QTY,
                                 price=Decimal("59000"), client_order_id="resting-1")
@@ -83,7 +97,8 @@ def test_seed_is_a_snapshot_of_positions_orders_and_wallet(emulator: BinanceEmul
     assert position.is_snapshot
     assert (position.side, position.size, position.entry_price, position.position_idx) == (
         "Buy", QTY, Decimal("60000"), 0)
-    assert position.cum_realised_pnl is None  # REST positionRisk has no `cr`
+    if exchange == "binance":
+        assert position.cum_realised_pnl is None  # REST positionRisk has no `cr`
     order = rec.wait(OrderUpdate, client_order_id="resting-1")
     assert order.is_snapshot
     assert (order.status, order.side, order.order_type, order.price, order.qty) == (
@@ -95,7 +110,7 @@ def test_seed_is_a_snapshot_of_positions_orders_and_wallet(emulator: BinanceEmul
 
 
 def test_live_updates_mark_merge_and_no_state_rest_in_steady_state(
-        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+        emulator: Emulator, rec: Recorder, start_stream: StartStream) -> None:
     stream = start_stream()
     emulator_calls = state_calls(emulator.rest_calls)
     stream_calls = stream.stats.rest_calls
@@ -127,29 +142,41 @@ def test_live_updates_mark_merge_and_no_state_rest_in_steady_state(
     assert stream.stats.resyncs == 0 and stream.stats.reconnects == 0
 
 
-def test_algo_tp_is_tracked_through_its_child_and_the_realised_pnl_delta_matches_the_ledger(
-        emulator: BinanceEmulator, rec: Recorder) -> None:
-    pnl = gridbot.RealisedPnlTracker()
-    tps = gridbot.TakeProfitTracker()
-    tp_history: list[str | None] = []
-    lock = threading.Lock()
+class TpWatch:
+    """The strategy's view of one symbol's take-profit and realised PnL, fed by the stream's callbacks."""
 
-    def on_position(position: PositionUpdate) -> None:
-        rec(position)
-        with lock:
-            pnl.update(position)
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+        self.pnl = gridbot.RealisedPnlTracker()
+        self.tps = gridbot.TakeProfitTracker()
+        self.history: list[str | None] = []
+        self.lock = threading.Lock()
 
-    def on_order(order: OrderUpdate) -> None:
-        rec(order)
-        with lock:
-            tps.update(order)
-            current = tps.get(SYMBOL, 0)
-            if (tp_history or [None])[-1] != current:
-                tp_history.append(current)
+    def on_position(self, position: PositionUpdate) -> None:
+        self.rec(position)
+        with self.lock:
+            self.pnl.update(position)
 
-    stream = make_stream("binance", emulator, rec)
-    stream.subscribe(SYMBOL, on_position=on_position, on_order=on_order, on_fill=rec, on_wallet=rec,
-                     on_ticker=rec)
+    def on_order(self, order: OrderUpdate) -> None:
+        self.rec(order)
+        with self.lock:
+            self.tps.update(order)
+            current = self.tps.get(SYMBOL, 0)
+            if (self.history or [None])[-1] != current:  # each change of the tracked TP, from none
+                self.history.append(current)
+
+    def stream(self, exchange: str, emulator: Emulator) -> gridbot.ExchangeStream:
+        stream = make_stream(exchange, emulator, self.rec)
+        stream.subscribe(SYMBOL, on_position=self.on_position, on_order=self.on_order, on_fill=self.rec,
+                         on_wallet=self.rec, on_ticker=self.rec)
+        return stream
+
+
+@BINANCE_ONLY
+def test_binance_algo_tp_is_tracked_through_its_child_and_the_realised_pnl_delta_matches_the_ledger(
+        exchange: str, emulator: Emulator, rec: Recorder) -> None:
+    watch = TpWatch(rec)
+    stream = watch.stream(exchange, emulator)
     try:
         stream.start(timeout=WAIT)
         emulator_calls = state_calls(emulator.rest_calls)
@@ -158,13 +185,13 @@ def test_algo_tp_is_tracked_through_its_child_and_the_realised_pnl_delta_matches
         buy(emulator)
         rec.wait(PositionUpdate, lambda p: p.size == QTY)
         # REST has no `cr`: the baseline is the first ACCOUNT_UPDATE's, 0 on a fresh account
-        wait_until(lambda: pnl.baseline(SYMBOL, 0) is not None, what="the `cr` baseline")
-        assert pnl.baseline(SYMBOL, 0) == Decimal(0)
+        wait_until(lambda: watch.pnl.baseline(SYMBOL, 0) is not None, what="the `cr` baseline")
+        assert watch.pnl.baseline(SYMBOL, 0) == Decimal(0)
         place_tp(emulator, Decimal("60300"))
         untriggered = rec.wait(OrderUpdate, status="Untriggered")
         algo_id = untriggered.order_id
         assert untriggered.is_take_profit and untriggered.trigger_price == Decimal("60300")
-        wait_until(lambda: tps.get(SYMBOL, 0) == algo_id, what="the algo TP tracked")
+        wait_until(lambda: watch.tps.get(SYMBOL, 0) == algo_id, what="the algo TP tracked")
 
         emulator.engine.set_price(SYMBOL, Decimal("60300"))
         # TRIGGERING then TRIGGERED: both are "Triggered", the second names the order it placed (`ai`)
@@ -178,14 +205,53 @@ def test_algo_tp_is_tracked_through_its_child_and_the_realised_pnl_delta_matches
         rec.wait(PositionUpdate, lambda p: p.size == 0)
         expected = emulator.engine.realised_gross()  # Binance `cr` is before fees
         assert expected == Decimal("3.0")
-        wait_until(lambda: pnl.total(SYMBOL, 0) == expected, what=f"realised PnL total {expected}")
+        wait_until(lambda: watch.pnl.total(SYMBOL, 0) == expected, what=f"realised PnL total {expected}")
 
         statuses = [o.status for o in rec.orders(algo_id)]
         assert [s for i, s in enumerate(statuses) if i == 0 or statuses[i - 1] != s] == [
             "Untriggered", "Triggered", "Filled"]
-        wait_until(lambda: tps.get(SYMBOL, 0) is None, what="the TP cleared")
-        with lock:
-            assert tp_history == [algo_id, child_id, None]
+        wait_until(lambda: watch.tps.get(SYMBOL, 0) is None, what="the TP cleared")
+        with watch.lock:
+            assert watch.history == [algo_id, child_id, None]
+        assert state_calls(emulator.rest_calls) == emulator_calls
+        assert stream.stats.rest_calls == stream_calls
+    finally:
+        stream.stop(timeout=10.0)
+
+
+@BYBIT_ONLY
+def test_bybit_conditional_tp_keeps_one_id_and_the_realised_pnl_delta_matches_the_ledger(
+        exchange: str, emulator: Emulator, rec: Recorder) -> None:
+    watch = TpWatch(rec)
+    stream = watch.stream(exchange, emulator)
+    try:
+        stream.start(timeout=WAIT)
+        wait_until(lambda: watch.pnl.baseline(SYMBOL, 0) is not None, what="the cumRealisedPnl baseline")
+        assert watch.pnl.baseline(SYMBOL, 0) == Decimal(0)
+        emulator_calls = state_calls(emulator.rest_calls)
+        stream_calls = stream.stats.rest_calls
+
+        buy(emulator)
+        rec.wait(PositionUpdate, lambda p: p.size == QTY)
+        place_tp(emulator, Decimal("60300"))
+        untriggered = rec.wait(OrderUpdate, status="Untriggered")
+        tp_id = untriggered.order_id
+        assert untriggered.is_take_profit and untriggered.trigger_price == Decimal("60300")
+        wait_until(lambda: watch.tps.get(SYMBOL, 0) == tp_id, what="the TP tracked")
+
+        emulator.engine.set_price(SYMBOL, Decimal("60300"))
+        rec.wait(OrderUpdate, order_id=tp_id, status="Filled")
+        rec.wait(PositionUpdate, lambda p: p.size == 0 and not p.is_snapshot)
+        expected = emulator.engine.realised_gross() - emulator.engine.fees_paid()
+        assert expected == Decimal("3.0") - Decimal("0.33") - Decimal("0.331650")
+        wait_until(lambda: watch.pnl.total(SYMBOL, 0) == expected, what=f"realised PnL total {expected}")
+
+        statuses = [o.status for o in rec.orders(tp_id)]
+        assert statuses == ["Untriggered", "Triggered", "Filled"]
+        assert all(o.is_take_profit for o in rec.orders(tp_id))
+        with watch.lock:
+            assert watch.history == [tp_id, None]
+        assert watch.tps.get(SYMBOL, 0) is None
         assert state_calls(emulator.rest_calls) == emulator_calls
         assert stream.stats.rest_calls == stream_calls
     finally:
@@ -193,7 +259,7 @@ def test_algo_tp_is_tracked_through_its_child_and_the_realised_pnl_delta_matches
 
 
 def test_private_drop_reconnects_and_resyncs_a_position_changed_while_down(
-        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+        emulator: Emulator, rec: Recorder, start_stream: StartStream) -> None:
     stream = start_stream()
     since = rec.mark()
     emulator.faults.refuse_ws(True)
@@ -214,8 +280,8 @@ def test_private_drop_reconnects_and_resyncs_a_position_changed_while_down(
     assert not live.is_snapshot
 
 
-def test_public_drop_reconnects_and_tickers_resume(emulator: BinanceEmulator, rec: Recorder,
-                                                   start_stream: StartStream) -> None:
+def test_public_drop_reconnects_and_tickers_resume(
+        exchange: str, emulator: Emulator, rec: Recorder, start_stream: StartStream) -> None:
     stream = start_stream()
     since = rec.mark()
     emulator.faults.drop_public()
@@ -225,16 +291,19 @@ def test_public_drop_reconnects_and_tickers_resume(emulator: BinanceEmulator, re
     wait_until(lambda: set(rec.statuses(since)) & {"connected", "resynced"}, what="StatusUpdate connected")
     since = rec.mark()
     emulator.engine.set_price(SYMBOL, Decimal("60555.5"))
-    assert rec.wait(TickerUpdate, since=since).mark_price == Decimal("60555.5")
+    if exchange == "binance":
+        assert rec.wait(TickerUpdate, since=since).mark_price == Decimal("60555.5")
+    else:  # Bybit's resubscription snapshot (the old price) may still be on its way: wait for the new one
+        rec.wait(TickerUpdate, lambda t: t.mark_price == Decimal("60555.5"), since=since)
 
 
 def test_tp_filled_while_disconnected_gets_its_final_state_at_resync(
-        emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
+        exchange: str, emulator: Emulator, rec: Recorder, start_stream: StartStream) -> None:
     stream = start_stream()
     buy(emulator)
     rec.wait(PositionUpdate, lambda p: p.size == QTY)
     place_tp(emulator, Decimal("60300"))
-    algo_id = rec.wait(OrderUpdate, status="Untriggered").order_id
+    tp_id = rec.wait(OrderUpdate, status="Untriggered").order_id
     calls_before = emulator.rest_calls
 
     since = rec.mark()
@@ -246,19 +315,39 @@ def test_tp_filled_while_disconnected_gets_its_final_state_at_resync(
     emulator.faults.refuse_ws(False)
     rec.wait_statuses("reconnecting", "resynced", since=since)
 
-    final = rec.wait(OrderUpdate, lambda o: o.status in TERMINAL, order_id=algo_id, since=since,
-                     what="the algo TP's final state")
-    assert final.is_take_profit and final.linked_order_id is not None
-    assert final.status == "Filled"
+    terminal = TERMINAL if exchange == "binance" else ("Filled",)
+    final = rec.wait(OrderUpdate, lambda o: o.status in terminal, order_id=tp_id, since=since,
+                     what="the TP's final state")
+    assert final.is_take_profit and final.status == "Filled"
     flat = rec.wait(PositionUpdate, lambda p: p.size == 0, since=since)
-    assert flat.is_snapshot
-    query = "GET /fapi/v1/algoOrder"
-    asked = emulator.rest_calls.get(query, 0) - calls_before.get(query, 0)
-    assert asked >= 1
+    if exchange == "binance":  # the algo order names the child that filled; REST asked for the algo order
+        assert final.linked_order_id is not None
+        assert flat.is_snapshot
+        query, least = "GET /fapi/v1/algoOrder", 1
+    else:  # the same order id filled; REST asked for the open orders, then for the order by id
+        assert final.filled_qty == QTY
+        assert flat.cum_realised_pnl == emulator.engine.realised_gross() - emulator.engine.fees_paid()
+        query, least = "GET /v5/order/realtime", 2
+    assert emulator.rest_calls.get(query, 0) - calls_before.get(query, 0) >= least
     assert stream.stats.resyncs >= 1
 
 
-def test_listen_key_expiry_resyncs_and_the_stream_keeps_delivering(
+def test_bad_credentials_raise_authentication_error_and_leave_no_thread(
+        exchange: str, emulator: Emulator, rec: Recorder) -> None:
+    before = set(threading.enumerate())
+    stream = make_stream(exchange, emulator, rec, api_secret="wrong-secret")
+    try:
+        with pytest.raises(gridbot.AuthenticationError):
+            stream.start(timeout=WAIT)
+        left = [t.name for t in threading.enumerate()
+                if t not in before and t.name.startswith("gridbot-") and t.is_alive()]
+        assert left == []
+    finally:
+        stream.stop(timeout=10.0)
+
+
+@BINANCE_ONLY
+def test_binance_listen_key_expiry_resyncs_and_the_stream_keeps_delivering(
         emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
     stream = start_stream()
     first_key = emulator.listen_key
@@ -276,21 +365,8 @@ def test_listen_key_expiry_resyncs_and_the_stream_keeps_delivering(
     assert rec.wait(FillUpdate, since=since).qty == QTY
 
 
-def test_bad_credentials_raise_authentication_error_and_leave_no_thread(emulator: BinanceEmulator,
-                                                                       rec: Recorder) -> None:
-    before = set(threading.enumerate())
-    stream = make_stream("binance", emulator, rec, api_secret="wrong-secret")
-    try:
-        with pytest.raises(gridbot.AuthenticationError):
-            stream.start(timeout=WAIT)
-        left = [t.name for t in threading.enumerate()
-                if t not in before and t.name.startswith("gridbot-") and t.is_alive()]
-        assert left == []
-    finally:
-        stream.stop(timeout=10.0)
-
-
-def test_listen_key_expired_while_disconnected_is_renewed_at_the_first_refusal(
+@BINANCE_ONLY
+def test_binance_listen_key_expired_while_disconnected_is_renewed_at_the_first_refusal(
         emulator: BinanceEmulator, rec: Recorder, start_stream: StartStream) -> None:
     """The socket drops and the key expires with nobody connected, so no listenKeyExpired frame arrives.
 

@@ -9,8 +9,10 @@ from unittest.mock import MagicMock
 
 import pytest
 import requests
+from binance.client import Client
 from binance.exceptions import BinanceAPIException
 from pybit.exceptions import FailedRequestError, InvalidRequestError
+from pybit.unified_trading import HTTP
 
 from gridbot._credentials import Credentials
 from gridbot._gateways import (
@@ -30,8 +32,19 @@ from gridbot.errors import AuthenticationError, ConnectError
 SIGNED_URL = "http://127.0.0.1:1/fapi/v1/order?symbol=BTCUSDT&timestamp=1&signature=deadbeefcafe"
 
 
+def binance_client() -> MagicMock:
+    """python-binance's REST client, faked: only the methods the real ``Client`` has can be called."""
+    return MagicMock(spec=Client)
+
+
+def bybit_session() -> MagicMock:
+    """pybit's ``HTTP`` session, faked the same way."""
+    return MagicMock(spec=HTTP)
+
+
 def binance_error(code: int, msg: str, status: int = 400) -> BinanceAPIException:
-    return BinanceAPIException(MagicMock(), status, f'{{"code": {code}, "msg": "{msg}"}}')
+    body = f'{{"code": {code}, "msg": "{msg}"}}'
+    return BinanceAPIException(MagicMock(spec=requests.Response), status, body)
 
 
 def bybit_error(code: int, msg: str) -> InvalidRequestError:
@@ -43,7 +56,7 @@ def bybit_error(code: int, msg: str) -> InvalidRequestError:
 
 
 def test_binance_one_way_limit_sends_reduce_only() -> None:
-    client = MagicMock()
+    client = binance_client()
     client.futures_create_order.return_value = {"orderId": 8001}
     order_id = BinanceGateway(client).place_limit("BTCUSDT", "Sell", D("0.010"), D("60100.0"), position_idx=0,
                                                   reduce_only=True, client_order_id="gb-1")
@@ -55,7 +68,7 @@ def test_binance_one_way_limit_sends_reduce_only() -> None:
 
 @pytest.mark.parametrize(("idx", "side"), [(1, "LONG"), (2, "SHORT")])
 def test_binance_hedge_mode_sends_position_side_and_never_reduce_only(idx: int, side: str) -> None:
-    client = MagicMock()
+    client = binance_client()
     client.futures_create_order.return_value = {"orderId": 1}
     BinanceGateway(client).place_market("ETHUSDT", "Buy", D("0.2"), position_idx=idx, reduce_only=True,
                                         client_order_id="")
@@ -64,7 +77,7 @@ def test_binance_hedge_mode_sends_position_side_and_never_reduce_only(idx: int, 
 
 
 def test_binance_cancel_sends_the_numeric_order_id() -> None:
-    client = MagicMock()
+    client = binance_client()
     BinanceGateway(client).cancel("BTCUSDT", "8001000003")
     client.futures_cancel_order.assert_called_once_with(symbol="BTCUSDT", orderId=8001000003)
 
@@ -78,7 +91,7 @@ def test_binance_cancel_sends_the_numeric_order_id() -> None:
 ])
 def test_binance_errors_are_translated_without_the_request(error: Exception,
                                                            expected: type[Exception]) -> None:
-    client = MagicMock()
+    client = binance_client()
     client.futures_create_order.side_effect = error
     with pytest.raises(expected) as caught:
         BinanceGateway(client).place_limit("BTCUSDT", "Buy", D("1"), D("1"), position_idx=0,
@@ -90,7 +103,7 @@ def test_binance_errors_are_translated_without_the_request(error: Exception,
 
 
 def test_binance_rejection_keeps_the_exchange_code() -> None:
-    client = MagicMock()
+    client = binance_client()
     client.futures_cancel_order.side_effect = binance_error(-2011, "Unknown order sent.")
     with pytest.raises(OrderRejected) as caught:
         BinanceGateway(client).cancel("BTCUSDT", "1")
@@ -99,9 +112,9 @@ def test_binance_rejection_keeps_the_exchange_code() -> None:
 
 
 def test_binance_gateway_errors_never_show_the_keys() -> None:
-    client = MagicMock()
-    response = MagicMock(text='{"code": -2015, "msg": "Invalid API-key very-secret"}')
-    response.request.url = f"{SIGNED_URL}&apiKey=key-id"
+    client = binance_client()
+    response = MagicMock(spec=requests.Response, text='{"code": -2015, "msg": "Invalid API-key very-secret"}')
+    response.request = MagicMock(spec=requests.PreparedRequest, url=f"{SIGNED_URL}&apiKey=key-id")
     client.futures_cancel_order.side_effect = BinanceAPIException(response, 401, response.text)
     gateway = BinanceGateway(client, Credentials("key-id", "very-secret"))
     with pytest.raises(AuthenticationError) as caught:
@@ -129,18 +142,18 @@ def test_binance_client_is_pointed_at_the_endpoints_per_instance() -> None:
 
 def test_side_and_slot_are_validated() -> None:
     with pytest.raises(ValueError):
-        BinanceGateway(MagicMock()).place_market("BTCUSDT", "BUY", D("1"), position_idx=0, reduce_only=False,
-                                                 client_order_id="")
+        BinanceGateway(binance_client()).place_market("BTCUSDT", "BUY", D("1"), position_idx=0,
+                                                      reduce_only=False, client_order_id="")
     with pytest.raises(ValueError):
-        BybitGateway(MagicMock()).place_market("BTCUSDT", "Buy", D("1"), position_idx=3, reduce_only=False,
-                                               client_order_id="")
+        BybitGateway(bybit_session()).place_market("BTCUSDT", "Buy", D("1"), position_idx=3,
+                                                   reduce_only=False, client_order_id="")
 
 
 # --------------------------------------------------------------------------------------------- Bybit
 
 
 def test_bybit_limit_order_parameters() -> None:
-    session = MagicMock()
+    session = bybit_session()
     session.place_order.return_value = {"retCode": 0, "result": {"orderId": "abc-1", "orderLinkId": "gb-2"}}
     order_id = BybitGateway(session).place_limit("BTCUSDT", "Buy", D("0.010"), D("59000.0"), position_idx=1,
                                                  reduce_only=False, client_order_id="gb-2")
@@ -151,7 +164,7 @@ def test_bybit_limit_order_parameters() -> None:
 
 
 def test_bybit_cancel() -> None:
-    session = MagicMock()
+    session = bybit_session()
     BybitGateway(session).cancel("BTCUSDT", "abc-1")
     session.cancel_order.assert_called_once_with(category="linear", symbol="BTCUSDT", orderId="abc-1")
 
@@ -166,7 +179,7 @@ def test_bybit_cancel() -> None:
     (requests.ReadTimeout("read timed out"), ConnectError),
 ])
 def test_bybit_errors_are_translated(error: Exception, expected: type[Exception]) -> None:
-    session = MagicMock()
+    session = bybit_session()
     session.place_order.side_effect = error
     with pytest.raises(expected):
         BybitGateway(session).place_market("BTCUSDT", "Sell", D("1"), position_idx=0, reduce_only=True,

@@ -119,6 +119,20 @@ def fill_entry(grid: GridStrategy, entry: Placed) -> None:
     grid.on_order(order_event(entry, "Filled"))
 
 
+def fill_to_take_profit(grid: GridStrategy, gateway: FakeGateway, entry: Placed) -> Placed:
+    """Fill ``entry``; returns the order placed next: the level's take-profit."""
+    fill_entry(grid, entry)
+    return gateway.placed[-1]
+
+
+def one_level_grid(*, hedge: bool = False,
+                   exchange: str = "binance") -> tuple[GridStrategy, FakeGateway, Placed]:
+    """A one-level grid started at 100.00, its gateway and its buy entry at 99.00."""
+    grid, gateway = make_grid(levels=1, hedge=hedge, exchange=exchange)
+    grid.on_ticker(ticker("100.00"))
+    return grid, gateway, gateway.find("Buy", "99.00")
+
+
 # ------------------------------------------------------------------------------------------ levels
 
 
@@ -197,11 +211,8 @@ def test_a_filled_level_gets_a_reduce_only_take_profit_one_step_back(
 
 
 def test_take_profit_ids_come_from_the_tracker_and_a_close_rearms_the_level() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
-    fill_entry(grid, entry)
-    tp = gateway.placed[-1]
+    grid, gateway, entry = one_level_grid()
+    tp = fill_to_take_profit(grid, gateway, entry)
     grid.on_order(order_event(tp, "New"))
     assert grid.open_tp_ids() == [tp.order_id]
 
@@ -227,8 +238,7 @@ def test_a_long_running_grid_keeps_bounded_memory_of_its_orders_and_closes() -> 
     rounds = _strategy._HISTORY + 50
     for _ in range(rounds):  # entry filled -> TP filled -> the level re-arms with a new entry
         entry = gateway.placed[-1]
-        fill_entry(grid, entry)
-        tp = gateway.placed[-1]
+        tp = fill_to_take_profit(grid, gateway, entry)
         grid.on_fill(fill_event(tp, pnl="0.0099", fee="0.0002"))
         grid.on_order(order_event(tp, "Filled"))
     assert grid.close_count == rounds
@@ -241,20 +251,15 @@ def test_a_long_running_grid_keeps_bounded_memory_of_its_orders_and_closes() -> 
 
 
 def test_a_partially_filled_entry_that_is_cancelled_protects_what_filled() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
+    grid, gateway, entry = one_level_grid()
     grid.on_order(order_event(entry, "Cancelled", filled="0.004"))
     tp = gateway.placed[-1]
     assert (tp.side, tp.qty, tp.reduce_only) == ("Sell", D("0.004"), True)
 
 
 def test_a_take_profit_ended_by_the_exchange_rearms_the_level() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
-    fill_entry(grid, entry)
-    tp = gateway.placed[-1]
+    grid, gateway, entry = one_level_grid()
+    tp = fill_to_take_profit(grid, gateway, entry)
     grid.on_order(order_event(tp, "New"))
     grid.on_order(order_event(tp, "Cancelled"))  # e.g. one-way netting made the slot flat
     assert list(grid.closes) == [] and grid.close_count == 0
@@ -263,11 +268,8 @@ def test_a_take_profit_ended_by_the_exchange_rearms_the_level() -> None:
 
 
 def test_events_of_an_older_order_of_the_level_are_ignored() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
-    fill_entry(grid, entry)
-    tp = gateway.placed[-1]
+    grid, gateway, entry = one_level_grid()
+    tp = fill_to_take_profit(grid, gateway, entry)
     grid.on_order(order_event(tp, "Filled"))
     placed = len(gateway.placed)
     grid.on_order(order_event(entry, "Filled"))  # a replay (e.g. after a resync) of the first entry
@@ -278,8 +280,7 @@ def test_cancel_entries_cancels_resting_entries_only() -> None:
     grid, gateway = make_grid(levels=1)
     grid.on_ticker(ticker("100.00"))
     buy, sell = gateway.find("Buy", "99.00"), gateway.find("Sell", "101.00")
-    fill_entry(grid, buy)
-    tp = gateway.placed[-1]
+    tp = fill_to_take_profit(grid, gateway, buy)
     grid.stop_placing()
     assert grid.cancel_entries() == 1
     assert gateway.cancelled == [sell.order_id]
@@ -293,9 +294,7 @@ def test_cancel_entries_cancels_resting_entries_only() -> None:
 
 
 def test_reconnecting_pauses_placing_and_the_resync_catches_up() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
+    grid, gateway, entry = one_level_grid()
     placed = len(gateway.placed)
 
     grid.on_status(status("reconnecting"))
@@ -354,9 +353,7 @@ def test_a_rejected_entry_is_retried_then_the_level_is_disabled() -> None:
 
 
 def test_a_take_profit_netted_away_in_one_way_mode_rearms_the_level_without_an_error() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
+    grid, gateway, entry = one_level_grid()
     gateway.fail_with = [ReduceOnlyRejected("ReduceOnly Order is rejected.", -2022)]
     fill_entry(grid, entry)
     level = next(lv for lv in grid.levels if lv.index == -1)
@@ -374,9 +371,7 @@ def test_a_take_profit_netted_away_in_one_way_mode_rearms_the_level_without_an_e
     (False, OrderRejected("Margin is insufficient.", -2019)),
 ])
 def test_other_take_profit_rejections_are_errors_and_rearm_the_level(hedge: bool, error: Exception) -> None:
-    grid, gateway = make_grid(levels=1, hedge=hedge)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
+    grid, gateway, entry = one_level_grid(hedge=hedge)
     gateway.fail_with = [error]
     fill_entry(grid, entry)
     level = next(lv for lv in grid.levels if lv.index == -1)
@@ -385,9 +380,7 @@ def test_other_take_profit_rejections_are_errors_and_rearm_the_level(hedge: bool
 
 
 def test_a_connection_error_on_a_take_profit_retries_it_at_the_next_tick() -> None:
-    grid, gateway = make_grid(levels=1)
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
+    grid, gateway, entry = one_level_grid()
     gateway.fail_with = [ConnectError("timeout")]
     fill_entry(grid, entry)
     assert next(lv for lv in grid.levels if lv.index == -1).state is LevelState.FILLED
@@ -408,9 +401,7 @@ def test_rejected_keys_stop_placing() -> None:
 
 
 def test_realised_pnl_comes_from_cumulative_deltas_and_matches_fills_binance() -> None:
-    grid, gateway = make_grid(levels=1, exchange="binance")
-    grid.on_ticker(ticker("100.00"))
-    entry = gateway.find("Buy", "99.00")
+    grid, gateway, entry = one_level_grid(exchange="binance")
     fill_entry(grid, entry)                       # before any baseline: not counted
     grid.on_position(position("0", size="0.01", side="Buy"))   # the baseline
     tp = gateway.placed[-1]

@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Final, Protocol
 
-from gridbot._gateways import BinanceGateway, BybitGateway, OrderGateway
+from gridbot.adapters._orders import OrderGateway
 from gridbot.endpoints import Endpoints
 from gridbot.events import Exchange, StatusUpdate
 from gridbot.grid import GridConfig, GridStrategy, GridView, fan_out
@@ -36,11 +37,11 @@ class Market:
     volatility: float
 
 
-DEMO_MARKETS: dict[str, Market] = {
+DEMO_MARKETS: Final[Mapping[str, Market]] = MappingProxyType({
     "BTCUSDT": Market(Decimal("60000"), Decimal("0.1"), Decimal("0.001"), Decimal("0.01"), 0.0006),
     "ETHUSDT": Market(Decimal("3000"), Decimal("0.01"), Decimal("0.01"), Decimal("0.2"), 0.0007),
     "SOLUSDT": Market(Decimal("150"), Decimal("0.01"), Decimal("0.1"), Decimal("4"), 0.0008),
-}
+})
 PRICE_INTERVAL = 0.05          # seconds between emulated price steps
 CATCH_UP_TIMEOUT = 30.0        # seconds the grid may keep trading after --duration until the stream caught up
 DRAIN_TIMEOUT = 15.0           # seconds to wait for the last events after placing stops
@@ -457,6 +458,9 @@ def _make_emulator(exchange: Exchange, options: DemoOptions) -> _Emulator:
 
 
 def _make_gateway(exchange: Exchange, endpoints: Endpoints) -> OrderGateway:
+    # Imported here: the gateways load the SDKs, which `gridbot --help` or `gridbot journal` never need.
+    from gridbot._gateways import BinanceGateway, BybitGateway
+
     if exchange == "binance":
         return BinanceGateway.connect(DEMO_KEY, DEMO_SECRET, endpoints=endpoints)
     return BybitGateway.connect(DEMO_KEY, DEMO_SECRET, endpoints=endpoints)

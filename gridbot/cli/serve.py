@@ -9,35 +9,31 @@ environment only (a command line is visible to every user of the machine); they 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gridbot.cli import _live as live
 from gridbot.cli._base import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_REJECTED,
     EXIT_USAGE,
     Command,
-    add_endpoint_arguments,
     bounded_int,
     endpoints_from,
     err,
     symbol,
 )
+from gridbot.cli._live import KEY_ENV, SECRET_ENV
 from gridbot.endpoints import Endpoints
-from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import Exchange, StatusUpdate
 from gridbot.remote import RedisPublisher
 from gridbot.remote._redis import Keys, redact
 from gridbot.stream import ExchangeStream
 
 __all__ = ["COMMAND", "KEY_ENV", "SECRET_ENV", "ServeConfig", "serve"]
-
-KEY_ENV, SECRET_ENV = "GRIDBOT_API_KEY", "GRIDBOT_API_SECRET"
 
 
 @dataclass(frozen=True)
@@ -78,8 +74,7 @@ def _account(text: str) -> str:
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exchange", choices=("binance", "bybit"), required=True,
-                        help="binance (USDⓈ-M futures) or bybit (v5 linear)")
+    live.add_exchange_argument(parser)
     parser.add_argument("--symbols", type=_symbols, required=True, metavar="A,B",
                         help="comma-separated symbols to publish, e.g. BTCUSDT,ETHUSDT")
     parser.add_argument("--redis", type=_redis_url, required=True, metavar="URL",
@@ -92,10 +87,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                              "published)")
     parser.add_argument("--maxlen", type=bounded_int(100, 100_000_000), default=100_000, metavar="N",
                         help="cap of the Redis stream in entries (approximate; default 100000)")
-    parser.add_argument("--testnet", action="store_true", help="use the exchange's testnet hosts")
-    parser.add_argument("--demo", action="store_true",
-                        help="use demo trading (Bybit demo trading; Binance's demo hosts)")
-    add_endpoint_arguments(parser)
+    live.add_host_arguments(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -127,11 +119,10 @@ COMMAND = Command(
 
 def serve(config: ServeConfig, stop: threading.Event | None = None) -> int:
     """Run until ``stop`` is set (or SIGINT/SIGTERM in the main thread); returns the exit code."""
-    api_key, api_secret = os.environ.get(KEY_ENV, ""), os.environ.get(SECRET_ENV, "")
-    if not api_key or not api_secret:
-        err(f"gridbot serve: set {KEY_ENV} and {SECRET_ENV} in the environment "
-            "(keys are never accepted as command-line arguments)")
+    keys = live.keys_from_environment("serve")
+    if keys is None:
         return EXIT_USAGE
+    api_key, api_secret = keys
     stop = stop or threading.Event()
     failed = threading.Event()
 
@@ -163,18 +154,12 @@ def serve(config: ServeConfig, stop: threading.Event | None = None) -> int:
 
 def _run_stream(stream: ExchangeStream, config: ServeConfig, stop: threading.Event,
                 failed: threading.Event) -> int:
-    try:
-        stream.start(timeout=config.start_timeout)
-    except AuthenticationError as exc:
-        err(f"gridbot serve: {config.exchange} rejected the API key: {exc}")
-        return EXIT_REJECTED
-    except GridbotError as exc:
-        err(f"gridbot serve: could not connect to {config.exchange}: {exc}")
-        return EXIT_FAILED
+    failed_start = live.start_stream(stream, "serve", timeout=config.start_timeout)
+    if failed_start is not None:
+        return failed_start
     err(f"gridbot serve: publishing {config.exchange} account {config.account!r} "
         f"({','.join(config.symbols)}) to {redact(config.redis_url)}; Ctrl-C to stop")
-    while not stop.wait(0.5):
-        pass
+    live.run_until(stop)
     return EXIT_FAILED if failed.is_set() else EXIT_OK
 
 

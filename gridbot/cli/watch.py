@@ -1,43 +1,30 @@
-"""``gridbot watch``: print the normalized events of one symbol of a real (or emulated) account."""
+"""``gridbot watch``: print the normalized events of one symbol of a real (or emulated) account.
+
+A module of its own because it is one subcommand (see :mod:`gridbot.cli`); the line format of an
+event is :func:`format_event`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import threading
 from collections.abc import Callable
 
-from gridbot.cli._base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_USAGE,
-    Command,
-    add_endpoint_arguments,
-    endpoints_from,
-    err,
-    say,
-    symbol,
-)
+from gridbot.cli import _live as live
+from gridbot.cli._base import EXIT_OK, EXIT_USAGE, Command, endpoints_from, err, say, symbol
+from gridbot.cli._live import KEY_ENV, SECRET_ENV
 from gridbot.endpoints import Endpoints
-from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import Event, Exchange
 from gridbot.stream import ExchangeStream
 
 __all__ = ["COMMAND", "KEY_ENV", "SECRET_ENV", "format_event", "watch"]
 
-KEY_ENV, SECRET_ENV = "GRIDBOT_API_KEY", "GRIDBOT_API_SECRET"
-
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exchange", choices=("binance", "bybit"), required=True,
-                        help="binance (USDⓈ-M futures) or bybit (v5 linear)")
+    live.add_exchange_argument(parser)
     parser.add_argument("--symbol", type=symbol, required=True, help="the symbol to watch, e.g. BTCUSDT")
-    parser.add_argument("--testnet", action="store_true", help="use the exchange's testnet hosts")
-    parser.add_argument("--demo", action="store_true",
-                        help="use demo trading (Bybit demo trading; Binance's demo hosts)")
-    add_endpoint_arguments(parser)
+    live.add_host_arguments(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -65,11 +52,10 @@ def watch(exchange: Exchange, symbol: str, *, testnet: bool = False, demo: bool 
           endpoints: Endpoints | None = None, out: Callable[[str], None] | None = None) -> int:
     """Print normalized events until Ctrl-C.  2: keys missing; 3: keys rejected; 1: cannot connect."""
     write = out or say
-    api_key, api_secret = os.environ.get(KEY_ENV, ""), os.environ.get(SECRET_ENV, "")
-    if not api_key or not api_secret:
-        err(f"gridbot watch: set {KEY_ENV} and {SECRET_ENV} in the environment "
-            "(keys are never accepted as command-line arguments)")
+    keys = live.keys_from_environment("watch")
+    if keys is None:
         return EXIT_USAGE
+    api_key, api_secret = keys
 
     def show(event: Event) -> None:
         write(format_event(event))
@@ -77,14 +63,9 @@ def watch(exchange: Exchange, symbol: str, *, testnet: bool = False, demo: bool 
     stream = ExchangeStream(exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
                             endpoints=endpoints, on_status=show)
     stream.subscribe(symbol, on_position=show, on_wallet=show, on_order=show, on_ticker=show, on_fill=show)
-    try:
-        stream.start(timeout=30.0)
-    except AuthenticationError as exc:
-        err(f"gridbot watch: {exchange} rejected the API key: {exc}")
-        return EXIT_REJECTED
-    except GridbotError as exc:
-        err(f"gridbot watch: could not connect to {exchange}: {exc}")
-        return EXIT_FAILED
+    failed = live.start_stream(stream, "watch", timeout=30.0)
+    if failed is not None:
+        return failed
     try:
         _wait_for_interrupt()
     except KeyboardInterrupt:
@@ -95,10 +76,8 @@ def watch(exchange: Exchange, symbol: str, *, testnet: bool = False, demo: bool 
 
 
 def _wait_for_interrupt() -> None:
-    """Block the main thread until Ctrl-C (short waits, so the signal is handled promptly)."""
-    idle = threading.Event()
-    while not idle.wait(0.5):
-        pass
+    """Block the main thread until Ctrl-C."""
+    live.run_until(threading.Event())
 
 
 def format_event(event: Event) -> str:

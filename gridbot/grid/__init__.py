@@ -9,7 +9,7 @@ slot 0.
 State comes from the stream, never from REST polling: realised PnL from ``cum_realised_pnl`` deltas
 (:class:`~gridbot.RealisedPnlTracker`), cross-checked against the fills' own PnL; open take-profit ids
 from :class:`~gridbot.TakeProfitTracker`; balance from :class:`~gridbot.WalletState`, MM rate from
-:class:`~gridbot.AccountState`.  Orders are placed through an :class:`~gridbot._gateways.OrderGateway`
+:class:`~gridbot.AccountState`.  Orders are placed through an :class:`~gridbot.adapters._orders.OrderGateway`
 (REST, control only).  While the stream reconnects the strategy places nothing; after the resync it
 catches up (take-profits for entries that filled meanwhile, re-armed levels).
 

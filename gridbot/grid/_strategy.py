@@ -13,19 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from gridbot import events as ev
 from gridbot._bounded import BoundedMap
-from gridbot._gateways import OrderGateway, OrderRejected, ReduceOnlyRejected
-from gridbot.errors import AuthenticationError, GridbotError
-from gridbot.events import (
-    TERMINAL_ORDER_STATUSES,
-    AccountUpdate,
-    FillUpdate,
-    OrderUpdate,
-    PositionUpdate,
-    StatusUpdate,
-    TickerUpdate,
-    WalletUpdate,
-)
+from gridbot.adapters._orders import OrderGateway
+from gridbot.errors import AuthenticationError, GridbotError, OrderRejected, ReduceOnlyRejected
 from gridbot.grid._levels import GridConfig, Level, LevelState, build_levels
 from gridbot.grid._pnl import Close, PnlChange, PnlCrossCheck, PnlMismatch
 from gridbot.grid._wiring import Subscribable
@@ -52,7 +43,7 @@ class GridView:
     paused: bool
     placing: bool
     mark_price: Decimal | None
-    positions: tuple[PositionUpdate, ...]
+    positions: tuple[ev.PositionUpdate, ...]
     open_tp_ids: tuple[str, ...]
     closes: int
     realised_pnl: Decimal
@@ -99,7 +90,7 @@ class GridStrategy:
         self._by_client_id: dict[str, tuple[int, str]] = {}
         self._order_slots: BoundedMap[str, int] = BoundedMap(_ORDER_SLOTS)  # order id -> position_idx
         self._tp_fills: dict[str, tuple[Decimal, Decimal]] = {}  # tp order id -> (pnl, fees)
-        self._positions: dict[int, PositionUpdate] = {}
+        self._positions: dict[int, ev.PositionUpdate] = {}
         self._mark: Decimal | None = None
         self._start_price = config.start_price
         self._paused = False
@@ -120,7 +111,7 @@ class GridStrategy:
         Binance, whose REST snapshot has no ``cr``, PnL realised on a slot before its first
         ACCOUNT_UPDATE (e.g. while disconnected) would never show up as a delta."""
         for idx in (1, 2) if self.config.hedge else (0,):
-            self.pnl.update(PositionUpdate(
+            self.pnl.update(ev.PositionUpdate(
                 exchange=self.exchange, timestamp=0, is_snapshot=True, symbol=self.config.symbol,
                 position_idx=idx, side="", size=_ZERO, entry_price=_ZERO, mark_price=None,
                 unrealised_pnl=_ZERO, cum_realised_pnl=value,
@@ -139,7 +130,7 @@ class GridStrategy:
 
     # ------------------------------------------------------------------ callbacks
 
-    def on_status(self, status: StatusUpdate) -> None:
+    def on_status(self, status: ev.StatusUpdate) -> None:
         """Pause while reconnecting; resume (and catch up) once resynced or connected again."""
         with self._lock:
             if status.state == "reconnecting":
@@ -157,7 +148,7 @@ class GridStrategy:
             elif status.state in ("stopped", "failed"):
                 self._paused = True
 
-    def on_ticker(self, ticker: TickerUpdate) -> None:
+    def on_ticker(self, ticker: ev.TickerUpdate) -> None:
         with self._lock:
             price = ticker.mark_price if ticker.mark_price is not None else ticker.last_price
             if price is None:
@@ -168,7 +159,7 @@ class GridStrategy:
                 self._build_levels(price)
             self._work()
 
-    def on_position(self, position: PositionUpdate) -> None:
+    def on_position(self, position: ev.PositionUpdate) -> None:
         with self._lock:
             slot = (position.symbol, position.position_idx)
             previous = self._positions.get(position.position_idx)
@@ -181,7 +172,7 @@ class GridStrategy:
             self.pnl_changes.append(PnlChange(position.symbol, position.position_idx, delta, fill_pnl,
                                               before, position.size, position.timestamp))
 
-    def on_fill(self, fill: FillUpdate) -> None:
+    def on_fill(self, fill: ev.FillUpdate) -> None:
         with self._lock:
             known = self._order_slots.get(fill.order_id)
             idx = fill.position_idx if known is None else known
@@ -191,15 +182,15 @@ class GridStrategy:
                 pnl, fees = self._tp_fills[fill.order_id]
                 self._tp_fills[fill.order_id] = (pnl + (fill.realised_pnl or _ZERO), fees + fill.fee)
 
-    def on_wallet(self, wallet: WalletUpdate) -> None:
+    def on_wallet(self, wallet: ev.WalletUpdate) -> None:
         with self._lock:
             self.wallet.update(wallet)
 
-    def on_account(self, account: AccountUpdate) -> None:
+    def on_account(self, account: ev.AccountUpdate) -> None:
         with self._lock:
             self.account.update(account)
 
-    def on_order(self, order: OrderUpdate) -> None:
+    def on_order(self, order: ev.OrderUpdate) -> None:
         with self._lock:
             self.take_profits.update(order)
             self._order_slots[order.order_id] = order.position_idx
@@ -211,7 +202,7 @@ class GridStrategy:
                 self._entry_update(level, order)
             elif role[1] == "tp" and order.client_order_id == level.tp_client_id:
                 self._tp_update(level, order)
-            if order.status in TERMINAL_ORDER_STATUSES:
+            if order.status in ev.TERMINAL_ORDER_STATUSES:
                 self._by_client_id.pop(order.client_order_id, None)  # nothing follows a finished order
 
     # ------------------------------------------------------------------ control from the owner
@@ -285,14 +276,14 @@ class GridStrategy:
 
     # ------------------------------------------------------------------ order lifecycle
 
-    def _entry_update(self, level: Level, order: OrderUpdate) -> None:
-        if order.status == "Filled" or (order.status in TERMINAL_ORDER_STATUSES and order.filled_qty > 0):
+    def _entry_update(self, level: Level, order: ev.OrderUpdate) -> None:
+        if order.status == "Filled" or (order.status in ev.TERMINAL_ORDER_STATUSES and order.filled_qty > 0):
             level.state = LevelState.FILLED
             level.held_qty = order.filled_qty
             level.order_id = ""
             level.failures = 0
             self._work()
-        elif order.status in TERMINAL_ORDER_STATUSES:
+        elif order.status in ev.TERMINAL_ORDER_STATUSES:
             if not level.cancel_requested:
                 logger.info("%s %s level %d: entry %s ended %s", self.exchange, self.config.symbol,
                             level.index, order.order_id, order.status)
@@ -303,7 +294,7 @@ class GridStrategy:
             level.state = LevelState.ENTRY_OPEN
             level.order_id = order.order_id
 
-    def _tp_update(self, level: Level, order: OrderUpdate) -> None:
+    def _tp_update(self, level: Level, order: ev.OrderUpdate) -> None:
         if order.status == "Filled":
             pnl, fees = self._tp_fills.pop(order.order_id, (_ZERO, _ZERO))
             self.close_count += 1
@@ -314,7 +305,7 @@ class GridStrategy:
             ))
             self._reset(level)
             self._work()
-        elif order.status in TERMINAL_ORDER_STATUSES:
+        elif order.status in ev.TERMINAL_ORDER_STATUSES:
             # The exchange ended it: the slot went flat or flipped (one-way netting), so this
             # level's exposure is gone.  Arm the level again rather than chase a position.
             logger.info("%s %s level %d: take-profit %s ended %s; level re-armed", self.exchange,

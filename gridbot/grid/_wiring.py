@@ -8,15 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from gridbot.events import (
-    AccountUpdate,
-    FillUpdate,
-    OrderUpdate,
-    PositionUpdate,
-    StatusUpdate,
-    TickerUpdate,
-    WalletUpdate,
-)
+from gridbot import events as ev
 
 __all__ = ["Subscribable", "fan_out"]
 
@@ -28,19 +20,19 @@ class Subscribable(Protocol):
         self,
         symbol: str,
         *,
-        on_position: Callable[[PositionUpdate], object] | None = None,
-        on_wallet: Callable[[WalletUpdate], object] | None = None,
-        on_order: Callable[[OrderUpdate], object] | None = None,
-        on_ticker: Callable[[TickerUpdate], object] | None = None,
-        on_fill: Callable[[FillUpdate], object] | None = None,
-        on_account: Callable[[AccountUpdate], object] | None = None,
+        on_position: Callable[[ev.PositionUpdate], object] | None = None,
+        on_wallet: Callable[[ev.WalletUpdate], object] | None = None,
+        on_order: Callable[[ev.OrderUpdate], object] | None = None,
+        on_ticker: Callable[[ev.TickerUpdate], object] | None = None,
+        on_fill: Callable[[ev.FillUpdate], object] | None = None,
+        on_account: Callable[[ev.AccountUpdate], object] | None = None,
     ) -> None: ...
 
 
-def fan_out(*callbacks: Callable[[StatusUpdate], None]) -> Callable[[StatusUpdate], None]:
+def fan_out(*callbacks: Callable[[ev.StatusUpdate], None]) -> Callable[[ev.StatusUpdate], None]:
     """One ``on_status`` for a stream shared by several grids."""
 
-    def dispatch(status: StatusUpdate) -> None:
+    def dispatch(status: ev.StatusUpdate) -> None:
         for callback in callbacks:
             callback(status)
 

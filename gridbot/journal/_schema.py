@@ -17,8 +17,10 @@ Conventions every table follows (documented in the README):
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 
 from gridbot.errors import GridbotError
 
@@ -37,7 +39,7 @@ class TableSpec:
 
 _COMMON = ("exchange", "timestamp", "is_snapshot")
 
-TABLES: dict[str, TableSpec] = {
+TABLES: Final[Mapping[str, TableSpec]] = MappingProxyType({
     "fills": TableSpec(
         "fills", "FillUpdate", ("exchange", "symbol", "trade_id"),
         (*_COMMON, "symbol", "trade_id", "order_id", "side", "price", "qty", "fee", "fee_asset",
@@ -63,7 +65,7 @@ TABLES: dict[str, TableSpec] = {
         (*_COMMON, "margin_coin", "wallet_balance", "unrealised_pnl", "margin_balance", "initial_margin",
          "maintenance_margin", "available_balance", "mm_rate", "computed"),
     ),
-}
+})
 
 _V1 = """
 CREATE TABLE meta (
@@ -235,10 +237,10 @@ def _v2_live_since(conn: sqlite3.Connection) -> None:
 
 # Migration N takes a file from version N-1 to N.  Add a function here (never edit an old one) and
 # bump SCHEMA_VERSION; tests/journal/test_schema.py checks that every version upgrades to the latest.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+MIGRATIONS: Final[Mapping[int, Callable[[sqlite3.Connection], None]]] = MappingProxyType({
     1: _create_v1,
     2: _v2_live_since,
-}
+})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from gridbot.errors import NormalizationError
 from gridbot.events import (
@@ -83,6 +83,7 @@ _NO_FUNDING_TIME: Final = frozenset({"", "0", 0})
 _TICKER_PREFIX: Final = "tickers."
 _CONTROL_TYPES: Final = frozenset({"COMMAND_RESP", "AUTH_RESP"})
 _MALFORMED: Final = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+_E = TypeVar("_E")
 
 
 # ---------------------------------------------------------------------------------------------- private
@@ -371,20 +372,12 @@ def positions_from_rest(response: Mapping[str, Any]) -> list[PositionUpdate]:
     """``GET /v5/position/list`` (full pybit response).  Flat slots are kept: their ``cumRealisedPnl`` is
     the baseline of the realised-PnL tracker.  ``avgPrice`` is the entry price.
     """
-    rows, category, response_ts = _rest_rows(response)
-    try:
-        return [_position(row, row, response_ts, True) for row in rows if _is_linear(row, category)]
-    except _MALFORMED as exc:
-        raise NormalizationError(f"malformed position/list response: {exc!r}", response) from exc
+    return _linear_rows(response, "position/list", lambda row, ts: _position(row, row, ts, True))
 
 
 def orders_from_rest(response: Mapping[str, Any]) -> list[OrderUpdate]:
     """``GET /v5/order/realtime`` (full pybit response): open orders, conditional and TP/SL included."""
-    rows, category, response_ts = _rest_rows(response)
-    try:
-        return [_order(row, row, response_ts, True) for row in rows if _is_linear(row, category)]
-    except _MALFORMED as exc:
-        raise NormalizationError(f"malformed order/realtime response: {exc!r}", response) from exc
+    return _linear_rows(response, "order/realtime", lambda row, ts: _order(row, row, ts, True))
 
 
 def fills_from_rest(response: Mapping[str, Any]) -> list[FillUpdate]:
@@ -412,6 +405,18 @@ def wallets_from_rest(response: Mapping[str, Any]) -> list[Event]:
         return _wallets(rows, response, to_int(response_ts, "time", response), True)
     except _MALFORMED as exc:
         raise NormalizationError(f"malformed wallet-balance response: {exc!r}", response) from exc
+
+
+def _linear_rows(
+    response: Mapping[str, Any], what: str, build: Callable[[Mapping[str, Any], Any], _E]
+) -> list[_E]:
+    """``build(row, response time)`` for every linear row of a REST response; a malformed row raises
+    NormalizationError naming the endpoint, with the whole response."""
+    rows, category, response_ts = _rest_rows(response)
+    try:
+        return [build(row, response_ts) for row in rows if _is_linear(row, category)]
+    except _MALFORMED as exc:
+        raise NormalizationError(f"malformed {what} response: {exc!r}", response) from exc
 
 
 def _rest_rows(response: Mapping[str, Any]) -> tuple[Sequence[Any], str, Any]:

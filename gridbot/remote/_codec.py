@@ -15,8 +15,10 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from gridbot import events as _events
 from gridbot.errors import NormalizationError
@@ -26,10 +28,17 @@ __all__ = ["SCHEMA_VERSION", "Marker", "decode", "decode_event", "encode", "enco
 
 SCHEMA_VERSION = 1
 
-_EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_args(Event)}
-for _name in ("AccountUpdate",):  # event types that may not exist in every version of gridbot
-    if hasattr(_events, _name) and _name not in _EVENT_TYPES:
-        _EVENT_TYPES[_name] = getattr(_events, _name)
+
+
+def _event_types() -> dict[str, type[Any]]:
+    types_by_name: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_args(Event)}
+    for name in ("AccountUpdate",):  # event types that may not exist in every version of gridbot
+        if hasattr(_events, name) and name not in types_by_name:
+            types_by_name[name] = getattr(_events, name)
+    return types_by_name
+
+
+_EVENT_TYPES: Final[Mapping[str, type[Any]]] = MappingProxyType(_event_types())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,9 +75,9 @@ def _field_plan(cls: type[Any]) -> tuple[tuple[str, bool, bool], ...]:
     return tuple(plan)
 
 
-_PLANS: dict[str, tuple[tuple[str, bool, bool], ...]] = {
+_PLANS: Final[Mapping[str, tuple[tuple[str, bool, bool], ...]]] = MappingProxyType({
     name: _field_plan(cls) for name, cls in _EVENT_TYPES.items()
-}
+})
 
 
 def encode_event(event: Event) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Delivery for RemoteStream: a queue that carries each event's stream entry ids (so a consumer group
 acknowledges only after the callback ran) and conflates tickers, and a router to the callbacks.
 
-Positions arrive with the producer's merged mark already; nothing is recomputed here.
+Not :mod:`gridbot._dispatch`'s queue and router: those merge marks into positions and compute the
+Binance account, while positions arrive here with the producer's merged mark already and nothing is
+recomputed; what both need (the subscriptions, the callback checks) is imported from there.
 """
 
 from __future__ import annotations
@@ -9,20 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
 
+from gridbot import events as ev
 from gridbot._dispatch import Callbacks, Subscriptions, check_callback
 from gridbot.book import StateBook
-from gridbot.events import (
-    Event,
-    FillUpdate,
-    OrderUpdate,
-    PositionUpdate,
-    StatusUpdate,
-    TickerUpdate,
-    WalletUpdate,
-)
 from gridbot.stats import Counters
 
 __all__ = ["AckQueue", "RemoteRouter"]
@@ -30,51 +25,47 @@ __all__ = ["AckQueue", "RemoteRouter"]
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[Any], object]
-
-
-class _TickerSlot:
-    __slots__ = ("symbol",)
-
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-
+# Callbacks of one symbol, by event type; wallet and account events go to every subscription.
+_SYMBOL_KINDS: Final[Mapping[type, str]] = MappingProxyType({
+    ev.PositionUpdate: "on_position", ev.OrderUpdate: "on_order", ev.FillUpdate: "on_fill",
+    ev.TickerUpdate: "on_ticker"})
 
 class AckQueue:
     """FIFO of (event, entry ids); a queued ticker is replaced by a newer one of its symbol, and the
-    replaced one's ids travel with the survivor so they are acknowledged together."""
+    replaced one's ids travel with the survivor so they are acknowledged together.  A ticker's place in
+    the FIFO is its symbol (a ``str``): the latest ticker of that symbol is delivered there."""
 
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
         self._cond = threading.Condition()
-        self._items: deque[tuple[Event, list[str]] | _TickerSlot] = deque()
-        self._tickers: dict[str, tuple[TickerUpdate, list[str]]] = {}
+        self._items: deque[tuple[ev.Event, list[str]] | str] = deque()
+        self._tickers: dict[str, tuple[ev.TickerUpdate, list[str]]] = {}
         self._closed = False
 
-    def put(self, event: Event, entry_id: str | None) -> None:
+    def put(self, event: ev.Event, entry_id: str | None) -> None:
         ids = [entry_id] if entry_id is not None else []
         with self._cond:
-            if isinstance(event, TickerUpdate):
+            if isinstance(event, ev.TickerUpdate):
                 queued = self._tickers.get(event.symbol)
                 if queued is not None:
                     self._counters.add("conflated")
                     ids = queued[1] + ids
                 else:
-                    self._items.append(_TickerSlot(event.symbol))
+                    self._items.append(event.symbol)
                 self._tickers[event.symbol] = (event, ids)
             else:
                 self._items.append((event, ids))
             self._cond.notify()
 
-    def get(self, timeout: float | None) -> tuple[Event, list[str]] | None:
+    def get(self, timeout: float | None) -> tuple[ev.Event, list[str]] | None:
+        """The next event and its entry ids, waiting up to ``timeout`` (None: forever); None on timeout,
+        or at once when the queue is closed and empty."""
         with self._cond:
             ready = self._cond.wait_for(lambda: bool(self._items) or self._closed, timeout)
             if not ready or not self._items:
                 return None
             item = self._items.popleft()
-            if isinstance(item, _TickerSlot):
-                ticker, ids = self._tickers.pop(item.symbol)
-                return ticker, ids
-            return item
+            return self._tickers.pop(item) if isinstance(item, str) else item
 
     def close(self) -> None:
         with self._cond:
@@ -111,25 +102,23 @@ class RemoteRouter:
     def symbols(self) -> list[str]:
         return self._subscriptions.symbols()
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: ev.Event) -> None:
         self._counters.add("events")
         symbol = getattr(event, "symbol", None)
         if symbol is None or self.subscribed(symbol):
             self.book._apply(event)  # the book shows what the callbacks are given, as ExchangeStream's does
-        if isinstance(event, StatusUpdate):
+        if isinstance(event, ev.StatusUpdate):
             self._call(self._on_status, event, "on_status")
-        elif isinstance(event, WalletUpdate):
-            self._account_wide("on_wallet", event)
-        elif isinstance(event, (PositionUpdate, OrderUpdate, FillUpdate, TickerUpdate)):
-            callbacks = self._subscriptions.get(event.symbol)
+            return
+        kind = _SYMBOL_KINDS.get(type(event))
+        if kind is not None:
+            callbacks = self._subscriptions.get(symbol) if symbol is not None else None
             if callbacks is not None:
-                kind = {PositionUpdate: "on_position", OrderUpdate: "on_order", FillUpdate: "on_fill",
-                        TickerUpdate: "on_ticker"}[type(event)]
                 self._call(getattr(callbacks, kind), event, kind)
-        else:  # AccountUpdate: account-wide like the wallet
-            self._account_wide("on_account", event)
+            return
+        self._account_wide("on_wallet" if isinstance(event, ev.WalletUpdate) else "on_account", event)
 
-    def _account_wide(self, kind: str, event: Event) -> None:
+    def _account_wide(self, kind: str, event: ev.Event) -> None:
         called: list[Callback] = []  # by equality: a bound method registered for several symbols counts once
         for callbacks in self._subscriptions.all():
             callback = getattr(callbacks, kind)
@@ -137,7 +126,7 @@ class RemoteRouter:
                 called.append(callback)
                 self._call(callback, event, kind)
 
-    def _call(self, callback: Callback | None, event: Event, kind: str) -> None:
+    def _call(self, callback: Callback | None, event: ev.Event, kind: str) -> None:
         if callback is None:
             return
         try:

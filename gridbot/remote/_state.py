@@ -4,9 +4,10 @@ it corresponds to, and the producer's last status - in one transaction, so they 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from gridbot.errors import NormalizationError
 from gridbot.events import Event, StatusUpdate
@@ -18,7 +19,8 @@ __all__ = ["StoredState", "read_state", "seed_order"]
 logger = logging.getLogger(__name__)
 
 # Tickers first (the marks), then the account-wide figures, positions, and orders.
-_ORDER = {"TickerUpdate": 0, "WalletUpdate": 1, "PositionUpdate": 3, "OrderUpdate": 4}
+_ORDER: Final[Mapping[str, int]] = MappingProxyType(
+    {"TickerUpdate": 0, "WalletUpdate": 1, "PositionUpdate": 3, "OrderUpdate": 4})
 
 
 def seed_order(events: Iterable[Event]) -> list[Event]:

@@ -36,6 +36,7 @@ from gridbot.events import OrderUpdate, PositionUpdate, TickerUpdate, WalletUpda
 from gridbot.normalize import Ignored, ListenKeyExpired
 from gridbot.normalize.binance import algo_orders_from_rest, orders_from_rest
 from gridbot.stats import Counters
+from tests.helpers import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
 KEY = "KEY-abcdef0123456789"
@@ -47,14 +48,6 @@ FAKE_ENDPOINTS = Endpoints(REST, WS)
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 OPEN_ORDER_ROW = {  # GET /fapi/v1/openOrders and GET /fapi/v1/order row (official docs' shape)

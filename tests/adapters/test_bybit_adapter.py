@@ -21,7 +21,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate
 from gridbot.normalize import Ignored
 from gridbot.normalize.bybit import orders_from_rest
 from gridbot.stats import Counters
+from tests.helpers import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bybit"
 API_KEY = "KEY-a1b2c3d4e5"
@@ -58,14 +59,6 @@ FAST = BybitTimings(
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met within timeout")
-        time.sleep(0.005)
 
 
 def gridbot_threads() -> list[threading.Thread]:

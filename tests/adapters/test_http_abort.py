@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from gridbot.adapters._http import AbortableTransport, mount_abortable
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -44,13 +45,6 @@ def client_sockets(transport: AbortableTransport) -> list[socket.socket]:
     return [c.sock for c in list(transport._gb_connections) if getattr(c, "sock", None) is not None]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.002)
-
-
 def test_abort_ends_a_request_in_flight_and_closes_its_socket(
     silent_server: tuple[str, threading.Event],
 ) -> None:
@@ -69,7 +63,7 @@ def test_abort_ends_a_request_in_flight_and_closes_its_socket(
     caller = threading.Thread(target=call)
     caller.start()
     assert accepted.wait(5)  # the request is in flight: the server will never answer
-    wait_for(lambda: bool(client_sockets(transport)))
+    wait_until(lambda: bool(client_sockets(transport)))
     sockets = client_sockets(transport)
     began = time.monotonic()
     transport.abort()

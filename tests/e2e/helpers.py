@@ -7,7 +7,6 @@ nothing sleeps and hopes.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -16,27 +15,15 @@ from typing import Any, TypeVar
 import gridbot
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
 from gridbot.events import Event, OrderUpdate, PositionUpdate, StatusUpdate
+from tests.helpers import WAIT as WAIT  # re-exported: the e2e tests import them from here
+from tests.helpers import wait_until as wait_until
 
 KEY = "e2e-key"
 SECRET = "e2e-secret-never-printed"
 SYMBOL = "BTCUSDT"
 START_PRICE = Decimal("60000")
-WAIT = 20.0
 
-T = TypeVar("T")
 E = TypeVar("E", bound=Event)
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = WAIT, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def engine_config(*, hedge: bool = False) -> EngineConfig:

@@ -19,6 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from gridbot.emulator.binance import BinanceEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
 from gridbot.endpoints import Endpoints
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,14 +35,6 @@ CONFIG = EngineConfig(
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def make_client(endpoints: Endpoints, key: str = KEY, secret: str = SECRET) -> Client:

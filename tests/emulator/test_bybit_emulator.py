@@ -27,6 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from gridbot.emulator.bybit import BybitEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
+from tests.helpers import wait_until
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
 KEY, SECRET = "test-key", "test-secret"
@@ -35,17 +36,6 @@ SYMBOL = "BTCUSDT"
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 # ------------------------------------------------------------------------------------------ fixtures

@@ -88,12 +88,8 @@ class ConsumerProcess:
 
 @pytest.fixture
 def emulator() -> Iterator[BybitEmulator]:
-    emu = BybitEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
-    emu.start()
-    try:
+    with BybitEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

@@ -122,12 +122,8 @@ def exchange(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def emulator(exchange: str) -> Iterator[Emulator]:
     kind = BinanceEmulator if exchange == "binance" else BybitEmulator
-    emu = kind(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
-    emu.start()
-    try:
+    with kind(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def wire_trade_id(exchange: str, trade_id: int) -> str:

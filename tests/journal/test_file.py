@@ -10,8 +10,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -118,6 +120,12 @@ def test_a_file_from_a_newer_gridbot_is_refused(tmp_path: Path) -> None:
         Journal(path, readonly=True)
 
 
+def add_migration(monkeypatch: pytest.MonkeyPatch, version: int,
+                  migration: Callable[[sqlite3.Connection], None]) -> None:
+    """Pretend a newer gridbot: its migration table has one more entry (the table itself is read-only)."""
+    monkeypatch.setattr(_schema, "MIGRATIONS", MappingProxyType({**_schema.MIGRATIONS, version: migration}))
+
+
 def test_an_older_file_is_migrated_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = str(tmp_path / "j.sqlite")
     with Journal(path) as journal:
@@ -129,7 +137,7 @@ def test_an_older_file_is_migrated_in_place(tmp_path: Path, monkeypatch: pytest.
         conn.execute("INSERT INTO notes VALUES ('migrated')")
 
     newer = SCHEMA_VERSION + 1
-    monkeypatch.setitem(_schema.MIGRATIONS, newer, add_notes)
+    add_migration(monkeypatch, newer, add_notes)
     monkeypatch.setattr(_schema, "SCHEMA_VERSION", newer)
     with sqlite3.connect(path) as conn:
         assert _schema.migrate(conn, path, now_ms=0) == SCHEMA_VERSION
@@ -149,7 +157,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(
         conn.execute("CREATE TABLE half_done (x)")
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setitem(_schema.MIGRATIONS, SCHEMA_VERSION + 1, broken)
+    add_migration(monkeypatch, SCHEMA_VERSION + 1, broken)
     monkeypatch.setattr(_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     conn = sqlite3.connect(path, isolation_level=None)
     with pytest.raises(sqlite3.OperationalError):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Collection, Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -14,16 +13,9 @@ from gridbot.adapters._base import Channel, Decoded, Sink
 from gridbot.events import Event, FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
 from gridbot.normalize import Ignored
 from gridbot.stats import Counters
+from tests.helpers import wait_until as wait_until  # re-exported for the stream tests
 
 D = Decimal
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within timeout")
-        time.sleep(0.002)
 
 
 class FakeAdapter:

@@ -30,7 +30,7 @@ from typing import Any, Final
 from gridbot._account import AccountConfig
 from gridbot._credentials import Credentials
 from gridbot.adapters._backoff import BackoffPolicy
-from gridbot.adapters._base import Channel, Decoded, Sink
+from gridbot.adapters._base import Sink
 from gridbot.adapters._supervisor import ChannelSpec, OpenFailed, Supervisor, Timings
 from gridbot.adapters.binance._errors import translate, translated
 from gridbot.adapters.binance._liveness import BINANCE_SERVER_PING_S
@@ -41,9 +41,6 @@ from gridbot.adapters.binance._transport import Transport
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import Event, FillUpdate, OrderUpdate
-from gridbot.normalize import Ignored
-from gridbot.normalize.binance import parse_market_message, parse_user_message
-from gridbot.normalize.binance_account import account_config_from_push
 from gridbot.stats import Counters
 
 __all__ = ["BinanceAdapter"]
@@ -137,14 +134,6 @@ class BinanceAdapter:
 
     def remove_symbol(self, symbol: str) -> None:
         self._change_symbol(symbol.upper(), add=False)
-
-    def decode(self, channel: Channel, payload: Any) -> Decoded:
-        if channel == "private":
-            if isinstance(payload, dict) and payload.get("e") == "ACCOUNT_CONFIG_UPDATE":
-                return [account_config_from_push(payload)]
-            return parse_user_message(payload)
-        result = parse_market_message(payload)
-        return result if isinstance(result, Ignored) else list[Event](result)
 
     # ------------------------------------------------------------------ REST (see _rest)
 

@@ -319,7 +319,7 @@ class StateBook:
 class _FinishedIds:
     """One symbol's view of the finished-order memory as a TakeProfitTracker's terminal ids: orders that
     ended and that the book does not hold open, plus the ids the tracker retires itself (an algo order
-    replaced by the order its trigger placed)."""
+    replaced by the order its trigger placed: :meth:`add`; ends are recorded by the book or the pipeline)."""
 
     __slots__ = ("_finished", "_open", "_retired", "_symbol")
 
@@ -333,9 +333,9 @@ class _FinishedIds:
     def __contains__(self, order_id: object) -> bool:
         if not isinstance(order_id, str):
             return False
-        if self._finished.has(self._symbol, order_id) and (self._symbol, order_id) not in self._open:
+        if self._retired is not None and order_id in self._retired:
             return True
-        return self._retired is not None and order_id in self._retired
+        return (self._symbol, order_id) not in self._open and self._finished.has(self._symbol, order_id)
 
     def add(self, order_id: str) -> None:
         if self._finished.has(self._symbol, order_id):

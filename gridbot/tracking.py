@@ -93,7 +93,7 @@ class TakeProfitTracker:
     is still open and :meth:`open_ids` all of them, oldest first.
     """
 
-    __slots__ = ("_open", "_predicate", "_terminal")
+    __slots__ = ("_open", "_predicate", "_records_ends", "_terminal")
 
     def __init__(
         self,
@@ -104,12 +104,15 @@ class TakeProfitTracker:
         self._predicate = predicate
         self._open: dict[_Slot, dict[str, None]] = {}
         self._terminal: IdMemory = BoundedSet[str](remember_terminal)
+        self._records_ends = True
 
     @classmethod
     def _with_memory(cls, terminal: IdMemory) -> TakeProfitTracker:
-        """A tracker that keeps its terminal ids in ``terminal`` (the state book's shared memory)."""
+        """A tracker whose terminal ids are ``terminal``, which records orders' ends itself (the state
+        book's view of the stream's finished-order memory); the tracker adds only the ids it retires."""
         tracker = cls(remember_terminal=1)
         tracker._terminal = terminal
+        tracker._records_ends = False
         return tracker
 
     def update(self, order: OrderUpdate) -> str | None:
@@ -137,7 +140,8 @@ class TakeProfitTracker:
             del self._open[slot]
 
     def _close(self, slot: _Slot, order_id: str) -> None:
-        self._terminal.add(order_id)
+        if self._records_ends:
+            self._terminal.add(order_id)
         ids = self._open.get(slot)
         if ids is not None:
             ids.pop(order_id, None)

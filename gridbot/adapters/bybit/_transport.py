@@ -39,7 +39,7 @@ from websocket import WebSocketApp, WebSocketException
 
 from gridbot._credentials import Credentials, MaskedAttribute
 from gridbot._sdk_versions import check_sdk_versions
-from gridbot.adapters._channel import Attempt
+from gridbot.adapters._supervisor import Attempt
 from gridbot.adapters.bybit._errors import ConnectFailed, Stopped, describe
 from gridbot.stats import Counters
 

@@ -86,6 +86,14 @@ class RecordingSink:
         with self._lock:
             self.items.append(("link", channel, state, detail))
 
+    def symbol_rejected(self, symbol: str, detail: str) -> None:
+        with self._lock:
+            self.items.append(("rejected", symbol, detail))
+
+    def rejected(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(item[1], item[2]) for item in self.items if item[0] == "rejected"]
+
     def frames(self, channel: str) -> list[Any]:
         with self._lock:
             return [item[2] for item in self.items if item[0] == "frame" and item[1] == channel]
@@ -510,6 +518,8 @@ def test_a_refused_ticker_at_open_drops_that_symbol_only(
     try:
         assert adapter.connected
         assert "refused the public subscription to tickers.NOPEUSDT" in caplog.text
+        [(symbol, detail)] = sink.rejected()  # the stream is told, and drops that subscription
+        assert symbol == "NOPEUSDT" and "tickers.NOPEUSDT" in detail
         assert adapter._supervisor is not None
         assert adapter._supervisor.topics("public") == {"tickers.BTCUSDT"}
     finally:
@@ -693,13 +703,14 @@ def test_add_symbol_on_a_dead_socket_is_picked_up_by_the_rebuild(
     assert "tickers.XRPUSDT" in topics
 
 
-def test_refused_symbol_while_running_is_logged_and_not_retried(
-    opened: BybitAdapter, exchange: FakeExchange, caplog: pytest.LogCaptureFixture
+def test_refused_symbol_while_running_is_reported_and_not_retried(
+    opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     exchange.reject_topics = {"tickers.NOPEUSDT"}
-    with caplog.at_level(logging.ERROR, logger="gridbot.adapters.bybit"):
+    with caplog.at_level(logging.ERROR, logger="gridbot.adapters"):
         opened.add_symbol("NOPEUSDT")
         wait_until(lambda: "refused the public subscription" in caplog.text)
+    assert [symbol for symbol, _detail in sink.rejected()] == ["NOPEUSDT"]
     wait_until(lambda: len(exchange.app("private").sent_ops("ping")) >= 2)  # several supervisor rounds
     attempts = [m for m in exchange.app("public").sent_ops("subscribe") if m["args"] == ["tickers.NOPEUSDT"]]
     assert len(attempts) == 1

@@ -6,7 +6,7 @@ The shared :class:`~gridbot.adapters._supervisor.Supervisor` runs both channels 
 ``ping_interval`` and a ``pong_timeout``, rebuilds with jittered exponential backoff, ``up``/``down``/
 ``failed`` reports to the stream, topic changes on the live public socket, bounded joins.  Rejected keys
 on a rebuild are reported ``failed`` once and retried, so the stream recovers when they work again; a
-refused ticker topic drops that symbol's ticker (logged) and never fails the stream.  REST is
+refused ticker topic is dropped and reported to the stream (``Sink.symbol_rejected``), never fatal.  REST is
 :mod:`._rest`; errors are translated by :mod:`._errors`.
 """
 
@@ -234,10 +234,16 @@ class BybitAdapter:
         self._sink.frame("public", payload)
 
     def _tickers_refused(self, topics: Sequence[str], detail: str) -> None:
-        """Bybit refused ticker topics (an unknown symbol): that ticker is dropped, the stream goes on."""
+        """Bybit refused ticker topics (an unknown symbol), at open or while running: the supervisor
+        dropped them; the stream is told, so it drops those subscriptions and goes on with the others."""
+        symbols = [topic.removeprefix(_TICKER_PREFIX) for topic in topics]
         with self._lock:
-            for topic in topics:
-                self._symbols.discard(topic.removeprefix(_TICKER_PREFIX))
+            self._symbols.difference_update(symbols)
+        for symbol in symbols:
+            try:
+                self._sink.symbol_rejected(symbol, f"Bybit refused tickers.{symbol}: {detail}")
+            except Exception:
+                logger.exception("Bybit: the sink raised on a rejected symbol")
 
 
 def _ws_urls(*, testnet: bool, demo: bool, endpoints: Endpoints | None) -> dict[Channel, str]:

@@ -403,19 +403,16 @@ def test_error_dict_is_a_gap_not_a_frame_and_flowing_frames_resync_it(sdk: FakeS
     assert sink.frames("private") == [{"e": "ACCOUNT_UPDATE"}]
 
 
-def test_sdk_internal_reconnect_reports_down_then_up(sdk: FakeSdk, make_adapter: Any,
-                                                     sink: RecordingSink) -> None:
+def test_a_lost_connection_is_rebuilt_not_retried_by_the_sdk(sdk: FakeSdk, make_adapter: Any,
+                                                              sink: RecordingSink) -> None:
     adapter = make_adapter()
     adapter.open(["BTCUSDT"], timeout=5)
     market = sdk.latest("public")
 
-    market.loop.call_soon_threadsafe(market.hooks.sdk_reconnecting, market.link)
-    wait_until(lambda: sink.links("public") == ["down"])
-    assert not adapter.connected
-    market.loop.call_soon_threadsafe(market.hooks.sdk_connected, market.link)
+    market.loop.call_soon_threadsafe(market.hooks.sdk_reconnecting, market.link)  # before_reconnect
     wait_until(lambda: sink.links("public") == ["down", "up"])
     assert adapter.connected
-    assert len(sdk.sockets_of("public")) == 1  # the SDK's own reconnect: nothing rebuilt
+    assert len(sdk.sockets_of("public")) == 2 and market.exited.wait(2)  # a new socket, the old one gone
 
 
 def test_listen_key_expired_renews_key_restarts_user_socket(sdk: FakeSdk, make_adapter: Any,

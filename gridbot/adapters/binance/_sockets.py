@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
+from binance.exceptions import BinanceWebsocketUnableToConnect
 from binance.ws.keepalive_websocket import KeepAliveWebsocket
 
 from gridbot.adapters._base import Channel
@@ -141,6 +142,12 @@ class _ObservedSocket(TasklessReceive):
     async def before_reconnect(self) -> None:
         _notify(self._gb_hooks.sdk_reconnecting, self._gb_link)
         await super().before_reconnect()
+
+    async def _run_reconnect(self) -> None:
+        """``ReconnectingWebsocket._run_reconnect`` (``:262``) with ``MAX_RECONNECTS`` 0: close the lost
+        connection and give up at once, without the SDK's "Max reconnections" error line."""
+        await self.before_reconnect()
+        raise BinanceWebsocketUnableToConnect
 
     async def _propagate_error(self, error_msg: dict[str, Any]) -> None:
         try:

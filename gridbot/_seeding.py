@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gridbot._account import AccountBatch
@@ -17,7 +17,7 @@ from gridbot._backfill import FillWatermarks, backfill_fills, unseen_orders, wit
 from gridbot._dispatch import DispatchQueue
 from gridbot._pipeline import Pipeline
 from gridbot.adapters._base import Adapter
-from gridbot.events import Event, OrderUpdate
+from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.stats import Counters
 
 __all__ = ["Seeder", "now_ms", "together"]
@@ -46,7 +46,8 @@ class Seeder:
     """
 
     def __init__(self, exchange: str, adapter: Adapter, pipeline: Pipeline, fill_marks: FillWatermarks,
-                 queue: DispatchQueue, counters: Counters, before_put: Callable[[], None]) -> None:
+                 queue: DispatchQueue, counters: Counters, before_put: Callable[[], None],
+                 seed: Callable[[Sequence[Event]], list[Event]]) -> None:
         self._exchange = exchange
         self._adapter = adapter
         self._pipeline = pipeline
@@ -54,12 +55,13 @@ class Seeder:
         self._queue = queue
         self._counters = counters
         self._before_put = before_put
+        self._seed = seed  # the private decoder's: REST events learned from (order slots) and completed
 
     def apply_snapshot(self, symbols: list[str], *, include_wallet: bool, backfill: bool = False) -> int:
         """Fetch and deliver a snapshot of ``symbols``; with ``backfill``, then the fills the gap may
         have swallowed.  Everything is fetched before anything is delivered where possible, so a
         failing request leaves little to retry.  Returns the number of fills backfilled."""
-        events = self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet)
+        events = self._seed(self._adapter.fetch_snapshot(symbols, include_wallet=include_wallet))
         found = backfill_fills(self._adapter, self._pipeline, self._fill_marks, symbols, now_ms()) \
             if backfill else None
         config = self._adapter.fetch_account_config(symbols, full=include_wallet)
@@ -73,10 +75,10 @@ class Seeder:
             self._finish_vanished(reconciled.vanished_orders)
         if found is None:
             return 0
-        fills = found.fills
+        fills = [f for f in self._seed(found.fills) if isinstance(f, FillUpdate)]
         unseen = unseen_orders(fills, self._pipeline)
         if unseen:  # placed and finished inside the gap: on_order learns how they ended, before the fills
-            final_states = self._adapter.fetch_orders(unseen)
+            final_states = self._seed(self._adapter.fetch_orders(unseen))
             for event in final_states:
                 if self._pipeline.accept(event):
                     self._queue.put(event)
@@ -95,7 +97,7 @@ class Seeder:
 
     def _finish_vanished(self, orders: list[OrderUpdate]) -> None:
         """Orders that were open before the gap and are not any more: fetch how they ended."""
-        final_states: list[Event] = list(self._adapter.fetch_orders(orders))
+        final_states = self._seed(self._adapter.fetch_orders(orders))
         found = {(e.symbol, e.order_id) for e in final_states if isinstance(e, OrderUpdate)}
         for event in final_states:
             if self._pipeline.accept(event):

@@ -28,7 +28,7 @@ from gridbot.book import StateBook
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError, NormalizationError
 from gridbot.events import StatusUpdate
 from gridbot.journal._binding import StreamJournal
-from gridbot.normalize import Ignored, ListenKeyExpired
+from gridbot.normalize import Decoder, Ignored, ListenKeyExpired
 from gridbot.stats import Counters
 
 __all__ = ["StreamWorker"]
@@ -52,6 +52,7 @@ class StreamWorker:
     """The worker's state and loop; the stream builds one and runs :meth:`run` on a gridbot thread."""
 
     def __init__(self, exchange: str, *, adapter_factory: Callable[[FrameGate], Adapter],
+                 decoder_factory: Callable[[Channel], Decoder],
                  pipeline: Pipeline, fill_marks: FillWatermarks, dispatch_queue: DispatchQueue,
                  book: StateBook, counters: Counters, subscriptions: Subscriptions,
                  journal: StreamJournal | None, snapshot: bool, stop_event: threading.Event,
@@ -68,10 +69,12 @@ class StreamWorker:
         self._stop_event = stop_event
         self._on_fatal = on_fatal
         self.inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
+        self._decoders: dict[Channel, Decoder] = {"private": decoder_factory("private"),
+                                                  "public": decoder_factory("public")}
         self.gate = FrameGate(self.inbox, self._handle_inline)
         self.adapter = adapter_factory(self.gate)
         self._seeder = Seeder(exchange, self.adapter, pipeline, fill_marks, dispatch_queue, counters,
-                              before_put=self._flush_outbox)
+                              before_put=self._flush_outbox, seed=self._decoders["private"].seed)
         self.discard_after: float | None = None  # stop()'s budget: past it, drain without work
         self.backfill_at_seed = False  # a journal's cursors: the seed backfills what a restart missed
         self.seed_done = threading.Event()
@@ -192,6 +195,8 @@ class StreamWorker:
         elif isinstance(item, ForgetSymbolItem):
             self._pipeline.forget_symbol(item.symbol)
             self._fill_marks.forget(item.symbol)
+            for decoder in self._decoders.values():
+                decoder.forget(item.symbol)
 
     # ------------------------------------------------------------------ frames
 
@@ -215,7 +220,7 @@ class StreamWorker:
         """Decode a frame and keep what the pipeline accepts (bad frames are logged and counted)."""
         self._book._message_seen(channel)
         try:
-            decoded = self.adapter.decode(channel, payload)
+            decoded = self._decoders[channel].decode(payload)
         except NormalizationError as exc:
             self._bad_message(channel, payload, str(exc))
             return []
@@ -243,6 +248,8 @@ class StreamWorker:
 
     def _handle_link(self, link: Link) -> None:
         self._book._socket_changed(link.channel, link.state, link.detail)
+        if link.state in ("down", "gap"):  # what follows comes from a new connection, or after a hole
+            self._decoders[link.channel].reset()
         if link.state == "failed":
             logger.error("%s %s socket failed: %s", self.exchange, link.channel, link.detail)
             self.emit_status("failed", f"{link.channel}: {link.detail}")

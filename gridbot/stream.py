@@ -46,13 +46,14 @@ from gridbot._lifecycle import Lifecycle
 from gridbot._pipeline import Pipeline
 from gridbot._seeding import now_ms
 from gridbot._worker import BATCH, StreamWorker
-from gridbot.adapters._base import Adapter, Sink
+from gridbot.adapters._base import Adapter, Channel, Sink
 from gridbot.book import StateBook, StreamState, StreamStatus
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import Event, StatusUpdate
 from gridbot.journal import Journal
 from gridbot.journal._binding import JournalQueue, StreamJournal
+from gridbot.normalize import Decoder, new_decoder
 from gridbot.stats import Counters, StreamStats
 
 __all__ = ["ExchangeStream"]
@@ -89,6 +90,11 @@ def _make_adapter(
         api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
         endpoints=endpoints, sink=sink, counters=counters,
     )
+
+
+def _make_decoder(exchange: Exchange, channel: Channel) -> Decoder:
+    """The decoder of one channel (stateful decoding is the stream's, not the adapter's)."""
+    return new_decoder(exchange, channel)
 
 
 class ExchangeStream:
@@ -173,6 +179,7 @@ class ExchangeStream:
             adapter_factory=lambda sink: _make_adapter(
                 exchange, api_key=api_key, api_secret=api_secret, testnet=testnet, demo=demo,
                 endpoints=endpoints, sink=sink, counters=self._counters),
+            decoder_factory=lambda channel: _make_decoder(exchange, channel),
             pipeline=self._pipeline, fill_marks=self._fill_marks, dispatch_queue=self._queue, book=self._book,
             counters=self._counters, subscriptions=self._subscriptions, journal=self._journal,
             snapshot=snapshot, stop_event=self._stop_event, on_fatal=self._fail,

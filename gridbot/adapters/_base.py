@@ -1,8 +1,9 @@
 """The contract between an exchange adapter and :class:`gridbot.ExchangeStream`.
 
 Threads: SDK threads call the :class:`Sink` (it only enqueues, never blocks, never raises).
-The stream's worker thread calls ``decode`` and ``fetch_snapshot``; the stream's caller calls
-``open``, ``close``, ``add_symbol`` and ``remove_symbol``.
+The stream's worker thread calls ``fetch_snapshot`` and the other REST reads; the stream's caller calls
+``open``, ``close``, ``add_symbol`` and ``remove_symbol``.  Adapters forward frames only: decoding is the
+stream's (one :func:`gridbot.normalize.new_decoder` per channel).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from typing import Any, Literal, Protocol
 
 from gridbot._account import AccountConfig
 from gridbot.events import Event, FillUpdate, OrderUpdate
-from gridbot.normalize import Ignored, ListenKeyExpired
+from gridbot.normalize import Decoded
 
 __all__ = ["Adapter", "Channel", "Decoded", "LinkState", "Sink"]
 
 Channel = Literal["private", "public"]
 LinkState = Literal["up", "down", "gap", "failed"]
-Decoded = Sequence[Event | AccountConfig] | Ignored | ListenKeyExpired
 
 
 class Sink(Protocol):
@@ -78,10 +78,6 @@ class Adapter(Protocol):
         first, ``is_snapshot=True`` — the fills a gap may have swallowed.  The adapter splits the
         window and pages as its exchange documents.  Counts each request; raises like
         ``fetch_snapshot`` (a malformed answer is an error, never "no fills")."""
-
-    def decode(self, channel: Channel, payload: Any) -> Decoded:
-        """Normalize one raw frame (runs on the stream's worker thread; may keep decoder state,
-        e.g. Bybit's ticker merger).  Raises NormalizationError on bad input."""
 
     @property
     def connected(self) -> bool:

@@ -68,10 +68,13 @@ class Attempt:
     the supervisor has given up on (``retired``) are ignored, frames included.
     """
 
-    __slots__ = ("_channel", "_ended", "gap_pending", "handle", "last_rx", "number", "retired", "topics")
+    __slots__ = ("_channel", "_ended", "_now", "_on_frame", "gap_pending", "handle", "last_rx", "number",
+                 "retired", "topics")
 
     def __init__(self, channel: Channel, number: int, now: float, topics: tuple[str, ...]) -> None:
         self._channel = channel
+        self._now = channel.now  # the frame path reads these two per frame
+        self._on_frame = channel.on_frame
         self.number = number
         self.topics = topics  # what the transport is asked to subscribe
         self.handle: Handle | None = None
@@ -97,20 +100,19 @@ class Attempt:
         """A data frame: counts as life, and goes to the channel's frame handler."""
         if self.retired:
             return
-        channel = self._channel
-        self.last_rx = channel.now()
+        self.last_rx = self._now()
         try:
-            channel.spec.on_frame(payload)
+            self._on_frame(payload)
         except Exception:
-            channel.count_error()
-            logger.exception("%s: the frame handler raised", channel)
+            self._channel.count_error()
+            logger.exception("%s: the frame handler raised", self._channel)
         if self.gap_pending:
-            channel.frames_after_gap(self)
+            self._channel.frames_after_gap(self)
 
     def heard(self) -> None:
         """Traffic that is no data (a pong, a server ping): counts as life only."""
         if not self.retired:
-            self.last_rx = self._channel.now()
+            self.last_rx = self._now()
 
     def opened(self) -> None:
         """Connected, authenticated and the initial subscriptions acknowledged (again, after the
@@ -147,6 +149,7 @@ class Channel:
         self.spec = spec
         self.name = spec.name
         self.now = owner.clock.now
+        self.on_frame = spec.on_frame
         self._cond = lock
         self.waker = owner.clock.waker()
         self.state = ChannelState.NEW

@@ -95,9 +95,3 @@ def test_rejected_keys_still_raise(account_sdk: FakeSdk, make_adapter: Any) -> N
     account_sdk.answers["account"] = api_error(401, -2015, "Invalid API-key, IP, or permissions for action.")
     with pytest.raises(AuthenticationError):
         adapter.fetch_account_config(["BTCUSDT"], full=True)
-
-
-def test_account_config_update_is_decoded_to_a_config(account_sdk: FakeSdk, make_adapter: Any) -> None:  # noqa: F811
-    adapter = make_adapter()
-    [config] = adapter.decode("private", fixture("account_config_update.json"))
-    assert isinstance(config, AccountConfig) and dict(config.leverage) == {"BTCUSDT": 25}

@@ -29,8 +29,7 @@ from gridbot.adapters.binance import _rest as rest_mod
 from gridbot.adapters.binance import _transport as transport_mod
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
-from gridbot.events import OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
-from gridbot.normalize import Ignored, ListenKeyExpired
+from gridbot.events import OrderUpdate, PositionUpdate, WalletUpdate
 from gridbot.normalize.binance import algo_orders_from_rest, orders_from_rest
 from gridbot.stats import Counters
 from tests.helpers import wait_until
@@ -607,14 +606,6 @@ def test_fetch_orders_queries_regular_and_algo_orders(sdk: FakeSdk, make_adapter
                                         ("order", {"symbol": "BTCUSDT", "orderId": "404"}),
                                         ("algo_order", {"algoId": "2148627"})]
     assert counters.snapshot().rest_calls == 3
-
-
-def test_decode_routes_by_channel(sdk: FakeSdk, make_adapter: Any) -> None:
-    adapter = make_adapter()
-    assert isinstance(adapter.decode("private", fixture("listen_key_expired.json")), ListenKeyExpired)
-    tickers = adapter.decode("public", fixture("combined_stream_mark_price.json"))
-    assert isinstance(tickers, list) and isinstance(tickers[0], TickerUpdate)
-    assert adapter.decode("public", {"result": None, "id": 1}) == Ignored("ack")
 
 
 def test_rest_before_open_is_refused(sdk: FakeSdk, make_adapter: Any) -> None:

@@ -32,12 +32,13 @@ from aiohttp import WSMsgType, web
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from websocket import WebSocketConnectionClosedException
 
-from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _adapter, _rest, _transport
+from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _rest, _transport
 from gridbot.adapters.bybit._adapter import _backoff_delay, _ws_urls
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
-from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
+from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
 from gridbot.normalize import Ignored
+from gridbot.normalize._decoders import BybitPrivateDecoder, BybitPublicDecoder
 from gridbot.normalize.bybit import orders_from_rest
 from gridbot.stats import Counters
 from tests.helpers import wait_until
@@ -421,8 +422,8 @@ def test_pongs_are_dropped_and_control_frames_decode_to_ignored(
     assert all(f.get("op") != "pong" and f.get("ret_msg") != "pong" for f in sink.frames("private"))
     assert all(f.get("ret_msg") != "pong" for f in sink.frames("public"))
     for frame in sink.frames("private") + sink.frames("public"):
-        assert isinstance(opened.decode("private", frame), Ignored)
-    assert isinstance(opened.decode("public", fixture("pong.public_linear.json")), Ignored)
+        assert isinstance(BybitPrivateDecoder().decode(frame), Ignored)
+    assert isinstance(BybitPublicDecoder().decode(fixture("pong.public_linear.json")), Ignored)
 
 
 def test_a_raising_sink_never_reaches_the_socket_thread(
@@ -774,12 +775,7 @@ def test_close_during_a_rebuild_stops_the_backoff(
 
 
 # ---------------------------------------------------------------------------------------------- decode
-
-
-def order_frame(order_id: str, position_idx: int) -> dict[str, Any]:
-    frame: dict[str, Any] = fixture("private.order.linear.filled.observed.json")
-    frame["data"][0].update(orderId=order_id, positionIdx=position_idx, symbol="BTCUSDT")
-    return frame
+# (the decoders themselves: tests/normalize/test_decoders.py)
 
 
 def execution_frame(order_id: str) -> dict[str, Any]:
@@ -788,49 +784,14 @@ def execution_frame(order_id: str) -> dict[str, Any]:
     return frame
 
 
-def test_fill_takes_the_position_idx_of_a_seen_order(fake_http: None, sink: RecordingSink) -> None:
-    adapter = make_adapter(sink)
-    [order] = adapter.decode("private", order_frame("o-1", 2))  # type: ignore[misc]
-    assert isinstance(order, OrderUpdate) and order.position_idx == 2
-    [fill] = adapter.decode("private", execution_frame("o-1"))  # type: ignore[misc]
-    assert isinstance(fill, FillUpdate)
-    assert (fill.order_id, fill.position_idx, fill.qty) == ("o-1", 2, Decimal("0.5"))
-    [unknown] = adapter.decode("private", execution_frame("o-2"))  # type: ignore[misc]
-    assert unknown.position_idx == 0  # type: ignore[union-attr]
-
-
-def test_order_slot_memory_is_bounded(fake_http: None, sink: RecordingSink, mocker: Any) -> None:
-    mocker.patch.object(_adapter, "_ORDER_SLOT_CAPACITY", 2)
-    adapter = make_adapter(sink)
-    for n in (1, 2, 3):
-        adapter.decode("private", order_frame(f"o-{n}", 1))
-    assert list(adapter._order_slots) == ["o-2", "o-3"]
-    [fill] = adapter.decode("private", execution_frame("o-1"))  # type: ignore[misc]
-    assert fill.position_idx == 0  # type: ignore[union-attr]
-
-
-def test_ticker_deltas_merge_and_reset_after_a_public_reconnect(
+def test_a_public_reconnect_is_reported_down_then_up_for_the_decoder_reset(
     opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink
 ) -> None:
-    [first] = opened.decode("public", ticker_frame("BTCUSDT", "snapshot", markPrice="100", lastPrice="99"))  # type: ignore[misc]
-    [second] = opened.decode("public", ticker_frame("BTCUSDT", "delta", markPrice="101"))  # type: ignore[misc]
-    assert isinstance(second, TickerUpdate)
-    assert (first.mark_price, second.mark_price, second.last_price) == (  # type: ignore[union-attr]
-        Decimal(100),
-        Decimal(101),
-        Decimal(99),
-    )
+    """The stream resets the public decoder (ticker merge state) on ``down``: the adapter must say it."""
     exchange.app("public").drop()
     wait_until(lambda: ("public", "up") in sink.links("public"))
-    [after] = opened.decode("public", ticker_frame("BTCUSDT", "delta", markPrice="102"))  # type: ignore[misc]
-    assert after.last_price is None  # type: ignore[union-attr]  # state of the old connection forgotten
-
-
-def test_remove_symbol_forgets_its_ticker_state(opened: BybitAdapter) -> None:
-    opened.decode("public", ticker_frame("BTCUSDT", "snapshot", markPrice="100", lastPrice="99"))
-    opened.remove_symbol("BTCUSDT")
-    [after] = opened.decode("public", ticker_frame("BTCUSDT", "delta", markPrice="100"))  # type: ignore[misc]
-    assert (after.mark_price, after.last_price) == (Decimal(100), None)  # type: ignore[union-attr]
+    states = [state for _channel, state in sink.links("public")]
+    assert states.index("down") < states.index("up")
 
 
 # ---------------------------------------------------------------------------------------------- REST
@@ -881,8 +842,10 @@ def test_fetch_snapshot_requests_paginates_and_counts(fake_http: None, sink: Rec
     assert [e.order_id for e in events if isinstance(e, OrderUpdate)] == ["a", "b", "d"]  # XRPUSDT left out
     assert any(isinstance(e, WalletUpdate) for e in events)
     assert all(e.is_snapshot for e in events)
-    # the seeded orders' positionIdx is used for later fills
-    [fill] = adapter.decode("private", execution_frame("a"))  # type: ignore[misc]
+    # the seeded orders' positionIdx is used for later fills (the stream seeds its private decoder)
+    decoder = BybitPrivateDecoder()
+    decoder.seed(events)
+    [fill] = decoder.decode(execution_frame("a"))  # type: ignore[misc]
     assert fill.position_idx == 1  # type: ignore[union-attr]
 
 
@@ -1006,7 +969,9 @@ def test_fetch_orders_asks_realtime_first_then_history(fake_http: None, sink: Re
         ("get_order_history", {**by_id, "orderId": "unknown-3"}),
     ]
     assert counters.snapshot().rest_calls == 5
-    [fill] = adapter.decode("private", execution_frame("gone-1"))  # type: ignore[misc]
+    decoder = BybitPrivateDecoder()
+    decoder.seed(events)
+    [fill] = decoder.decode(execution_frame("gone-1"))  # type: ignore[misc]
     assert fill.position_idx == 2  # type: ignore[union-attr]
 
 
@@ -1193,8 +1158,8 @@ def test_real_pybit_socket_through_the_endpoint_override(sink: RecordingSink, fa
             assert adapter.connected
             assert sorted(server.paths) == ["/v5/private", "/v5/public/linear"]
             wait_until(lambda: any(f.get("topic") == "tickers.BTCUSDT" for f in sink.frames("public")))
-            [ticker] = adapter.decode(  # type: ignore[misc]
-                "public", next(f for f in sink.frames("public") if f.get("topic") == "tickers.BTCUSDT")
+            [ticker] = BybitPublicDecoder().decode(  # type: ignore[misc]
+                next(f for f in sink.frames("public") if f.get("topic") == "tickers.BTCUSDT")
             )
             assert ticker.mark_price == Decimal(100)  # type: ignore[union-attr]
             adapter.add_symbol("ETHUSDT")
@@ -1271,8 +1236,6 @@ def test_fetch_fills_pages_by_cursor_oldest_first_with_slots(fake_http: None, si
     counters = Counters()
     adapter = make_adapter(sink, counters=counters)
     http = FakeHTTP.instances[-1]
-    # an order the stream saw (hedge long, positionIdx 1): its fills get its slot
-    adapter._remember_orders(orders_from_rest(orders_page(["o-b"], "", symbol="BTCUSDT")))
     http.scripts["get_executions"] = [
         executions_page([("c", 300, "Trade"), ("f", 250, "Funding"), ("b", 200, "BustTrade")], "p%3D2"),
         executions_page([("a", 100, "AdlTrade")], ""),
@@ -1280,7 +1243,11 @@ def test_fetch_fills_pages_by_cursor_oldest_first_with_slots(fake_http: None, si
     fills = adapter.fetch_fills("BTCUSDT", 50, 400)
     assert [(f.trade_id, f.exec_type, f.realised_pnl) for f in fills] == [
         ("a", "Adl", None), ("b", "Liquidation", None), ("c", "Trade", None)]
-    assert [f.position_idx for f in fills] == [0, 1, 0]
+    assert [f.position_idx for f in fills] == [0, 0, 0]  # executions carry no slot
+    # an order the stream saw (hedge long, positionIdx 1): the private decoder gives its fills its slot
+    decoder = BybitPrivateDecoder()
+    decoder.seed(orders_from_rest(orders_page(["o-b"], "", symbol="BTCUSDT")))
+    assert [f.position_idx for f in decoder.seed(fills) if isinstance(f, FillUpdate)] == [0, 1, 0]
     assert http.calls == [
         ("get_executions", {"category": "linear", "symbol": "BTCUSDT", "startTime": 50, "endTime": 400,
                             "limit": 100}),

@@ -16,12 +16,9 @@ from gridbot.emulator.binance import BinanceEmulator
 from gridbot.emulator.bybit import BybitEmulator
 from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, TickerUpdate, WalletUpdate
 from tests.e2e.helpers import (
-    KEY,
-    SECRET,
     SYMBOL,
     WAIT,
     Recorder,
-    engine_config,
     make_stream,
     state_calls,
     unrealised,
@@ -30,32 +27,10 @@ from tests.e2e.helpers import (
 
 QTY = Decimal("0.01")
 TERMINAL = ("Filled", "Cancelled", "Rejected", "Expired", "Deactivated")
-Emulator = BinanceEmulator | BybitEmulator
+Emulator = BinanceEmulator | BybitEmulator  # the conftest's `emulator` fixture, for this exchange
 StartStream = Callable[[], gridbot.ExchangeStream]
 BINANCE_ONLY = pytest.mark.parametrize("exchange", ["binance"], indirect=True)
 BYBIT_ONLY = pytest.mark.parametrize("exchange", ["bybit"], indirect=True)
-
-
-@pytest.fixture(params=["binance", "bybit"])
-def exchange(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def emulator(exchange: str) -> Iterator[Emulator]:
-    # no random walk: prices stay where the test sets them
-    cls = BinanceEmulator if exchange == "binance" else BybitEmulator
-    emu = cls(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
-    try:
-        emu.start()
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from tests.e2e.helpers import (
 )
 
 QTY = Decimal("0.01")
-EXCHANGES = ["binance", "bybit"]
 
 
 class ScriptedBinance(BinanceEmulator):
@@ -58,25 +57,10 @@ class ScriptedBybit(BybitEmulator):
 Emulator = ScriptedBinance | ScriptedBybit
 
 
-@pytest.fixture(params=EXCHANGES)
-def exchange(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
-def emulator(exchange: str) -> Iterator[Emulator]:
-    cls = ScriptedBinance if exchange == "binance" else ScriptedBybit
-    emu = cls(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0)
-    try:
-        emu.start()
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
+def emulator_classes() -> dict[str, type[Any]]:
+    """The conftest's ``emulator`` fixture builds these: the emulators with their REST seams."""
+    return {"binance": ScriptedBinance, "bybit": ScriptedBybit}
 
 
 @pytest.fixture

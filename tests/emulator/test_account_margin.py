@@ -32,6 +32,7 @@ from gridbot.emulator.margin import (
     maintenance_margin,
     max_notional,
 )
+from tests.emulator.sdk_clients import binance_client, bybit_http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -127,9 +128,7 @@ def binance() -> Iterator[BinanceEmulator]:
 
 @pytest.fixture
 def client(binance: BinanceEmulator) -> Iterator[Client]:
-    sdk = Client(KEY, SECRET, ping=False)
-    sdk.API_URL = binance.endpoints.rest + "/api"
-    sdk.FUTURES_URL = binance.endpoints.rest + "/fapi"
+    sdk = binance_client(binance.endpoints, KEY, SECRET)
     yield sdk
     sdk.close_connection()
 
@@ -215,9 +214,7 @@ def bybit() -> Iterator[BybitEmulator]:
 
 @pytest.fixture
 def http(bybit: BybitEmulator) -> HTTP:
-    session = HTTP(api_key=KEY, api_secret=SECRET, max_retries=1, retry_delay=0)
-    session.endpoint = bybit.endpoints.rest
-    return session
+    return bybit_http(bybit.endpoints, KEY, SECRET)
 
 
 def test_bybit_wallet_totals_are_the_engine_figures(bybit: BybitEmulator, http: HTTP) -> None:

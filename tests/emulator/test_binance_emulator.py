@@ -19,6 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from gridbot.emulator.binance import BinanceEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
 from gridbot.endpoints import Endpoints
+from tests.emulator.sdk_clients import binance_client
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,10 +39,7 @@ def fixture(name: str) -> Any:
 
 
 def make_client(endpoints: Endpoints, key: str = KEY, secret: str = SECRET) -> Client:
-    client = Client(key, secret, ping=False)
-    client.API_URL = endpoints.rest + "/api"
-    client.FUTURES_URL = endpoints.rest + "/fapi"
-    return client
+    return binance_client(endpoints, key, secret)
 
 
 def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

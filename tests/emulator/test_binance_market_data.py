@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 
 from gridbot.emulator.binance import BinanceEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
+from tests.emulator.sdk_clients import binance_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,9 +35,7 @@ def emu() -> Iterator[BinanceEmulator]:
 
 @pytest.fixture
 def client(emu: BinanceEmulator) -> Iterator[Client]:
-    sdk = Client(KEY, SECRET, ping=False)
-    sdk.API_URL = emu.endpoints.rest + "/api"
-    sdk.FUTURES_URL = emu.endpoints.rest + "/fapi"
+    sdk = binance_client(emu.endpoints, KEY, SECRET)
     yield sdk
     sdk.close_connection()
 

@@ -27,6 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from gridbot.emulator.bybit import BybitEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
+from tests.emulator.sdk_clients import bybit_http
 from tests.helpers import wait_until
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
@@ -59,9 +60,7 @@ def emu() -> Iterator[BybitEmulator]:
 
 
 def http_for(emu: BybitEmulator, *, key: str = KEY, secret: str = SECRET) -> HTTP:
-    session = HTTP(api_key=key, api_secret=secret, max_retries=1, retry_delay=0)
-    session.endpoint = emu.endpoints.rest  # pybit builds https://api.bybit.com; point it at the emulator
-    return session
+    return bybit_http(emu.endpoints, key, secret)
 
 
 class Socket:

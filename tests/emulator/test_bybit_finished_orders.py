@@ -11,6 +11,7 @@ from pybit.unified_trading import HTTP
 
 from gridbot.emulator.bybit import BybitEmulator
 from gridbot.emulator.engine import EngineConfig, SymbolConfig
+from tests.emulator.sdk_clients import bybit_http
 
 KEY, SECRET, SYMBOL = "k-finished", "s-finished", "BTCUSDT"
 
@@ -28,9 +29,7 @@ def emu() -> Iterator[BybitEmulator]:
 
 @pytest.fixture
 def http(emu: BybitEmulator) -> HTTP:
-    session = HTTP(api_key=KEY, api_secret=SECRET, max_retries=1, retry_delay=0)
-    session.endpoint = emu.endpoints.rest
-    return session
+    return bybit_http(emu.endpoints, KEY, SECRET)
 
 
 def place(http: HTTP, link_id: str, price: str) -> str:

@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from gridbot.emulator.binance import BinanceEmulator
 from gridbot.emulator.bybit import BybitEmulator
 from gridbot.emulator.engine import EngineConfig, EngineError, SymbolConfig
+from tests.emulator.sdk_clients import binance_client, bybit_http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,9 +72,7 @@ def binance(clock: Clock) -> Iterator[BinanceEmulator]:
 
 @pytest.fixture
 def client(binance: BinanceEmulator) -> Iterator[Client]:
-    sdk = Client(KEY, SECRET, ping=False)
-    sdk.API_URL = binance.endpoints.rest + "/api"
-    sdk.FUTURES_URL = binance.endpoints.rest + "/fapi"
+    sdk = binance_client(binance.endpoints, KEY, SECRET)
     yield sdk
     sdk.close_connection()
 
@@ -182,9 +181,7 @@ def bybit(clock: Clock) -> Iterator[BybitEmulator]:
 
 @pytest.fixture
 def http(bybit: BybitEmulator) -> HTTP:
-    session = HTTP(api_key=KEY, api_secret=SECRET, max_retries=1, retry_delay=0)
-    session.endpoint = bybit.endpoints.rest
-    return session
+    return bybit_http(bybit.endpoints, KEY, SECRET)
 
 
 def bybit_order(http: HTTP, side: str, qty: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import gridbot.stream as stream_module
-from tests.stream.fakes import FakeAdapter
+from tests.stream.fakes import FakeAdapter, FakeDecoder
 
 
 @pytest.fixture
@@ -21,6 +21,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeAdapter]]:
         return adapter
 
     monkeypatch.setattr(stream_module, "_make_adapter", factory)
+    monkeypatch.setattr(stream_module, "_make_decoder", lambda exchange, channel: FakeDecoder(channel))
     yield made
 
 

@@ -86,7 +86,25 @@ class FakeAdapter:
         return sorted((f for f in self.fills if f.symbol == symbol and since_ms <= f.timestamp <= until_ms),
                       key=lambda f: f.timestamp)
 
-    def decode(self, channel: Channel, payload: Any) -> Decoded:
+    @property
+    def connected(self) -> bool:
+        return self.is_connected
+
+    # test helpers
+    def push(self, *events: Event, channel: Channel = "private") -> None:
+        self.sink.frame(channel, list(events))
+
+
+class FakeDecoder:
+    """Frames are lists of ready events; "bad" is malformed, "boom" a decoder bug, "ignored" an ack."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.resets = 0
+        self.forgotten: list[str] = []
+        self.seeded: list[Event] = []
+
+    def decode(self, payload: Any) -> Decoded:
         if payload == "bad":
             raise NormalizationError("bad payload", payload)
         if payload == "boom":
@@ -95,13 +113,15 @@ class FakeAdapter:
             return Ignored("ack")
         return list(payload)
 
-    @property
-    def connected(self) -> bool:
-        return self.is_connected
+    def seed(self, events: Sequence[Event]) -> list[Event]:
+        self.seeded.extend(events)
+        return list(events)
 
-    # test helpers
-    def push(self, *events: Event, channel: Channel = "private") -> None:
-        self.sink.frame(channel, list(events))
+    def reset(self) -> None:
+        self.resets += 1
+
+    def forget(self, symbol: str) -> None:
+        self.forgotten.append(symbol)
 
 
 class Recorder:

@@ -11,7 +11,7 @@ import pytest
 
 import gridbot._worker as worker_module
 from gridbot._seeding import now_ms
-from gridbot.adapters._base import Channel, Decoded
+from gridbot.adapters._base import Decoded
 from gridbot.events import FillUpdate, PositionUpdate, TickerUpdate
 from tests.stream.fakes import FakeAdapter, fill, make_stream, position, ticker, wait_until
 
@@ -22,16 +22,18 @@ def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_module, "_GAP_GRACE", 0.0)
 
 
-def decoding_threads(adapter: FakeAdapter) -> list[str]:
-    """Patch the fake's decode to record the name of every thread that decodes a frame."""
+def decoding_threads(stream: Any) -> list[str]:
+    """Patch the stream's decoders to record the name of every thread that decodes a frame."""
     names: list[str] = []
-    decode = adapter.decode
 
-    def recording(channel: Channel, payload: Any) -> Decoded:
-        names.append(threading.current_thread().name)
-        return decode(channel, payload)
+    def recording(decode: Callable[[Any], Decoded]) -> Callable[[Any], Decoded]:
+        def decode_and_record(payload: Any) -> Decoded:
+            names.append(threading.current_thread().name)
+            return decode(payload)
+        return decode_and_record
 
-    adapter.decode = recording  # type: ignore[method-assign]
+    for decoder in stream._worker._decoders.values():
+        decoder.decode = recording(decoder.decode)
     return names
 
 
@@ -48,7 +50,7 @@ def test_an_idle_worker_leaves_frames_to_the_sdk_thread(fake: list[FakeAdapter])
     s.start(timeout=5)
     try:
         wait_until(lambda: not s._worker.gate.worker_owns)
-        threads = decoding_threads(adapter)
+        threads = decoding_threads(s)
         on_thread("sdk-private", lambda: adapter.push(fill("a"), position("1", ts=20)))
         wait_until(lambda: len(rec.of(PositionUpdate)) == 1)
         assert threads == ["sdk-private"]
@@ -63,7 +65,7 @@ def test_frames_that_arrive_during_a_resync_wait_for_it_in_order(fake: list[Fake
     s.start(timeout=5)
     try:
         wait_until(lambda: not s._worker.gate.worker_owns)
-        threads = decoding_threads(adapter)
+        threads = decoding_threads(s)
         in_resync = threading.Event()
         go_on = threading.Event()
 

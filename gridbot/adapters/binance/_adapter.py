@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from gridbot._account import AccountConfig
 from gridbot._credentials import Credentials
-from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
+from gridbot.adapters._base import Channel, LinkState, Sink
 from gridbot.adapters.binance._errors import translated
 from gridbot.adapters.binance._liveness import BINANCE_SERVER_PING_S
 from gridbot.adapters.binance._rest import Rest
@@ -48,9 +48,6 @@ from gridbot.adapters.binance._transport import (
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import Event, FillUpdate, OrderUpdate
-from gridbot.normalize import Ignored
-from gridbot.normalize.binance import parse_market_message, parse_user_message
-from gridbot.normalize.binance_account import account_config_from_push
 from gridbot.stats import Counters
 
 __all__ = ["BinanceAdapter"]
@@ -165,14 +162,6 @@ class BinanceAdapter:
 
     def remove_symbol(self, symbol: str) -> None:
         self._change_symbols(symbol.upper(), add=False)
-
-    def decode(self, channel: Channel, payload: Any) -> Decoded:
-        if channel == "private":
-            if isinstance(payload, dict) and payload.get("e") == "ACCOUNT_CONFIG_UPDATE":
-                return [account_config_from_push(payload)]
-            return parse_user_message(payload)
-        result = parse_market_message(payload)
-        return result if isinstance(result, Ignored) else list[Event](result)
 
     # ------------------------------------------------------------------ open / close
 

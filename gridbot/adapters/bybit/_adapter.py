@@ -11,23 +11,20 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Final
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 from websocket import WebSocketException
 
 from gridbot._credentials import Credentials
-from gridbot.adapters._base import Channel, Decoded, LinkState, Sink
+from gridbot.adapters._base import Channel, LinkState, Sink
 from gridbot.adapters.bybit._errors import AuthRejected, ConnectFailed, Stopped, SubscribeRejected, translate
 from gridbot.adapters.bybit._rest import BybitRest
 from gridbot.adapters.bybit._transport import BybitSocket
 from gridbot.endpoints import Endpoints
-from gridbot.errors import ConnectError, GridbotError, NormalizationError
+from gridbot.errors import ConnectError, GridbotError
 from gridbot.events import Event, FillUpdate, OrderUpdate
-from gridbot.normalize import Ignored
-from gridbot.normalize.bybit import TickerMerger, parse_private_message
 from gridbot.stats import Counters
 
 __all__ = ["BybitAdapter", "BybitTimings"]
@@ -42,7 +39,6 @@ _PRIVATE_PATH: Final = "/v5/private"
 _PUBLIC_PATH: Final = "/v5/public/linear"
 _PRIVATE_TOPICS: Final = ("position", "order", "execution", "wallet")
 _TICKER_PREFIX: Final = "tickers."
-_ORDER_SLOT_CAPACITY: Final = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +112,6 @@ class BybitAdapter:
         self._rejected_topics: set[str] = set()
         self._links: dict[Channel, _Link] = {"private": _Link("private"), "public": _Link("public")}
         self._sockets: list[BybitSocket] = []
-        self._merger = TickerMerger()
-        self._merger_resets: list[str | None] = []
-        self._order_slots: OrderedDict[str, int] = OrderedDict()
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -197,16 +190,13 @@ class BybitAdapter:
         with self._cond:
             self._symbols.discard(symbol)
             self._rejected_topics.discard(_TICKER_PREFIX + symbol)
-            self._merger_resets.append(symbol)
             self._changed()
 
     # ------------------------------------------------------------------ REST
 
     def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
         """Positions per symbol, the wallet (optional) and the open linear USDT orders of ``symbols``."""
-        events = self._rest.snapshot(symbols, include_wallet=include_wallet)
-        self._remember_orders(events)
-        return events
+        return self._rest.snapshot(symbols, include_wallet=include_wallet)
 
     def fetch_account_config(self, symbols: Sequence[str], *, full: bool) -> None:
         """Bybit sends its account figures (the wallet topic's account fields): nothing to fetch."""
@@ -214,58 +204,12 @@ class BybitAdapter:
 
     def fetch_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         """Final states of orders that left the open orders while disconnected (see ``BybitRest``)."""
-        found = self._rest.final_orders(orders)
-        self._remember_orders(found)
-        return found
+        return self._rest.final_orders(orders)
 
     def fetch_fills(self, symbol: str, since_ms: int, until_ms: int) -> list[FillUpdate]:
-        """Every execution of ``symbol`` in the window (see ``BybitRest.fills``); ``position_idx`` from
-        the order when this adapter has seen it (as for pushed executions)."""
-        with_slots = self._with_fill_slots(list[Event](self._rest.fills(symbol, since_ms, until_ms)))
-        return [event for event in with_slots if isinstance(event, FillUpdate)]
-
-    # ------------------------------------------------------------------ decoding (stream worker thread)
-
-    def decode(self, channel: Channel, payload: Any) -> Decoded:
-        if not isinstance(payload, Mapping):
-            raise NormalizationError(f"Bybit {channel} frame is not a JSON object", payload)
-        if channel == "private":
-            result = parse_private_message(payload)
-            if isinstance(result, Ignored):
-                return result
-            return self._with_fill_slots(result)
-        if self._merger_resets:
-            self._apply_merger_resets()
-        ticker = self._merger.apply(payload)
-        return ticker if isinstance(ticker, Ignored) else [ticker]
-
-    def _with_fill_slots(self, events: list[Event]) -> list[Event]:
-        """Executions carry no positionIdx: use their order's, when this adapter has seen the order."""
-        out: list[Event] = []
-        for event in events:
-            if isinstance(event, OrderUpdate):
-                self._remember_orders((event,))
-            elif isinstance(event, FillUpdate):
-                slot = self._order_slots.get(event.order_id, 0)
-                if slot != event.position_idx:  # one-way accounts (idx 0) need no copy
-                    event = replace(event, position_idx=slot)
-            out.append(event)
-        return out
-
-    def _remember_orders(self, orders: Iterable[Event]) -> None:
-        slots = self._order_slots
-        for order in orders:
-            if isinstance(order, OrderUpdate):
-                slots[order.order_id] = order.position_idx
-                slots.move_to_end(order.order_id)
-        while len(slots) > _ORDER_SLOT_CAPACITY:
-            slots.popitem(last=False)
-
-    def _apply_merger_resets(self) -> None:
-        with self._cond:
-            resets, self._merger_resets = self._merger_resets, []
-        for symbol in resets:
-            self._merger.reset(symbol)
+        """Every execution of ``symbol`` in the window, oldest first (see ``BybitRest.fills``); slot 0:
+        the stream's private decoder gives each fill its order's ``position_idx``."""
+        return self._rest.fills(symbol, since_ms, until_ms)
 
     # ------------------------------------------------------------------ opening
 
@@ -391,8 +335,6 @@ class BybitAdapter:
             sock._gb_forward = False
             link.current = None
             was_up, link.reported_up = link.reported_up, False
-            if link.channel == "public":
-                self._merger_resets.append(None)  # the new connection starts with fresh snapshots
         if was_up:
             self._report(link.channel, "down", reason)
         self._dispose(link, sock)

@@ -1009,7 +1009,7 @@ def orders_from_page(order_ids: list[str]) -> list[OrderUpdate]:
 def test_real_pybit_http_uses_the_per_instance_endpoint(sink: RecordingSink, mocker: Any) -> None:
     adapter = make_adapter(sink)
     other = make_adapter(sink, endpoints=Endpoints(rest="http://other.test", ws="ws://other.test"))
-    response = mocker.Mock(status_code=200, headers={})
+    response = mocker.Mock(spec=requests.Response, status_code=200, headers={})
     response.json.return_value = linear_positions("BTCUSDT")
     send = mocker.patch.object(adapter._rest.session.client, "send", return_value=response)
     adapter._rest.call("position/list", adapter._rest.session.get_positions,

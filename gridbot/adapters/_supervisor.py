@@ -5,7 +5,9 @@ pong and silence timeouts), rebuilds, topic changes, what the stream is told (``
 ``failed`` on the :class:`~gridbot.adapters._base.Sink`) and bounded shutdown.  The exchange's
 :class:`Transport` owns the *mechanics*: it is the only code that touches SDK internals.  Time comes from
 an injected :class:`~gridbot.adapters._clock.Clock`; every channel's state machine
-(:class:`~gridbot.adapters._channel.Channel`) is steppable, so tests drive it with a fake transport and
+(:class:`~gridbot.adapters._channel.Channel`; the events of one connection are an
+:class:`~gridbot.adapters._attempt.Attempt`; the protocols and specs are in
+:mod:`gridbot.adapters._contract`, re-exported here) is steppable, so tests drive it with a fake transport and
 a :class:`~gridbot.adapters._clock.FakeClock` — no threads, no sleeping.
 
 How an adapter adopts it
@@ -19,7 +21,7 @@ How an adapter adopts it
    It raises :class:`AuthRejected` for rejected keys, :class:`ConnectFailed` (or ``OSError``) for an
    expected connect failure; anything else is logged as an internal error; all three are a failed
    attempt.  From its SDK threads it then reports
-   on ``events`` (an :class:`~gridbot.adapters._channel.Attempt`, one per connection; events of an
+   on ``events`` (an :class:`~gridbot.adapters._attempt.Attempt`, one per connection; events of an
    attempt the supervisor gave up on are ignored, so no version counters are needed):
 
    - ``events.opened()`` — connected, authenticated, initial subscriptions acknowledged (call it again
@@ -85,13 +87,20 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-from gridbot.adapters._backoff import BackoffPolicy
+from gridbot.adapters._attempt import Attempt
 from gridbot.adapters._base import Sink
-from gridbot.adapters._channel import Attempt, Channel, ChannelState
+from gridbot.adapters._channel import Channel, ChannelState
 from gridbot.adapters._clock import Clock, MonotonicClock
+from gridbot.adapters._contract import (
+    AuthRejected,
+    ChannelSpec,
+    ConnectFailed,
+    Handle,
+    OpenFailed,
+    Timings,
+    Transport,
+)
 from gridbot.stats import Counters
 
 __all__ = [
@@ -110,104 +119,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ERROR_PAUSE = 1.0  # a runner whose step raised waits this long before the next one
-
-
-class AuthRejected(Exception):
-    """Raised by ``Transport.open`` when the exchange rejected the keys (e.g. a listen-key request)."""
-
-
-class ConnectFailed(Exception):
-    """Raised by ``Transport.open`` for an expected connect failure (logged as a warning, retried)."""
-
-
-class OpenFailed(Exception):
-    """``wait_up``: a channel's first attempt failed.  ``kind``: ``auth``, ``refused`` or ``connect``;
-    ``error``: the exception behind it (raised by ``Transport.open`` or passed to ``closed`` /
-    ``auth_failed``), for the adapter to translate and chain (``raise ... from failed.error``).  The
-    detail is scrubbed; the error is the SDK's own: it goes through the exchange's error map (which
-    strips signed URLs and keys) before anyone logs or raises it."""
-
-    def __init__(self, channel: str, kind: str, detail: str, error: BaseException | None = None) -> None:
-        super().__init__(f"the {channel} socket: {detail}")
-        self.channel = channel
-        self.kind = kind
-        self.detail = detail
-        self.error = error
-
-
-class Handle(Protocol):
-    """One connection opened by a transport: the only object that touches the SDK's socket."""
-
-    def subscribe(self, topics: Sequence[str]) -> None: ...
-
-    def unsubscribe(self, topics: Sequence[str]) -> None: ...
-
-    def ping(self) -> None:
-        """Send the exchange's heartbeat; the answer comes back as ``events.heard()`` (or any frame)."""
-
-    def close(self) -> None:
-        """Start closing; never blocks.  Idempotent."""
-
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the connection's threads; True once they have ended."""
-
-
-class Transport(Protocol):
-    """Opens connections for the supervisor (see the module docstring)."""
-
-    def open(self, channel: str, topics: Sequence[str], events: Attempt) -> Handle: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Timings:
-    """Per-channel supervision timings, seconds.
-
-    ``connect_timeout``: an attempt not ``opened()`` by then is abandoned (the first one instead ends at
-    the deadline given to ``start``).  ``ping_interval``: send ``handle.ping()`` this often (None: the
-    transport or server pings).  ``pong_timeout``: after a ping, nothing received for this long means the
-    connection is dead.  ``silence_timeout``: nothing received at all for this long means dead (None: no
-    bound).  ``recover_timeout``: how long a transport's own reconnect may take (None: as long as it
-    reports nothing).  ``backoff``: delays between attempts.
-    """
-
-    connect_timeout: float = 20.0
-    ping_interval: float | None = None
-    pong_timeout: float = 10.0
-    silence_timeout: float | None = None
-    recover_timeout: float | None = None
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-
-    def __post_init__(self) -> None:
-        names = ("connect_timeout", "pong_timeout", "ping_interval", "silence_timeout", "recover_timeout")
-        for name in names:
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"Timings.{name} must be > 0, got {value}")
-
-
-def _ignore_refusal(topics: Sequence[str], detail: str) -> None:
-    """Default ``on_refused``: the supervisor already logged the refusal."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSpec:
-    """One supervised channel.
-
-    ``on_frame(payload)`` runs on the transport's thread for every data frame of a live attempt.
-    ``live_topics``: the transport can (un)subscribe on a live connection; otherwise a topic change opens
-    a replacement connection.  ``idle_when_empty``: no topics means no connection (still "up").
-    ``refusal_fatal``: a refused subscription fails the channel (``failed``, no retries until ``rebuild``);
-    otherwise the topics are dropped and ``on_refused(topics, detail)`` is told (any thread, no lock held).
-    """
-
-    name: str
-    on_frame: Callable[[Any], None]
-    topics: Collection[str] = ()
-    timings: Timings = field(default_factory=Timings)
-    live_topics: bool = False
-    idle_when_empty: bool = False
-    refusal_fatal: bool = False
-    on_refused: Callable[[Sequence[str], str], None] | None = _ignore_refusal
 
 
 def _no_scrub(text: str) -> str:

@@ -822,3 +822,78 @@ def test_fake_clock_never_goes_back_and_its_waker_jumps_time() -> None:
         clock.set(1.0)
     with pytest.raises(RuntimeError):
         waker.sleep_until(None)
+
+
+# ------------------------------------------------------------------------------------------ random walks
+
+
+def _check_report_order(items: list[tuple[str, ...]]) -> None:
+    """The Sink contract on one channel: down only while up; up only after down or gap; gap only while
+    up; failed only while down and once per outage."""
+    up, gap, failed = True, False, False
+    for _channel, state, _detail in items:
+        if state == "down":
+            assert up, items
+            up, gap = False, False
+        elif state == "up":
+            assert not up or gap, items
+            up, gap, failed = True, False, False
+        elif state == "gap":
+            assert up, items
+            gap = True
+        elif state == "failed":
+            assert not up and not failed, items
+            failed = True
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_event_sequences_keep_the_contract(seed: int) -> None:
+    """Any order of transport events, topic changes, rebuilds and time: reports follow the Sink
+    contract, only the current attempt's handle stays open, and nothing raises inside."""
+    rng = random.Random(seed)
+    timings = Timings(connect_timeout=5, ping_interval=20, pong_timeout=10, silence_timeout=60,
+                      recover_timeout=30, backoff=POLICY)
+    live = rng.random() < 0.5
+    rig = Rig(spec("public", topics={"a"}, timings=timings, live_topics=live, idle_when_empty=True),
+              rng=random.Random(seed))
+    rig.open_all()
+    for _ in range(150):
+        handles = rig.transport.of("public")
+        channel = rig.sup.channel("public")
+        active = [h for h in handles if h.events in (channel.current, channel.replacement)]
+        pool = active if active and rng.random() < 0.8 else handles  # mostly the live ones, some stale
+        handle = rng.choice(pool) if pool else None
+        action = rng.randrange(12)
+        if handle is not None and action == 0:
+            handle.events.opened()
+        elif handle is not None and action == 1:
+            handle.events.closed("reset")
+        elif handle is not None and action == 2:
+            handle.events.frame({"n": 1})
+        elif handle is not None and action == 3:
+            handle.events.gap("error message")
+        elif handle is not None and action == 4:
+            handle.events.reconnecting("sdk reconnects")
+        elif handle is not None and action == 5:
+            handle.events.auth_failed("keys rejected")
+        elif handle is not None and action == 6:
+            handle.events.refused([rng.choice("abc")], "unknown")
+        elif action == 7:
+            rig.sup.add_topics("public", [rng.choice("abc")])
+        elif action == 8:
+            rig.sup.remove_topics("public", [rng.choice("abc")])
+        elif action == 9:
+            rig.sup.rebuild("public", "requested", seamless=rng.random() < 0.5)
+        elif action == 10:
+            rig.transport.errors.append(rng.choice([ConnectFailed("no"), AuthRejected("no")]))
+        else:
+            rig.run_for(rng.choice([0.5, 3, 11, 25, 70]))
+        rig.step()
+        channel = rig.sup.channel("public")
+        live_attempts = {a for a in (channel.current, channel.replacement) if a is not None}
+        for h in rig.transport.of("public"):
+            assert h.closed or h.events in live_attempts, (seed, h)
+    assert rig.errors == 0
+    _check_report_order(rig.sink.items)
+    rig.sup.close(rig.clock.now() + 1)
+    assert all(h.closed for h in rig.transport.handles)

@@ -10,7 +10,8 @@ Where things are: ``_wire`` (constants, formatting, errors, parameter parsing), 
 from engine snapshots), ``_account`` (leverageBracket, v2/v3 account), ``_rest`` (auth, public, listen-key
 and account-state routes), ``_trading`` (order and algo routes), ``_translator`` (engine events -> user-data
 frames), ``_sockets`` (listen keys, sockets, the fault stage), ``_faults`` (:class:`BinanceFaults`),
-``_server`` (:class:`BinanceEmulator`: lifecycle, app, WebSocket endpoints).
+``_server`` (:class:`BinanceEmulator`: its state, app and WebSocket endpoints; the lifecycle both
+exchanges share is :class:`gridbot.emulator._base.LoopbackEmulator`).
 
 Served
 ------

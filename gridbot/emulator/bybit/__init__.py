@@ -6,7 +6,8 @@ The matching and accounting live in :mod:`gridbot.emulator.engine`; this module 
 
 Where things are: ``_wire`` (constants, formatting, errors, parameters, the id book), ``_translator``
 (engine events -> private rows, and their REST views), ``_rest`` (every REST route), ``_sockets`` (tickers,
-sockets, the v5 socket protocol), ``_faults`` (:class:`BybitFaults`), ``_server`` (:class:`BybitEmulator`).
+sockets, the v5 socket protocol), ``_faults`` (:class:`BybitFaults`), ``_server`` (:class:`BybitEmulator`;
+the lifecycle both exchanges share is :class:`gridbot.emulator._base.LoopbackEmulator`).
 
 Served (``BybitEmulator.endpoints`` gives ``rest`` = ``http://127.0.0.1:PORT``, ``ws`` = ``ws://127.0.0.1:PORT``):
 

@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 from gridbot.adapters._base import Channel, LinkState, Sink
 
-__all__ = ["ForgetSymbolItem", "Frame", "FrameGate", "InboxItem", "Link", "SeedSymbol", "Stop"]
+__all__ = ["ForgetSymbolItem", "Frame", "FrameGate", "InboxItem", "Link", "SeedSymbol", "Stop",
+           "SymbolRejected"]
 
 
 class Frame(NamedTuple):
@@ -46,11 +47,17 @@ class ForgetSymbolItem:
     symbol: str
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolRejected:
+    symbol: str
+    detail: str
+
+
 class Stop:
     pass
 
 
-InboxItem = Frame | Link | SeedSymbol | ForgetSymbolItem | Stop
+InboxItem = Frame | Link | SeedSymbol | ForgetSymbolItem | SymbolRejected | Stop
 FrameHandler = Callable[[Channel, Any], None]
 
 
@@ -113,6 +120,12 @@ class FrameGate(Sink):
     @property
     def worker_owns(self) -> bool:
         return self._worker_owns
+
+    def symbol_rejected(self, symbol: str, detail: str) -> None:
+        with self._lock:
+            if not self.sealed:
+                self._worker_owns = True
+                self._put(SymbolRejected(symbol, detail))
 
     def seal(self) -> None:
         with self._lock:

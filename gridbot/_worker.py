@@ -20,7 +20,16 @@ from typing import Any, Literal
 from gridbot._account import AccountConfig
 from gridbot._backfill import FillWatermarks
 from gridbot._dispatch import DispatchQueue, Subscriptions
-from gridbot._inbox import ForgetSymbolItem, Frame, FrameGate, InboxItem, Link, SeedSymbol, Stop
+from gridbot._inbox import (
+    ForgetSymbolItem,
+    Frame,
+    FrameGate,
+    InboxItem,
+    Link,
+    SeedSymbol,
+    Stop,
+    SymbolRejected,
+)
 from gridbot._pipeline import Pipeline
 from gridbot._seeding import Seeder, now_ms, together
 from gridbot.adapters._base import Adapter, Channel
@@ -56,7 +65,7 @@ class StreamWorker:
                  pipeline: Pipeline, fill_marks: FillWatermarks, dispatch_queue: DispatchQueue,
                  book: StateBook, counters: Counters, subscriptions: Subscriptions,
                  journal: StreamJournal | None, snapshot: bool, stop_event: threading.Event,
-                 on_fatal: Callable[[str], None]) -> None:
+                 on_fatal: Callable[[str], None], on_rejected: Callable[[str], None]) -> None:
         self.exchange = exchange
         self._pipeline = pipeline
         self._fill_marks = fill_marks
@@ -68,6 +77,8 @@ class StreamWorker:
         self._snapshot = snapshot
         self._stop_event = stop_event
         self._on_fatal = on_fatal
+        self._on_rejected = on_rejected  # the stream's unsubscribe: drops a refused subscription
+        self._listed: set[str] = set()  # symbols check_symbols accepted: not asked again
         self.inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self._decoders: dict[Channel, Decoder] = {"private": decoder_factory("private"),
                                                   "public": decoder_factory("public")}
@@ -197,6 +208,9 @@ class StreamWorker:
             self._fill_marks.forget(item.symbol)
             for decoder in self._decoders.values():
                 decoder.forget(item.symbol)
+            self._listed.discard(item.symbol)
+        elif isinstance(item, SymbolRejected):
+            self._reject_symbol(item.symbol, item.detail)
 
     # ------------------------------------------------------------------ frames
 
@@ -298,9 +312,9 @@ class StreamWorker:
         failure (what a failed attempt delivered is not delivered again: the pipeline drops it)."""
         self._resync_due = None
         self.gate.claim()  # already the owner (a due resync keeps it): made explicit
-        symbols = self._subscriptions.symbols()
         began = time.monotonic()
         try:
+            symbols = self._listed_symbols()
             backfilled = self._seeder.apply_snapshot(symbols, include_wallet=True, backfill=True)
         except GridbotError as exc:
             if self._stop_event.is_set():  # stop() cut the request: nothing to report
@@ -330,7 +344,7 @@ class StreamWorker:
         backoff = _RESYNC_BACKOFF_FIRST
         while True:
             try:
-                self._seeder.apply_snapshot(self._subscriptions.symbols(), include_wallet=True,
+                self._seeder.apply_snapshot(self._listed_symbols(), include_wallet=True,
                                             backfill=self.backfill_at_seed)
                 break
             except AuthenticationError as exc:
@@ -351,6 +365,8 @@ class StreamWorker:
             return
         self._fill_marks.went_live(symbol, now_ms())
         try:
+            if symbol not in self._listed_symbols([symbol]):
+                return  # the exchange does not list it: rejected, unsubscribed
             self._seeder.apply_snapshot([symbol], include_wallet=False)
         except GridbotError as exc:
             if self._stop_event.is_set():  # stop() cut the request: nothing to report
@@ -359,3 +375,28 @@ class StreamWorker:
             logger.warning("%s: seeding %s failed (%s); a full resync follows", self.exchange, symbol, exc)
             self._resync_needed = True
             self._schedule_resync(self._resync_backoff)
+
+    # ------------------------------------------------------------------ unknown symbols
+
+    def _listed_symbols(self, symbols: list[str] | None = None) -> list[str]:
+        """``symbols`` (default: every subscribed one) without those the exchange does not list: symbols
+        not checked before are checked by REST, and each rejected one is dropped (:meth:`_reject_symbol`)."""
+        symbols = self._subscriptions.symbols() if symbols is None else symbols
+        new = [symbol for symbol in symbols if symbol not in self._listed]
+        if not new:
+            return symbols
+        rejected = self.adapter.check_symbols(new)
+        for symbol, detail in rejected.items():
+            self._reject_symbol(symbol, detail)
+        self._listed.update(symbol for symbol in new if symbol not in rejected)
+        return [symbol for symbol in symbols if symbol not in rejected]
+
+    def _reject_symbol(self, symbol: str, detail: str) -> None:
+        """The exchange does not trade ``symbol`` (its REST listing, or a socket's refusal): one WARNING,
+        counted, and the subscription removed (callbacks and ticker); the other symbols go on."""
+        if self._subscriptions.get(symbol) is None:
+            return  # unsubscribed meanwhile, or already rejected
+        self._counters.add("rejected_symbols")
+        logger.warning("%s: the exchange rejected symbol %s (%s); its subscription is removed",
+                       self.exchange, symbol, detail)
+        self._on_rejected(symbol)

@@ -16,7 +16,9 @@ class StreamStats:
     watch state (seed and resyncs, never control calls); ``conflated`` counts ticker updates
     replaced by a newer one before delivery; ``backfilled_fills`` counts fills a resync fetched by
     REST and delivered because the socket had not (made while it was down or silent);
-    ``internal_errors`` counts faults of gridbot's own threads that were logged and survived.
+    ``internal_errors`` counts faults of gridbot's own threads that were logged and survived;
+    ``rejected_symbols`` counts subscriptions dropped because the exchange does not list the symbol as a
+    trading linear perpetual (or a socket refused it), each logged as a WARNING.
     """
 
     events: int = 0
@@ -28,6 +30,7 @@ class StreamStats:
     bad_messages: int = 0
     backfilled_fills: int = 0
     internal_errors: int = 0
+    rejected_symbols: int = 0
 
 
 _FIELDS = tuple(f.name for f in fields(StreamStats))

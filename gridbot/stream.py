@@ -182,7 +182,7 @@ class ExchangeStream:
             decoder_factory=lambda channel: _make_decoder(exchange, channel),
             pipeline=self._pipeline, fill_marks=self._fill_marks, dispatch_queue=self._queue, book=self._book,
             counters=self._counters, subscriptions=self._subscriptions, journal=self._journal,
-            snapshot=snapshot, stop_event=self._stop_event, on_fatal=self._fail,
+            snapshot=snapshot, stop_event=self._stop_event, on_fatal=self._fail, on_rejected=self.unsubscribe,
         )
         self._adapter = self._worker.adapter
 

@@ -34,6 +34,11 @@ class Sink(Protocol):
         After ``down`` or ``gap`` (a ``failed`` socket went ``down`` first) the next ``up`` makes the stream
         resync."""
 
+    def symbol_rejected(self, symbol: str, detail: str) -> None:
+        """A socket refused ``symbol`` (e.g. Bybit's answer to a ticker topic of an unknown symbol);
+        ``detail`` holds the exchange's words.  The stream drops that subscription, as it does for the
+        symbols :meth:`Adapter.check_symbols` rejects."""
+
 
 class Adapter(Protocol):
     """One exchange account: its private socket, its public ticker socket and its REST seed."""
@@ -55,6 +60,11 @@ class Adapter(Protocol):
 
     def remove_symbol(self, symbol: str) -> None:
         """Stop the ticker stream of ``symbol``."""
+
+    def check_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        """REST: the ``symbols`` the exchange does not list as trading linear perpetuals, each with the
+        exchange's words for why (unknown, delivery contract, not trading...).  Called by the stream's
+        worker before it seeds new symbols; counts each request; raises like ``fetch_snapshot``."""
 
     def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
         """REST seed: positions and open orders of ``symbols`` (and the wallet), ``is_snapshot=True``.

@@ -94,8 +94,13 @@ def is_state_call(call: str) -> bool:
     return method == "GET" and not path.endswith(_NON_STATE_SUFFIXES) and not path.startswith("/v5/market/")
 
 
+# The stream's symbol checks: no account state, but counted in its ``stats.rest_calls`` like its reads.
+_SYMBOL_LISTINGS = frozenset({"GET /fapi/v1/exchangeInfo", "GET /v5/market/instruments-info"})
+
+
 def _state_calls(calls: dict[str, int]) -> int:
-    return sum(n for call, n in calls.items() if is_state_call(call))
+    """State reads plus the stream's symbol checks: what ``stats.rest_calls`` accounts for."""
+    return sum(n for call, n in calls.items() if is_state_call(call) or call in _SYMBOL_LISTINGS)
 
 
 @dataclass(frozen=True)

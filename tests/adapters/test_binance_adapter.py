@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import socket
@@ -24,9 +25,11 @@ from aiohttp import web
 from binance.exceptions import BinanceAPIException
 
 from gridbot._credentials import Credentials
+from gridbot.adapters._backoff import BackoffPolicy
 from gridbot.adapters.binance import BinanceAdapter
+from gridbot.adapters.binance import _manager as manager_mod
 from gridbot.adapters.binance import _rest as rest_mod
-from gridbot.adapters.binance import _transport as transport_mod
+from gridbot.adapters.binance import _sockets as sockets_mod
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import OrderUpdate, PositionUpdate, WalletUpdate
@@ -96,6 +99,7 @@ class FakeSocket:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.exited = threading.Event()
         self.behaviour = registry.connect_behaviours.pop(0) if registry.connect_behaviours else "ok"
+        self.created = time.monotonic()
         registry.sockets.append(self)
 
     async def __aenter__(self) -> FakeSocket:
@@ -174,6 +178,9 @@ class FakeClient:
     def futures_account_trades(self, **params: Any) -> Any:
         return self._call("trades", **params)
 
+    def futures_exchange_info(self) -> Any:
+        return self._call("exchange_info")
+
     def close_connection(self) -> None:
         self.closed = True
 
@@ -230,10 +237,10 @@ def api_error(status: int, code: int, msg: str) -> BinanceAPIException:
 @pytest.fixture
 def sdk(mocker: Any) -> FakeSdk:
     registry = FakeSdk()
-    mocker.patch.object(transport_mod, "_create_async_client", registry.create_async_client)
+    mocker.patch.object(manager_mod, "_create_async_client", registry.create_async_client)
     mocker.patch.object(rest_mod, "Client", functools.partial(FakeClient, registry))
-    mocker.patch.object(transport_mod, "_UserSocket", functools.partial(FakeSocket, registry))
-    mocker.patch.object(transport_mod, "_MarketSocket", functools.partial(FakeSocket, registry))
+    mocker.patch.object(sockets_mod, "_UserSocket", functools.partial(FakeSocket, registry))
+    mocker.patch.object(sockets_mod, "_MarketSocket", functools.partial(FakeSocket, registry))
     return registry
 
 
@@ -264,7 +271,7 @@ def make_adapter(sink: RecordingSink) -> Iterator[Callable[..., BinanceAdapter]]
                                       endpoints=endpoints, sink=sink, counters=counters or Counters())
         kwargs.update(overrides)
         adapter = BinanceAdapter(**kwargs)
-        adapter.reconnect_delay = lambda attempt: 0.01
+        adapter.backoff = BackoffPolicy(initial=0.01, cap=0.01)
         made.append(adapter)
         return adapter
 
@@ -294,8 +301,8 @@ def test_open_connects_both_sockets_on_endpoint_hosts(sdk: FakeSdk, make_adapter
 
 
 def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
-    main = transport_mod.Hosts.choose(None, testnet=False, demo=False)
-    test = transport_mod.Hosts.choose(None, testnet=True, demo=False)
+    main = manager_mod.Hosts.choose(None, testnet=False, demo=False)
+    test = manager_mod.Hosts.choose(None, testnet=True, demo=False)
     assert (main.ws_private, main.ws_market) == ("wss://fstream.binance.com/private/",
                                                  "wss://fstream.binance.com/market/")
     assert test.ws_private == "wss://fstream.binancefuture.com/private/"
@@ -304,7 +311,7 @@ def test_hosts_without_endpoints_are_the_sdk_futures_hosts() -> None:
     client = SimpleNamespace(FUTURES_URL="https://fapi.binance.com/fapi")
     main.apply_to(client)
     assert client.FUTURES_URL == "https://fapi.binance.com/fapi"
-    transport_mod.Hosts.choose(Endpoints("http://h:1/", "ws://h:1"), testnet=True, demo=True).apply_to(client)
+    manager_mod.Hosts.choose(Endpoints("http://h:1/", "ws://h:1"), testnet=True, demo=True).apply_to(client)
     assert client.FUTURES_URL == client.FUTURES_TESTNET_URL == client.FUTURES_DEMO_URL == "http://h:1/fapi"
     assert client.API_URL == "http://h:1/api"
 
@@ -434,22 +441,18 @@ def test_listen_key_expired_renews_key_restarts_user_socket(sdk: FakeSdk, make_a
 
 def test_sdk_giving_up_rebuilds_with_backoff(sdk: FakeSdk, make_adapter: Any, sink: RecordingSink) -> None:
     adapter = make_adapter()
-    delays: list[int] = []
+    adapter.backoff = BackoffPolicy(initial=0.05, cap=0.2, jitter_low=1.0)
     adapter.open(["BTCUSDT"], timeout=5)
-
-    def reconnect_delay(attempt: int) -> float:
-        delays.append(attempt)
-        return 0.01
-
-    adapter.reconnect_delay = reconnect_delay
     dead = sdk.latest("public")
     sdk.connect_behaviours = [OSError(111, "refused"), OSError(111, "refused")]  # two failed rebuilds
 
     dead.sdk_gives_up()
     wait_until(lambda: sink.links("public") == ["down", "up"])
 
-    assert delays == [0, 1]  # exponential backoff attempts between the failed rebuilds
-    assert len(sdk.sockets_of("public")) == 4
+    rebuilds = [s.created for s in sdk.sockets_of("public")[1:]]
+    assert len(rebuilds) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(rebuilds)]
+    assert gaps[0] >= 0.05 * 0.9 and gaps[1] >= 0.1 * 0.9  # exponential backoff between failed rebuilds
     assert sdk.latest("public").streams == ("btcusdt@markPrice@1s",)
     assert dead.exited.wait(2)
     assert adapter.connected
@@ -620,7 +623,7 @@ def test_close_is_bounded_idempotent_and_joins_every_thread(threads_before: set[
         sdk: FakeSdk, make_adapter: Any) -> None:
     adapter = make_adapter()
     adapter.open(["BTCUSDT"], timeout=5)
-    assert len(new_threads(threads_before)) == 2  # the manager's thread and the supervisor
+    assert len(new_threads(threads_before)) == 3  # the manager's thread and a supervisor runner per channel
 
     started = time.monotonic()
     adapter.close(timeout=3.0)
@@ -795,7 +798,8 @@ def test_real_sdk_connects_through_endpoints_receives_and_closes_promptly(
     adapter.open(["BTCUSDT", "ETHUSDT"], timeout=5)
 
     assert adapter.connected
-    assert wire.requests[:3] == ["GET /api/v3/ping", "GET /api/v3/time", "POST /fapi/v1/listenKey"]
+    assert wire.requests[:2] == ["GET /api/v3/ping", "GET /api/v3/time"]
+    assert wire.requests.count("POST /fapi/v1/listenKey") == 1  # both sockets open at once, in any order
     wait_until(lambda: wire.paths("private") == ["/private/ws?listenKey=LK1"])
     market_path = "/market/stream?streams=btcusdt@markPrice@1s/ethusdt@markPrice@1s"
     wait_until(lambda: wire.paths("public") == [market_path])
@@ -813,7 +817,7 @@ def test_real_sdk_connects_through_endpoints_receives_and_closes_promptly(
 def test_real_sdk_reconnect_is_reported_down_then_up(wire: WireServer, make_adapter: Any, sink: RecordingSink,
                                                      mocker: Any) -> None:
     # the SDK waits 1-2 s
-    mocker.patch.object(transport_mod._ObservedSocket, "_get_reconnect_wait", return_value=0)
+    mocker.patch.object(sockets_mod._ObservedSocket, "_get_reconnect_wait", return_value=0)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
@@ -844,14 +848,14 @@ def test_real_sdk_non_json_frame_is_counted_and_skipped(wire: WireServer, make_a
 
 def test_real_sdk_dead_read_loop_is_rebuilt(wire: WireServer, make_adapter: Any, sink: RecordingSink,
                                             mocker: Any) -> None:
-    original = transport_mod._ObservedSocket._handle_message
+    original = sockets_mod._ObservedSocket._handle_message
 
     def dies_on_cue(self: Any, evt: Any) -> Any:
         if evt == "die":
             raise RuntimeError("read loop killer")  # the SDK ends its read loop on any other error
         return original(self, evt)
 
-    mocker.patch.object(transport_mod._ObservedSocket, "_handle_message", dies_on_cue)
+    mocker.patch.object(sockets_mod._ObservedSocket, "_handle_message", dies_on_cue)
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
@@ -1022,3 +1026,43 @@ def test_real_sdk_frames_keep_the_user_socket_alive(wire: WireServer, make_adapt
         wire.send("private", {"e": "ACCOUNT_UPDATE"})
         time.sleep(0.1)
     assert sink.links("private") == [] and len(sink.frames("private")) == 12
+
+
+# --------------------------------------------------------------------------- check_symbols
+
+
+def listing_row(symbol: str, contract: str = "PERPETUAL", status: str = "TRADING") -> dict[str, Any]:
+    return {"symbol": symbol, "pair": symbol, "contractType": contract, "status": status}
+
+
+def test_check_symbols_names_what_binance_does_not_trade_as_a_perpetual(sdk: FakeSdk,
+                                                                       make_adapter: Any) -> None:
+    counters = Counters()
+    adapter = make_adapter(counters=counters)
+    adapter.open(["BTCUSDT"], timeout=5)
+    sdk.answers["exchange_info"] = {"symbols": [
+        listing_row("BTCUSDT"), listing_row("BTCUSDT_260327", contract="CURRENT_QUARTER"),
+        listing_row("OLDUSDT", status="SETTLING")]}
+    before = counters.snapshot().rest_calls
+
+    rejected = adapter.check_symbols(["BTCUSDT", "btcusdt_260327", "OLDUSDT", "NOPEUSDT"])
+
+    assert rejected == {
+        "BTCUSDT_260327": "contractType CURRENT_QUARTER, not PERPETUAL",
+        "OLDUSDT": "status SETTLING, not TRADING",
+        "NOPEUSDT": "Invalid symbol. (not in GET /fapi/v1/exchangeInfo)",
+    }
+    assert adapter.check_symbols(["NOPEUSDT", "BTCUSDT"]) == {"NOPEUSDT": rejected["NOPEUSDT"]}
+    assert [name for name, _ in sdk.seed_rest.calls].count("exchange_info") == 1  # one listing, reused
+    assert counters.snapshot().rest_calls == before + 1
+
+
+def test_check_symbols_refuses_an_answer_without_a_listing(sdk: FakeSdk, make_adapter: Any) -> None:
+    adapter = make_adapter()
+    adapter.open(["BTCUSDT"], timeout=5)
+    sdk.answers["exchange_info"] = {"code": 0}
+    with pytest.raises(GridbotError, match="without a symbols list"):
+        adapter.check_symbols(["BTCUSDT"])
+    sdk.answers["exchange_info"] = requests.ConnectionError("down")
+    with pytest.raises(ConnectError):
+        adapter.check_symbols(["BTCUSDT"])

@@ -64,6 +64,9 @@ class RecordingSink:
         if self.raise_on_link:
             raise RuntimeError("sink exploded")
 
+    def symbol_rejected(self, symbol: str, detail: str) -> None:  # unused: refusals go to on_refused
+        raise AssertionError("the supervisor reports refusals to ChannelSpec.on_refused")
+
     def states(self, channel: str | None = None) -> list[tuple[str, str]]:
         with self.cond:
             return [(ch, state) for ch, state, _ in self.items if channel is None or ch == channel]

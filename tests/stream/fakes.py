@@ -42,6 +42,9 @@ class FakeAdapter:
         self.opened_with: list[str] | None = None
         self.closed = 0
         self.is_connected = False
+        self.unknown: dict[str, str] = {}  # symbols check_symbols rejects, with the exchange's words
+        self.check_calls: list[list[str]] = []
+        self.check_error: BaseException | None = None
 
     def open(self, symbols: Collection[str], timeout: float) -> None:
         if self.open_hook is not None:
@@ -60,6 +63,12 @@ class FakeAdapter:
 
     def remove_symbol(self, symbol: str) -> None:
         self.removed.append(symbol)
+
+    def check_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        self.check_calls.append(list(symbols))  # not counted in rest_calls: the counts tests expect stay
+        if self.check_error is not None:
+            raise self.check_error
+        return {symbol: self.unknown[symbol] for symbol in symbols if symbol in self.unknown}
 
     def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
         self.snapshot_calls.append((list(symbols), include_wallet))

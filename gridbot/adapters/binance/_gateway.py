@@ -16,8 +16,8 @@ from typing import Any, Final, TypeVar
 from gridbot._credentials import Credentials
 from gridbot.adapters._orders import check_position_idx, check_side
 from gridbot.adapters.binance._errors import translate_order_error
+from gridbot.adapters.binance._manager import Hosts
 from gridbot.adapters.binance._rest import new_client
-from gridbot.adapters.binance._transport import Hosts
 from gridbot.endpoints import Endpoints
 from gridbot.errors import GridbotError
 

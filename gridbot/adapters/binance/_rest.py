@@ -25,7 +25,7 @@ from gridbot._credentials import Credentials, mask_attribute
 from gridbot._margin import SymbolBrackets
 from gridbot.adapters._http import AbortableTransport, mount_abortable
 from gridbot.adapters.binance._errors import is_unknown_order, translated
-from gridbot.adapters.binance._transport import Hosts
+from gridbot.adapters.binance._manager import Hosts
 from gridbot.errors import AuthenticationError, GridbotError
 from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.normalize.binance import (
@@ -48,6 +48,8 @@ _TRADES_LIMIT: Final = 1000  # userTrades: "Default 500; max 1000"
 _TRADES_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "startTime and endTime cannot be longer than 7 days"
 _TRADES_HISTORY_MS: Final = 180 * 24 * 3600 * 1000  # "Only support querying trade in the past 6 months"
 _MAX_TRADE_PAGES: Final = 1000  # per window: 1M fills; more means the answers do not advance
+_LISTING_TTL: Final = 60.0  # seconds an exchangeInfo listing answers check_symbols (subscribe bursts)
+_UNKNOWN_SYMBOL: Final = "Invalid symbol."  # Binance's words for an unknown symbol (code -1121)
 
 
 def _is_algo_order(order: OrderUpdate) -> bool:
@@ -85,6 +87,8 @@ class Rest:
         self._counters = counters
         self._clock_offset = clock_offset
         self._brackets: dict[str, SymbolBrackets] = {}  # fetched once per symbol (fetch_account_config)
+        self._listing: dict[str, dict[str, Any]] = {}  # exchangeInfo symbols[] rows by symbol
+        self._listing_at = float("-inf")  # monotonic time of the listing
 
     @classmethod
     async def build(cls, *, credentials: Credentials, hosts: Hosts, testnet: bool, demo: bool,
@@ -110,6 +114,36 @@ class Rest:
         """Close both HTTP sessions (after :meth:`abort`)."""
         for client in (self._seed_rest, self._control_rest):
             _close_client(client)
+
+    def check_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        """The ``symbols`` Binance does not list as trading USDⓈ-M perpetuals (``GET /fapi/v1/exchangeInfo``,
+        one listing for up to ``_LISTING_TTL`` seconds), each with why, in Binance's words and fields."""
+        listing = self._symbol_listing()
+        rejected: dict[str, str] = {}
+        for symbol in symbols:
+            row = listing.get(symbol)
+            if row is None:
+                rejected[symbol] = f"{_UNKNOWN_SYMBOL} (not in GET /fapi/v1/exchangeInfo)"
+            elif row.get("contractType") != "PERPETUAL":
+                rejected[symbol] = f"contractType {row.get('contractType')}, not PERPETUAL"
+            elif row.get("status") != "TRADING":
+                rejected[symbol] = f"status {row.get('status')}, not TRADING"
+        return rejected
+
+    def _symbol_listing(self) -> dict[str, dict[str, Any]]:
+        if time.monotonic() - self._listing_at < _LISTING_TTL:
+            return self._listing
+        action = "listing the symbols (GET /fapi/v1/exchangeInfo)"
+        self._counters.add("rest_calls")
+        with translated(action, self._credentials):
+            info = self._seed().futures_exchange_info()
+        rows = info.get("symbols") if isinstance(info, dict) else None
+        if not isinstance(rows, list):
+            raise GridbotError(f"Binance answered {action} without a symbols list")
+        self._listing = {row["symbol"]: row for row in rows
+                         if isinstance(row, dict) and isinstance(row.get("symbol"), str)}
+        self._listing_at = time.monotonic()
+        return self._listing
 
     def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
         client = self._seed()

@@ -194,6 +194,10 @@ class BybitAdapter:
 
     # ------------------------------------------------------------------ REST
 
+    def check_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        """Symbols Bybit does not list as trading linear perpetuals (see ``BybitRest.unlisted``)."""
+        return self._rest.unlisted([symbol.upper() for symbol in symbols])
+
     def fetch_snapshot(self, symbols: Sequence[str], *, include_wallet: bool) -> list[Event]:
         """Positions per symbol, the wallet (optional) and the open linear USDT orders of ``symbols``."""
         return self._rest.snapshot(symbols, include_wallet=include_wallet)

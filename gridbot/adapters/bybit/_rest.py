@@ -28,6 +28,7 @@ _MAX_ORDER_PAGES: Final = 1_000
 _EXECUTIONS_LIMIT: Final = 100  # execution/list: "[1, 100]. Default: 50"
 _EXECUTIONS_WINDOW_MS: Final = 7 * 24 * 3600 * 1000  # "endTime - startTime <= 7 days"
 _MAX_EXECUTION_PAGES: Final = 1_000
+_PARAMS_ERROR: Final = 10001  # "params error": Bybit's answer to a symbol it does not know
 
 
 def new_session(credentials: Credentials, *, testnet: bool, demo: bool, endpoints: Endpoints | None) -> Any:
@@ -79,6 +80,30 @@ class BybitRest:
             wanted = set(symbols)
             events.extend(order for order in self._open_orders() if order.symbol in wanted)
         return events
+
+    def unlisted(self, symbols: Sequence[str]) -> dict[str, str]:
+        """The ``symbols`` Bybit does not list as trading linear perpetuals, with why:
+        ``GET /v5/market/instruments-info?category=linear&symbol=S`` per symbol; an empty list (or
+        Bybit's "params error" refusal of the symbol, retCode 10001) means it does not exist."""
+        rejected: dict[str, str] = {}
+        for symbol in symbols:
+            try:
+                response = self.call("market/instruments-info", self.session.get_instruments_info,
+                                     category="linear", symbol=symbol)
+            except GridbotError as exc:
+                if getattr(exc.__cause__, "status_code", None) != _PARAMS_ERROR:  # pybit's retCode
+                    raise
+                rejected[symbol] = str(exc)
+                continue
+            rows = [row for row in (response.get("result") or {}).get("list") or []
+                    if isinstance(row, Mapping) and row.get("symbol") == symbol]
+            if not rows:
+                rejected[symbol] = "not listed (GET /v5/market/instruments-info, category linear)"
+            elif rows[0].get("contractType") != "LinearPerpetual":
+                rejected[symbol] = f"contractType {rows[0].get('contractType')}, not LinearPerpetual"
+            elif rows[0].get("status") != "Trading":
+                rejected[symbol] = f"status {rows[0].get('status')}, not Trading"
+        return rejected
 
     def final_orders(self, orders: Sequence[OrderUpdate]) -> list[Event]:
         """Final states of orders that left the open orders while disconnected.

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from gridbot._bounded import BoundedSet, FinishedOrders, id_key
+from gridbot._bounded import BoundedSet, FinishedOrders, IdKey, IdKeys
 from gridbot._versions import VersionBook, state_key
 from gridbot.events import (
     OPEN_ORDER_STATUSES,
@@ -20,6 +20,7 @@ from gridbot.events import (
     FillUpdate,
     OrderUpdate,
     PositionUpdate,
+    TickerUpdate,
 )
 
 __all__ = ["Pipeline", "Reconciled"]
@@ -48,7 +49,8 @@ class Pipeline:
     """
 
     def __init__(self, remember: int = 100_000) -> None:
-        self._trade_ids: BoundedSet[str] = BoundedSet(remember)
+        self._fill_keys = IdKeys()
+        self._trade_ids: BoundedSet[IdKey] = BoundedSet(remember)
         self.finished_orders = FinishedOrders(remember)  # shared with the state book (read-only there)
         self._versions = VersionBook(finished=self.finished_orders)
         self._open_positions: dict[tuple[str, int], PositionUpdate] = {}
@@ -59,8 +61,11 @@ class Pipeline:
 
     def accept(self, event: Event) -> bool:
         """True when a pushed event should be delivered; records it if so."""
-        if isinstance(event, FillUpdate):
-            return self.accept_fill(event)
+        kind = type(event)
+        if kind is TickerUpdate:  # no identity: always delivered (the dispatch queue conflates)
+            return True
+        if kind is FillUpdate:
+            return self.accept_fill(event)  # type: ignore[arg-type]
         verdict = self._versions.judge(event)
         if verdict != "fresh":
             logger.debug("dropping %s %s: %s", verdict, type(event).__name__, state_key(event))
@@ -70,7 +75,7 @@ class Pipeline:
 
     def accept_fill(self, fill: FillUpdate) -> bool:
         """True the first time a fill's (symbol, trade id) is seen, pushed or backfilled."""
-        key = _fill_key(fill)
+        key = self._fill_keys.key(fill.symbol, fill.trade_id)
         if key in self._trade_ids:
             logger.debug("dropping duplicate fill %s %s", fill.symbol, fill.trade_id)
             return False
@@ -138,7 +143,7 @@ class Pipeline:
 
     def delivered_fill(self, fill: FillUpdate) -> bool:
         """Whether this fill's (symbol, trade id) was already delivered."""
-        return _fill_key(fill) in self._trade_ids
+        return self._fill_keys.key(fill.symbol, fill.trade_id) in self._trade_ids
 
     def forget_symbol(self, symbol: str) -> None:
         """Drop the open state of an unsubscribed symbol (fill and finished-order memory stays)."""
@@ -147,10 +152,6 @@ class Pipeline:
         for key in [k for k in self._open_orders if k[0] == symbol]:
             del self._open_orders[key]
         self._versions.forget_symbol(symbol)
-
-
-def _fill_key(fill: FillUpdate) -> str:
-    return id_key(fill.symbol, fill.trade_id)
 
 
 def _flat(last: PositionUpdate) -> PositionUpdate:

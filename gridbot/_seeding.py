@@ -29,13 +29,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# The markers around a pushed message's events are always these two (immutable: shared, not allocated
+# per frame - fewer objects for the collector while a backlog is queued).
+_START = AccountBatch(start=True)
+_PUSH_END = AccountBatch(start=False)
+
+
 def together(exchange: str, events: list[Any], *, timestamp: int, is_snapshot: bool) -> list[Any]:
     """On Binance, whose account view gridbot computes, events that change the account together go
     inside batch markers, so the view is computed once, on the whole change."""
     if exchange != "binance" or len(events) <= 1:
         return events
-    return [AccountBatch(start=True), *events,
-            AccountBatch(start=False, timestamp=timestamp, is_snapshot=is_snapshot)]
+    end = _PUSH_END if timestamp == 0 and not is_snapshot \
+        else AccountBatch(start=False, timestamp=timestamp, is_snapshot=is_snapshot)
+    return [_START, *events, end]
 
 
 class Seeder:

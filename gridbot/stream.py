@@ -450,25 +450,30 @@ class ExchangeStream:
                 batch = self._queue.take_all(None, limit=BATCH)
                 if not batch:
                     return
-                for done, event in enumerate(batch):
-                    discard_after = self._worker.discard_after
-                    if discard_after is not None and time.monotonic() > discard_after:
-                        logger.warning("%s: stop() budget spent; %d queued events not delivered",
-                                       self.exchange, len(self._queue) + len(batch) - done)
-                        return
-                    self._deliver_one(event)
+                if not self._deliver_batch(batch):
+                    return
         except BaseException:
             logger.exception("%s: the dispatcher failed; the stream cannot go on", self.exchange)
             self._fail("internal error in the dispatcher (see the log)")
 
-    def _deliver_one(self, event: Any) -> None:
-        try:
-            with self._deliver_lock:
-                self._router.deliver(event)
-                if self._journal is not None:
-                    self._journal.delivered(event, self._book.account())
-        except BaseException:  # noqa: BLE001 - the dispatcher must outlive any one event
-            self._worker.internal_error(f"delivering {type(event).__name__}")
+    def _deliver_batch(self, batch: list[Any]) -> bool:
+        """Deliver a batch under one hold of the delivery lock; False once stop()'s budget is spent."""
+        deliver = self._router.deliver
+        journal = self._journal
+        with self._deliver_lock:
+            for done, event in enumerate(batch):
+                discard_after = self._worker.discard_after
+                if discard_after is not None and time.monotonic() > discard_after:
+                    logger.warning("%s: stop() budget spent; %d queued events not delivered",
+                                   self.exchange, len(self._queue) + len(batch) - done)
+                    return False
+                try:
+                    deliver(event)
+                    if journal is not None:
+                        journal.delivered(event, self._book.account())
+                except BaseException:  # noqa: BLE001 - the dispatcher must outlive any one event
+                    self._worker.internal_error(f"delivering {type(event).__name__}")
+        return True
 
 
 # The exchanges' symbol syntax.  Binance documents the legal range of ``symbol`` (error -1100):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from gridbot._bounded import BoundedMap, BoundedSet
+from gridbot._bounded import BoundedMap, BoundedSet, FinishedOrders, IdKeys
 from gridbot._pipeline import Pipeline
 from tests.stream.fakes import fill, order
 
@@ -66,3 +66,38 @@ def test_a_finished_order_is_remembered_without_its_event() -> None:
             assert not pipe.accept(finished)  # the duplicate end is still recognised
 
     assert _retained_bytes_per_item(feed, 20_000) < 300
+
+
+def test_id_keys_never_confuse_two_ids() -> None:
+    keys = IdKeys()
+    ids = ["123", "0123", "0", "00", "٣", "3", "²", "9" * 19, "9" * 20, "18446744073709551616", "-1", "1e3",
+           "a1b2-uuid", ""]
+    made = {(symbol, ident): keys.key(symbol, ident) for symbol in ("BTCUSDT", "ETHUSDT") for ident in ids}
+    assert len(set(made.values())) == len(made)  # one key per (symbol, id), exactly
+    assert isinstance(made[("BTCUSDT", "123")], int) and isinstance(made[("BTCUSDT", "0123")], str)
+    assert all(keys.find(s, i) == k for (s, i), k in made.items())
+    assert keys.find("XRPUSDT", "123") is None  # a reader never numbers a new symbol
+
+
+def test_finished_orders_are_bounded_and_read_without_writing() -> None:
+    finished = FinishedOrders(2)
+    finished.add("BTCUSDT", "1", "Filled")
+    finished.add("BTCUSDT", "x-uuid", "Cancelled")
+    assert finished.status("BTCUSDT", "1") == "Filled" and finished.has("BTCUSDT", "x-uuid")
+    assert not finished.has("ETHUSDT", "1") and finished.status("ETHUSDT", "1") is None
+    finished.add("ETHUSDT", "1", "Filled")
+    assert not finished.has("BTCUSDT", "1") and len(finished) == 2  # the oldest forgotten first
+
+
+def test_a_remembered_numeric_fill_id_costs_less_than_a_string_one() -> None:
+    def cost(prefix: str) -> float:
+        pipe = Pipeline(remember=50_000)
+
+        def feed(count: int) -> None:
+            for i in range(count):
+                assert pipe.accept_fill(fill(f"{prefix}{100_000_000_000 + i}", symbol="BTCUSDT"))
+
+        return _retained_bytes_per_item(feed, 20_000)
+
+    numeric, text = cost(""), cost("x")
+    assert numeric < 160 and numeric < text - 25  # an int key (~40 B) instead of a ~70-byte string

@@ -112,10 +112,16 @@ def _heard(link: Link) -> None:
 
 
 class _ObservedSocket(TasklessReceive):
-    """The SDK socket with three observation points (see the module docstring).  Subclassed, so no SDK
+    """The SDK socket with its observation points (see the module docstring).  Subclassed, so no SDK
     class is modified; behaviour is the SDK's (its receive path without a Task per message:
-    :mod:`gridbot.adapters.binance._receive`)."""
+    :mod:`gridbot.adapters.binance._receive`) except that it never reconnects by itself:
+    ``MAX_RECONNECTS = 0`` makes a lost connection go the SDK's own "gave up" way at once
+    (``before_reconnect``, then ``BinanceWebsocketUnableToConnect`` and the end of the read loop), and
+    the supervisor rebuilds the socket with its backoff (and, for the user socket, a new listen key).
+    The SDK's loop would retry five times with its own waits (1-2 s doubling, up to ~85 s with connect
+    timeouts) and reuse a listen key that may have expired meanwhile."""
 
+    MAX_RECONNECTS = 0
     _gb_link: Link
     _gb_hooks: Hooks
 

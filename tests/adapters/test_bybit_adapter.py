@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 import requests
@@ -32,7 +33,9 @@ from aiohttp import WSMsgType, web
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from websocket import WebSocketConnectionClosedException
 
-from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _rest, _transport
+from gridbot._credentials import Credentials
+from gridbot.adapters._supervisor import Attempt
+from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _errors, _rest, _transport
 from gridbot.adapters.bybit._adapter import _ws_urls
 from gridbot.adapters.bybit._transport import BybitSocket
 from gridbot.endpoints import Endpoints
@@ -1285,3 +1288,80 @@ def test_fetch_fills_repeated_cursor_or_bad_page_is_an_error(fake_http: None, si
     http.scripts["get_executions"] = [{"retCode": 0, "result": {"category": "linear", "list": ["x"]}}]
     with pytest.raises(GridbotError):
         adapter.fetch_fills("BTCUSDT", 0, 10)
+
+
+# ------------------------------------------------------------------------- transport (supervisor contract)
+
+
+def transport_for(counters: Counters | None = None) -> _transport.BybitTransport:
+    urls = {"private": "ws://ws.test/v5/private", "public": "ws://ws.test/v5/public/linear"}
+    return _transport.BybitTransport(urls=urls, credentials=Credentials(API_KEY, API_SECRET),
+                                     counters=counters or Counters(), connect_timeout=2.0)
+
+
+def fake_attempt() -> Any:
+    attempt = MagicMock(spec=Attempt)
+    attempt.retired = False
+    return attempt
+
+
+def calls(attempt: Any, name: str) -> list[Any]:
+    return [c for c in attempt.method_calls if c[0] == name]
+
+
+def test_transport_reports_opened_once_after_auth_and_every_ack(exchange: FakeExchange) -> None:
+    transport, attempt = transport_for(), fake_attempt()
+    sock = transport.open("private", ["wallet", "position", "order", "execution"], attempt)
+    try:
+        wait_until(lambda: calls(attempt, "opened") != [])
+        [sub] = exchange.app("private").sent_ops("subscribe")
+        assert sub["args"] == ["position", "order", "execution", "wallet"]  # one request, Bybit's order
+        assert [m["args"][0] for m in exchange.app("private").sent_ops("auth")] == [API_KEY]
+        sock.ping()
+        wait_until(lambda: calls(attempt, "heard") != [])  # the pong: life, no frame
+        assert len(calls(attempt, "opened")) == 1
+        assert not calls(attempt, "closed") and not calls(attempt, "auth_failed")
+    finally:
+        sock.close()
+        assert sock.join(2.0)
+    assert transport.join_all(time.monotonic()) == []
+
+
+def test_transport_reports_auth_failures_refusals_and_losses(exchange: FakeExchange) -> None:
+    exchange.auth_ok = False
+    transport, private = transport_for(), fake_attempt()
+    sock = transport.open("private", list(_transport.PRIVATE_TOPICS), private)
+    wait_until(lambda: calls(private, "auth_failed") != [])
+    assert "Invalid apikey" in calls(private, "auth_failed")[0][1][0] and not calls(private, "opened")
+    sock.close()
+    assert sock.join(2.0)
+
+    exchange.reject_topics = {"tickers.NOPEUSDT"}
+    public = fake_attempt()
+    sock = transport.open("public", ["tickers.BTCUSDT", "tickers.NOPEUSDT"], public)
+    wait_until(lambda: calls(public, "opened") != [])  # live once every request is answered
+    [(_name, (topics, detail), _kw)] = calls(public, "refused")
+    assert list(topics) == ["tickers.NOPEUSDT"] and "handler not found" in detail
+    sock.subscribe(["tickers.SOLUSDT", "tickers.ETHUSDT"])  # one request per ticker topic
+    sock.unsubscribe(["tickers.BTCUSDT"])
+    wait_until(lambda: sock.topics() == {"tickers.SOLUSDT", "tickers.ETHUSDT"})
+    exchange.app("public").drop()
+    wait_until(lambda: calls(public, "closed") != [])
+    assert "Connection to remote host was lost" in calls(public, "closed")[0][1][0]
+    assert transport.join_all(time.monotonic() + 2.0) == []
+
+
+def test_transport_gives_up_a_connect_the_supervisor_retired(exchange: FakeExchange, mocker: Any) -> None:
+    exchange.ack = False
+    attempt = fake_attempt()
+    started = time.monotonic()
+    timer = threading.Timer(0.1, lambda: setattr(attempt, "retired", True))
+    timer.start()
+    mocker.patch.object(FakeApp, "run_forever", autospec=True,
+                        side_effect=lambda app, **kw: app.release.wait(5))  # TCP connect that hangs
+    with pytest.raises(_errors.Stopped):
+        transport_for().open("public", ["tickers.BTCUSDT"], attempt)
+    assert time.monotonic() - started < 1.5
+    timer.join()
+    exchange.app("public").release.set()  # the hung connect ends: no thread is left behind
+    wait_until(lambda: gridbot_threads() == [])

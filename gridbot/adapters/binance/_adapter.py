@@ -8,8 +8,9 @@ mark-price socket, idle while no symbol is subscribed; a symbol change opens a r
 switches to it once it is live) — and the REST layer (:mod:`~gridbot.adapters.binance._rest`).
 
 The supervisor reports ``up``/``down``/``gap``/``failed`` to the stream's sink and rebuilds dead sockets
-with jittered exponential backoff (``backoff``); python-binance's own silent reconnects are followed
-(``down`` when it starts, ``up`` when it is back).  ``listenKeyExpired`` is forwarded, then the user socket
+with jittered exponential backoff (``backoff``); python-binance's own reconnect loop is switched off (see
+:mod:`~gridbot.adapters.binance._sockets`), so a lost connection is one ``down`` and a rebuild, never a
+silent retry of a listen key that may have expired.  ``listenKeyExpired`` is forwarded, then the user socket
 is rebuilt at once (``down``, new key, ``up``).  Rejected keys on a rebuild are reported ``failed`` once and
 retried with backoff, so the stream recovers when they work again.
 

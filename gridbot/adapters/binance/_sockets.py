@@ -1,13 +1,15 @@
 """python-binance's sockets, observed: the user-data and mark-price sockets gridbot runs, subclassed (no
 SDK class is modified) at the places where the SDK reconnects, reports errors and ends its read loop.
 
-The SDK reconnects silently inside ``ReconnectingWebsocket._read_loop``: on a closed connection it emits
-``{"e": "error"}`` dicts through ``_propagate_error`` (``reconnecting_websocket.py:81``), calls
+The SDK would reconnect silently inside ``ReconnectingWebsocket._read_loop``: on a closed connection it
+emits ``{"e": "error"}`` dicts through ``_propagate_error`` (``reconnecting_websocket.py:81``), calls
 ``before_reconnect()`` before every attempt (``:262-278,304``) and ``connect()`` again, which sets
-``ws_state`` to STREAMING on success (``:142``); the end of ``_read_loop`` means it gave up for good (four
-failed reconnects end in ``BinanceWebsocketUnableToConnect``; any other error also ends the loop, after
-which ``recv()`` raises ``ReadLoopClosed`` forever).  :class:`_ObservedSocket` reports exactly those places
-to its :class:`Hooks`, all from the read loop, so the reports come in the SDK's own order.
+``ws_state`` to STREAMING on success (``:142``); after ``MAX_RECONNECTS`` failures it raises
+``BinanceWebsocketUnableToConnect`` and the read loop ends for good (any other error also ends the loop,
+after which ``recv()`` raises ``ReadLoopClosed`` forever).  Here ``MAX_RECONNECTS`` is 0: a lost
+connection takes that last path at once and gridbot's supervisor rebuilds the socket.
+:class:`_ObservedSocket` reports exactly those places to its :class:`Hooks`, all from the read loop, so
+the reports come in the SDK's own order.
 
 Facts of python-binance 1.0.37 relied on: sockets bind the constructing thread's loop (so they are built
 on the manager's loop); the listen key preset on the ``KeepAliveWebsocket`` stops it fetching one

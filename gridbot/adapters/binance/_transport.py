@@ -8,8 +8,9 @@ the user-data socket ``{ws}/private/ws?listenKey=K``; ``public``: the combined m
 loop (every SDK socket binds the constructing thread's loop) and run under the SDK's listener.  It returns
 at once; what happens next is reported on the supervisor's :class:`~gridbot.adapters._channel.Attempt`:
 
-- the SDK connected (again, after its own silent reconnect) → ``opened``; it starts reconnecting by
-  itself → ``reconnecting``; an error dict on a live connection → ``gap``;
+- the SDK connected → ``opened``; the connection was lost → ``reconnecting`` (``down`` at once; the
+  SDK's own reconnect loop is off, so ``closed`` follows and the supervisor rebuilds); an error dict on a
+  live connection → ``gap``;
 - the SDK gave up (its read loop ended, ``BinanceWebsocketUnableToConnect`` / ``ReadLoopClosed`` dicts, the
   listener ended, or the exchange refused a reconnect of the user socket with an HTTP status: its listen
   key is gone) → the socket is stopped at once (which ends the listener's ``ReadLoopClosed`` flood) and

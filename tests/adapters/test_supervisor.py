@@ -280,6 +280,22 @@ def test_a_failed_first_attempt_fails_open_and_is_not_retried(error: Exception, 
     assert rig.sink.items == []
 
 
+def test_start_and_wait_returns_none_once_up_and_the_failure_instead_of_raising_it() -> None:
+    idle = Rig(spec("public", idle_when_empty=True))
+    assert idle.sup.start_and_wait(T0 + 10, threads=False) is None and idle.sup.connected
+    rejected = AuthRejected("key SECRET rejected")
+    transport = FakeTransport()
+    transport.errors.append(rejected)
+    sup = Supervisor("test", transport, RecordingSink(), counters=Counters())  # real clock, runner threads
+    sup.add(spec())
+    try:
+        failure = sup.start_and_wait(time.monotonic() + 5)
+    finally:
+        assert sup.close(time.monotonic() + 5) == []
+    assert failure is not None and failure.kind == "auth" and failure.error is rejected
+    assert transport.opens == 1
+
+
 def test_first_attempt_ends_at_the_open_deadline() -> None:
     rig = Rig(spec(timings=Timings(connect_timeout=1.0)))
     rig.sup.start(T0 + 7, threads=False)

@@ -178,13 +178,8 @@ class BinanceAdapter:
             counters=self._counters, clock_offset=transport.clock_offset), deadline)
         transport.listen_key = functools.partial(rest.new_listen_key, self.connect_timeout)
         supervisor = self._build_supervisor(transport)
-        supervisor.start(deadline)
-        failure: OpenFailed | None = None
-        try:
-            supervisor.wait_up(deadline)
-        except OpenFailed as exc:
-            failure = exc
-        if failure is not None:  # raised outside the except: the SDK's exception is the cause, not this
+        failure = supervisor.start_and_wait(deadline)
+        if failure is not None:
             raise self._open_error(failure)
         with self._lock:
             if self._state != _OPENING:

@@ -120,12 +120,7 @@ class BybitAdapter:
             self._symbols.update(symbols)  # add_symbol() may already have added some (subscribe during start)
             supervisor = self._supervisor = self._new_supervisor(sorted(self._symbols))
         deadline = supervisor.clock.now() + timeout
-        supervisor.start(deadline)
-        failure: OpenFailed | None = None
-        try:
-            supervisor.wait_up(deadline)
-        except OpenFailed as exc:
-            failure = exc
+        failure = supervisor.start_and_wait(deadline)
         with self._lock:
             closed_meanwhile = self._state == "closed"
             if failure is None and not closed_meanwhile:

@@ -2,8 +2,9 @@
 
 gridbot's own log lines carry none of them, but the libraries under the SDKs do at DEBUG: urllib3 logs
 every signed Binance URL (``...&timestamp=...&signature=...``), websockets logs the user-data socket's
-``listenKey`` URL, pybit's ``log_requests`` logs the ``X-BAPI-API-KEY``/``X-BAPI-SIGN`` headers, and
-websocket-client's trace logs Bybit's ``{"op": "auth", "args": [key, expires, signature]}`` frame.
+``listenKey`` URL; in an application's own pybit clients, ``log_requests=True`` logs the
+``X-BAPI-API-KEY``/``X-BAPI-SIGN`` headers and ``trace_logging=True`` makes websocket-client log Bybit's
+``{"op": "auth", "args": [key, expires, signature]}`` frame.
 Those records never pass through a gridbot logger, so a filter on gridbot's loggers could not reach
 them, and a library must not reconfigure other libraries' loggers or install handlers: the application
 attaches :class:`RedactingFilter` to its own handlers (a handler's filters see every record it emits,

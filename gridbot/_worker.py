@@ -396,7 +396,7 @@ class StreamWorker:
         counted, and the subscription removed (callbacks and ticker); the other symbols go on."""
         if self._subscriptions.get(symbol) is None:
             return  # unsubscribed meanwhile, or already rejected
-        self._counters.add("rejected_symbols")
         logger.warning("%s: the exchange rejected symbol %s (%s); its subscription is removed",
                        self.exchange, symbol, detail)
+        self._counters.add("rejected_symbols")  # after the log line: a reader of the count finds it
         self._on_rejected(symbol)

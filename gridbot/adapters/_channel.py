@@ -227,7 +227,9 @@ class Channel:
         if self.reported_up:
             self.report("down", text)
         self.state = ChannelState.STOPPED
-        self.report("failed", f"{text}; not retried until the channel is rebuilt")
+        if not self.failed:  # once per outage, whatever the reason
+            self.failed = True
+            self.report("failed", f"{text}; not retried until the channel is rebuilt")
 
     # ------------------------------------------------------------------ transitions (under the lock)
 

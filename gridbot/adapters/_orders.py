@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import abc
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["OrderGateway", "check_position_idx", "check_side"]
+__all__ = ["OrderGateway", "RestOrderGateway", "check_position_idx", "check_side"]
 
 
 class OrderGateway(Protocol):
@@ -38,3 +39,53 @@ def check_position_idx(position_idx: int) -> None:
     """``position_idx`` is 0 (one-way), 1 (hedge long) or 2 (hedge short) (a ValueError otherwise)."""
     if position_idx not in (0, 1, 2):
         raise ValueError(f"position_idx must be 0, 1 or 2, not {position_idx!r}")
+
+
+class RestOrderGateway(abc.ABC):
+    """The steps every exchange's gateway takes for an order (validate, the exchange's fields, one REST
+    request); subclasses name the fields and make the request."""
+
+    def place_limit(
+        self, symbol: str, side: str, qty: Decimal, price: Decimal, *,
+        position_idx: int, reduce_only: bool, client_order_id: str,
+    ) -> str:
+        """Place a GTC limit order; returns the exchange's order id."""
+        params = self._checked_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
+        params.update(self._limit_fields(price))
+        return self._create(params)
+
+    def place_market(
+        self, symbol: str, side: str, qty: Decimal, *,
+        position_idx: int, reduce_only: bool, client_order_id: str,
+    ) -> str:
+        """Place a market order; returns the exchange's order id."""
+        params = self._checked_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
+        params.update(self._market_fields())
+        return self._create(params)
+
+    def _checked_params(
+        self, symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool,
+        client_order_id: str,
+    ) -> dict[str, Any]:
+        check_side(side)
+        check_position_idx(position_idx)
+        return self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
+
+    @abc.abstractmethod
+    def _order_params(
+        self, symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool,
+        client_order_id: str,
+    ) -> dict[str, Any]:
+        """The exchange's fields for what every order has (side and slot already validated)."""
+
+    @abc.abstractmethod
+    def _limit_fields(self, price: Decimal) -> dict[str, Any]:
+        """The exchange's fields of a GTC limit order at ``price``."""
+
+    @abc.abstractmethod
+    def _market_fields(self) -> dict[str, Any]:
+        """The exchange's fields of a market order."""
+
+    @abc.abstractmethod
+    def _create(self, params: dict[str, Any]) -> str:
+        """Send the order; the exchange's order id."""

@@ -225,6 +225,16 @@ class Supervisor:
                     raise OpenFailed(waiting[0], "connect", f"not live in time ({', '.join(waiting)})")
                 self._cond.wait(left)
 
+    def start_and_wait(self, deadline: float, *, threads: bool = True) -> OpenFailed | None:
+        """:meth:`start` then :meth:`wait_up`; the failure is returned, not raised, so the adapter raises its
+        translation outside an ``except`` block (the SDK's exception becomes the cause, not this one)."""
+        self.start(deadline, threads=threads)
+        try:
+            self.wait_up(deadline)
+        except OpenFailed as failure:
+            return failure
+        return None
+
     def close(self, deadline: float) -> list[str]:
         """Stop every channel, close every handle and join runner threads and handles until ``deadline``;
         idempotent.  Returns (and logs) what still runs when the deadline passed."""

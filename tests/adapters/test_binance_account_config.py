@@ -13,7 +13,7 @@ from gridbot._account import AccountConfig
 from gridbot.adapters.binance import _rest as rest_mod
 from gridbot.errors import AuthenticationError
 from gridbot.stats import Counters
-from tests.adapters.test_binance_adapter import (  # noqa: F401 - pytest fixtures
+from tests.adapters.binance_fakes import (  # noqa: F401 - pytest fixtures
     FakeClient,
     FakeSdk,
     api_error,

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 import requests
@@ -32,8 +33,11 @@ from aiohttp import WSMsgType, web
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from websocket import WebSocketConnectionClosedException
 
-from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _rest, _transport
-from gridbot.adapters.bybit._adapter import _backoff_delay, _ws_urls
+from gridbot._credentials import Credentials
+from gridbot.adapters._supervisor import Attempt
+from gridbot.adapters.bybit import BybitAdapter, BybitTimings, _errors, _rest, _transport
+from gridbot.adapters.bybit._adapter import _ws_urls
+from gridbot.adapters.bybit._transport import BybitSocket
 from gridbot.endpoints import Endpoints
 from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import FillUpdate, OrderUpdate, PositionUpdate, WalletUpdate
@@ -84,6 +88,14 @@ class RecordingSink:
     def link(self, channel: str, state: str, detail: str) -> None:
         with self._lock:
             self.items.append(("link", channel, state, detail))
+
+    def symbol_rejected(self, symbol: str, detail: str) -> None:
+        with self._lock:
+            self.items.append(("rejected", symbol, detail))
+
+    def rejected(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(item[1], item[2]) for item in self.items if item[0] == "rejected"]
 
     def frames(self, channel: str) -> list[Any]:
         with self._lock:
@@ -327,6 +339,14 @@ def sink() -> RecordingSink:
     return RecordingSink()
 
 
+def current_socket(adapter: BybitAdapter, channel: str) -> BybitSocket | None:
+    """The socket the supervisor watches now for ``channel``."""
+    supervisor = adapter._supervisor
+    attempt = supervisor.channel(channel).current if supervisor is not None else None
+    handle = attempt.handle if attempt is not None else None
+    return handle if isinstance(handle, BybitSocket) else None
+
+
 def make_adapter(sink: Any, counters: Counters | None = None, **overrides: Any) -> BybitAdapter:
     params: dict[str, Any] = {
         "api_key": API_KEY,
@@ -434,11 +454,11 @@ def test_a_raising_sink_never_reaches_the_socket_thread(
     adapter.open(["BTCUSDT"], timeout=3.0)
     try:
         public = exchange.app("public")
-        with caplog.at_level(logging.ERROR, logger="gridbot.adapters.bybit"):
+        with caplog.at_level(logging.ERROR, logger="gridbot.adapters"):
             for i in range(3):
                 public.push(ticker_frame("BTCUSDT", "delta", markPrice=f"{i}"))
             wait_until(lambda: len([f for f in sink.frames("public") if "topic" in f]) == 3)
-        assert "the sink raised on a frame" in caplog.text
+        assert "bybit public: the frame handler raised" in caplog.text  # the supervisor contains it
         assert adapter.connected  # the socket survived every raise
         assert sink.links() == []
     finally:
@@ -475,7 +495,8 @@ def test_unreachable_host_raises_connect_error_and_leaves_no_thread(
     assert time.monotonic() - started < 2.0
     assert "ConnectionRefusedError" in str(info.value)
     assert gridbot_threads() == []
-    assert len(exchange.apps) == 1  # one attempt, no pybit retry loop
+    # one attempt per channel (both open at once), no pybit retry loop
+    assert [len(exchange.apps_of(channel)) <= 1 for channel in ("private", "public")] == [True, True]
 
 
 def test_missing_acks_time_out_with_connect_error(
@@ -484,19 +505,28 @@ def test_missing_acks_time_out_with_connect_error(
     exchange.ack = False
     adapter = make_adapter(sink)
     started = time.monotonic()
-    with pytest.raises(ConnectError, match="timed out"):
+    with pytest.raises(ConnectError, match="not live"):
         adapter.open(["BTCUSDT"], timeout=0.4)
     assert 0.35 < time.monotonic() - started < 2.0
     assert gridbot_threads() == []
 
 
-def test_refused_ticker_subscription_fails_open(
-    exchange: FakeExchange, fake_http: None, sink: RecordingSink
+def test_a_refused_ticker_at_open_drops_that_symbol_only(
+    exchange: FakeExchange, fake_http: None, sink: RecordingSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     exchange.reject_topics = {"tickers.NOPEUSDT"}
     adapter = make_adapter(sink)
-    with pytest.raises(ConnectError, match=r"tickers\.NOPEUSDT"):
-        adapter.open(["BTCUSDT", "NOPEUSDT"], timeout=3.0)
+    with caplog.at_level(logging.ERROR, logger="gridbot.adapters"):
+        adapter.open(["BTCUSDT", "NOPEUSDT"], timeout=3.0)  # one unknown symbol fails no start()
+    try:
+        assert adapter.connected
+        assert "refused the public subscription to tickers.NOPEUSDT" in caplog.text
+        [(symbol, detail)] = sink.rejected()  # the stream is told, and drops that subscription
+        assert symbol == "NOPEUSDT" and "tickers.NOPEUSDT" in detail
+        assert adapter._supervisor is not None
+        assert adapter._supervisor.topics("public") == {"tickers.BTCUSDT"}
+    finally:
+        adapter.close(timeout=3.0)
     assert gridbot_threads() == []
 
 
@@ -547,18 +577,6 @@ def test_frames_of_the_new_connection_are_forwarded(
     wait_until(lambda: any(f.get("topic") == "tickers.BTCUSDT" for f in sink.frames("public")))
 
 
-def test_exited_object_is_detected_and_rebuilt(
-    opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink
-) -> None:
-    # What pybit leaves behind after an exception on its thread: exited, nobody told.
-    opened._links["private"].current.exited = True  # type: ignore[union-attr]
-    wait_until(lambda: sink.links("private") == [("private", "down"), ("private", "up")])
-    assert len(exchange.apps_of("private")) == 2
-    old = exchange.apps_of("private")[0]
-    assert old.sock is None  # the old app was closed ...
-    assert old.core is not None and old.core.close_frames == 1  # ... politely
-
-
 def test_silent_socket_with_unanswered_ping_is_rebuilt(
     opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink
 ) -> None:
@@ -593,7 +611,7 @@ def test_rebuild_retries_with_backoff_until_the_host_answers(
 def test_rebuild_attempts_are_spaced_by_exponential_backoff(
     opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink, mocker: Any
 ) -> None:
-    mocker.patch.object(opened._rng, "uniform", return_value=1.0)  # no jitter: 0.02, 0.04, 0.08 (cap), ...
+    mocker.patch.object(opened.rng, "uniform", return_value=1.0)  # no jitter: 0.02, 0.04, 0.08 (cap), ...
     exchange.refuse["public"] = 4
     exchange.app("public").drop()
     wait_until(lambda: ("public", "up") in sink.links("public"))
@@ -602,13 +620,6 @@ def test_rebuild_attempts_are_spaced_by_exponential_backoff(
     assert len(gaps) == 4
     for gap, expected in zip(gaps, [0.04, 0.08, 0.08, 0.08], strict=True):
         assert expected - 0.005 <= gap < expected + 0.5
-
-
-def test_backoff_doubles_up_to_the_cap_and_jitter_scales_it() -> None:
-    delays = [_backoff_delay(n, 0.5, 30.0, 1.0) for n in range(9)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    assert _backoff_delay(3, 0.5, 30.0, 0.5) == 2.0
-    assert _backoff_delay(10_000, 0.5, 30.0, 1.0) == 30.0
 
 
 def test_rejected_key_on_reconnect_reports_failed_once_and_recovers_when_restored(
@@ -666,10 +677,10 @@ def test_add_and_remove_symbol_on_the_live_public_socket(
     opened: BybitAdapter, exchange: FakeExchange
 ) -> None:
     public = exchange.app("public")
-    sock = opened._links["public"].current
+    sock = current_socket(opened, "public")
     assert sock is not None
     opened.add_symbol("SOLUSDT")
-    wait_until(lambda: "tickers.SOLUSDT" in sock.gb_topics())
+    wait_until(lambda: "tickers.SOLUSDT" in sock.topics())
     sub = next(m for m in public.sent_ops("subscribe") if m["args"] == ["tickers.SOLUSDT"])
     assert sub["req_id"] in sock.subscriptions
 
@@ -678,7 +689,7 @@ def test_add_and_remove_symbol_on_the_live_public_socket(
     assert set(sock.get_subscription_topics()) == {"tickers.BTCUSDT", "tickers.SOLUSDT"}  # pybit's record
 
     opened.add_symbol("ETHUSDT")  # again, after removal
-    wait_until(lambda: "tickers.ETHUSDT" in sock.gb_topics())
+    wait_until(lambda: "tickers.ETHUSDT" in sock.topics())
     assert len(exchange.apps_of("public")) == 1
     assert opened.connected
 
@@ -695,13 +706,14 @@ def test_add_symbol_on_a_dead_socket_is_picked_up_by_the_rebuild(
     assert "tickers.XRPUSDT" in topics
 
 
-def test_refused_symbol_while_running_is_logged_and_not_retried(
-    opened: BybitAdapter, exchange: FakeExchange, caplog: pytest.LogCaptureFixture
+def test_refused_symbol_while_running_is_reported_and_not_retried(
+    opened: BybitAdapter, exchange: FakeExchange, sink: RecordingSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     exchange.reject_topics = {"tickers.NOPEUSDT"}
-    with caplog.at_level(logging.ERROR, logger="gridbot.adapters.bybit"):
+    with caplog.at_level(logging.ERROR, logger="gridbot.adapters"):
         opened.add_symbol("NOPEUSDT")
         wait_until(lambda: "refused the public subscription" in caplog.text)
+    assert [symbol for symbol, _detail in sink.rejected()] == ["NOPEUSDT"]
     wait_until(lambda: len(exchange.app("private").sent_ops("ping")) >= 2)  # several supervisor rounds
     attempts = [m for m in exchange.app("public").sent_ops("subscribe") if m["args"] == ["tickers.NOPEUSDT"]]
     assert len(attempts) == 1
@@ -1052,7 +1064,7 @@ def test_secrets_never_reach_repr_or_logs(
         exchange.app("private").push({"op": "auth", "success": False, "ret_msg": f"bad key {API_KEY}"})
         exchange.app("private").drop()
         wait_until(lambda: ("private", "up") in sink.links("private"))
-        sock = adapter._links["private"].current
+        sock = current_socket(adapter, "private")
         texts = [repr(adapter), repr(sock)]
         adapter.close(timeout=3.0)
     texts.append(caplog.text)
@@ -1276,3 +1288,80 @@ def test_fetch_fills_repeated_cursor_or_bad_page_is_an_error(fake_http: None, si
     http.scripts["get_executions"] = [{"retCode": 0, "result": {"category": "linear", "list": ["x"]}}]
     with pytest.raises(GridbotError):
         adapter.fetch_fills("BTCUSDT", 0, 10)
+
+
+# ------------------------------------------------------------------------- transport (supervisor contract)
+
+
+def transport_for(counters: Counters | None = None) -> _transport.BybitTransport:
+    urls = {"private": "ws://ws.test/v5/private", "public": "ws://ws.test/v5/public/linear"}
+    return _transport.BybitTransport(urls=urls, credentials=Credentials(API_KEY, API_SECRET),
+                                     counters=counters or Counters(), connect_timeout=2.0)
+
+
+def fake_attempt() -> Any:
+    attempt = MagicMock(spec=Attempt)
+    attempt.retired = False
+    return attempt
+
+
+def calls(attempt: Any, name: str) -> list[Any]:
+    return [c for c in attempt.method_calls if c[0] == name]
+
+
+def test_transport_reports_opened_once_after_auth_and_every_ack(exchange: FakeExchange) -> None:
+    transport, attempt = transport_for(), fake_attempt()
+    sock = transport.open("private", ["wallet", "position", "order", "execution"], attempt)
+    try:
+        wait_until(lambda: calls(attempt, "opened") != [])
+        [sub] = exchange.app("private").sent_ops("subscribe")
+        assert sub["args"] == ["position", "order", "execution", "wallet"]  # one request, Bybit's order
+        assert [m["args"][0] for m in exchange.app("private").sent_ops("auth")] == [API_KEY]
+        sock.ping()
+        wait_until(lambda: calls(attempt, "heard") != [])  # the pong: life, no frame
+        assert len(calls(attempt, "opened")) == 1
+        assert not calls(attempt, "closed") and not calls(attempt, "auth_failed")
+    finally:
+        sock.close()
+        assert sock.join(2.0)
+    assert transport.join_all(time.monotonic()) == []
+
+
+def test_transport_reports_auth_failures_refusals_and_losses(exchange: FakeExchange) -> None:
+    exchange.auth_ok = False
+    transport, private = transport_for(), fake_attempt()
+    sock = transport.open("private", list(_transport.PRIVATE_TOPICS), private)
+    wait_until(lambda: calls(private, "auth_failed") != [])
+    assert "Invalid apikey" in calls(private, "auth_failed")[0][1][0] and not calls(private, "opened")
+    sock.close()
+    assert sock.join(2.0)
+
+    exchange.reject_topics = {"tickers.NOPEUSDT"}
+    public = fake_attempt()
+    sock = transport.open("public", ["tickers.BTCUSDT", "tickers.NOPEUSDT"], public)
+    wait_until(lambda: calls(public, "opened") != [])  # live once every request is answered
+    [(_name, (topics, detail), _kw)] = calls(public, "refused")
+    assert list(topics) == ["tickers.NOPEUSDT"] and "handler not found" in detail
+    sock.subscribe(["tickers.SOLUSDT", "tickers.ETHUSDT"])  # one request per ticker topic
+    sock.unsubscribe(["tickers.BTCUSDT"])
+    wait_until(lambda: sock.topics() == {"tickers.SOLUSDT", "tickers.ETHUSDT"})
+    exchange.app("public").drop()
+    wait_until(lambda: calls(public, "closed") != [])
+    assert "Connection to remote host was lost" in calls(public, "closed")[0][1][0]
+    assert transport.join_all(time.monotonic() + 2.0) == []
+
+
+def test_transport_gives_up_a_connect_the_supervisor_retired(exchange: FakeExchange, mocker: Any) -> None:
+    exchange.ack = False
+    attempt = fake_attempt()
+    started = time.monotonic()
+    timer = threading.Timer(0.1, lambda: setattr(attempt, "retired", True))
+    timer.start()
+    mocker.patch.object(FakeApp, "run_forever", autospec=True,
+                        side_effect=lambda app, **kw: app.release.wait(5))  # TCP connect that hangs
+    with pytest.raises(_errors.Stopped):
+        transport_for().open("public", ["tickers.BTCUSDT"], attempt)
+    assert time.monotonic() - started < 1.5
+    timer.join()
+    exchange.app("public").release.set()  # the hung connect ends: no thread is left behind
+    wait_until(lambda: gridbot_threads() == [])

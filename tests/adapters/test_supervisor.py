@@ -280,6 +280,22 @@ def test_a_failed_first_attempt_fails_open_and_is_not_retried(error: Exception, 
     assert rig.sink.items == []
 
 
+def test_start_and_wait_returns_none_once_up_and_the_failure_instead_of_raising_it() -> None:
+    idle = Rig(spec("public", idle_when_empty=True))
+    assert idle.sup.start_and_wait(T0 + 10, threads=False) is None and idle.sup.connected
+    rejected = AuthRejected("key SECRET rejected")
+    transport = FakeTransport()
+    transport.errors.append(rejected)
+    sup = Supervisor("test", transport, RecordingSink(), counters=Counters())  # real clock, runner threads
+    sup.add(spec())
+    try:
+        failure = sup.start_and_wait(time.monotonic() + 5)
+    finally:
+        assert sup.close(time.monotonic() + 5) == []
+    assert failure is not None and failure.kind == "auth" and failure.error is rejected
+    assert transport.opens == 1
+
+
 def test_first_attempt_ends_at_the_open_deadline() -> None:
     rig = Rig(spec(timings=Timings(connect_timeout=1.0)))
     rig.sup.start(T0 + 7, threads=False)
@@ -590,6 +606,20 @@ def test_a_fatal_refusal_while_running_fails_the_channel_until_rebuilt() -> None
     assert rig.transport.opens == 2
 
 
+def test_failed_is_reported_once_per_outage_whatever_the_reasons() -> None:
+    rig = Rig(spec(topics={"order"}, refusal_fatal=True))
+    rig.open_all()
+    rig.transport.last().events.refused(["order"], "no permission")
+    rig.sup.add_topics("private", ["order"])
+    rig.sup.rebuild("private", "try again")
+    rig.transport.errors.append(AuthRejected("key revoked"))
+    rig.step()
+    assert rig.sink.states() == [("private", "down"), ("private", "failed")]
+    rig.run_for(1.0)
+    rig.transport.last().events.opened()
+    assert rig.sink.states()[-1] == ("private", "up")
+
+
 def test_an_idle_channel_closes_its_socket_and_opens_one_when_needed() -> None:
     rig = Rig(spec("public", topics={"a"}, idle_when_empty=True))
     rig.open_all()
@@ -856,9 +886,9 @@ def test_random_event_sequences_keep_the_contract(seed: int) -> None:
     rng = random.Random(seed)
     timings = Timings(connect_timeout=5, ping_interval=20, pong_timeout=10, silence_timeout=60,
                       recover_timeout=30, backoff=POLICY)
-    live = rng.random() < 0.5
-    rig = Rig(spec("public", topics={"a"}, timings=timings, live_topics=live, idle_when_empty=True),
-              rng=random.Random(seed))
+    live, idle, fatal = (rng.random() < 0.5 for _ in range(3))
+    rig = Rig(spec("public", topics={"a"}, timings=timings, live_topics=live, idle_when_empty=idle,
+                   refusal_fatal=fatal), rng=random.Random(seed))
     rig.open_all()
     for _ in range(150):
         handles = rig.transport.of("public")

@@ -23,8 +23,7 @@ EXPECTED_WORDS = {"binance": "Invalid symbol.", "bybit": "not listed"}
 EMULATORS: dict[str, Any] = {"binance": BinanceEmulator, "bybit": BybitEmulator}
 
 
-# Bybit joins once its ticker refusal at open() reaches Sink.symbol_rejected instead of failing start().
-@pytest.fixture(params=["binance"])
+@pytest.fixture(params=["binance", "bybit"])
 def exchange(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
     emulator = EMULATORS[request.param](engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0.05)
     emulator.start()
@@ -68,3 +67,31 @@ def test_unknown_symbols_are_dropped_and_the_others_stream(exchange: tuple[str, 
         assert bad.all() == [] and not rec.of(PositionUpdate, symbol=UNKNOWN)
     finally:
         stream.stop(timeout=10.0)
+
+
+def test_bybit_ticker_refusal_reaches_the_stream_without_rest(caplog: pytest.LogCaptureFixture) -> None:
+    """``snapshot=False`` makes no REST read, so no listing check: Bybit's refusal of the ticker topic
+    (real pybit socket, at open and while running) is what drops the symbol, the same way."""
+    emulator = BybitEmulator(engine_config(), api_key=KEY, api_secret=SECRET, price_interval=0.05)
+    emulator.start()
+    rec = Recorder()
+    stream = gridbot.ExchangeStream("bybit", api_key=KEY, api_secret=SECRET, endpoints=emulator.endpoints,
+                                    snapshot=False)
+    try:
+        stream.subscribe(SYMBOL, on_ticker=rec)
+        stream.subscribe(UNKNOWN, on_ticker=rec)
+        caplog.set_level(logging.WARNING)
+        stream.start(timeout=WAIT)
+        wait_until(lambda: rejections(caplog, UNKNOWN) != [], what="the refused symbol dropped")
+        [warning] = rejections(caplog, UNKNOWN)
+        assert "handler not found" in warning  # the exchange's words
+        assert stream.stats.rejected_symbols == 1
+        stream.subscribe(LATER_UNKNOWN, on_ticker=rec)
+        wait_until(lambda: stream.stats.rejected_symbols == 2, what="the later symbol dropped")
+        wait_until(lambda: LATER_UNKNOWN not in repr(stream) and UNKNOWN not in repr(stream),
+                   what="both unsubscribed")
+        rec.wait(TickerUpdate, symbol=SYMBOL)
+        assert stream.connected
+    finally:
+        stream.stop(timeout=10.0)
+        emulator.stop()

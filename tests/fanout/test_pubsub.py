@@ -115,8 +115,9 @@ def test_redis_restart_delivers_what_was_missed_once(redis_server: RedisServer,
     host.emit(*[fill(n) for n in range(51, 101)])  # buffered by the producer
     rec.wait_statuses("reconnecting", since=since)
     assert not remote.connected
-    # The producer writes on its own thread (and redis-py retries a failed call before giving up): restart only
-    # once it has seen the outage, or under load its first attempt may fall after the restart and see none.
+    # The producer writes on its own thread (and redis-py retries a failed call before giving up): restart
+    # only once it has seen the outage, or under load its first attempt may fall after the restart and see
+    # none.
     wait_until(lambda: pub.stats.redis_errors >= 1, what="the producer saw Redis down")
     redis_server.start()
     rec.wait_statuses("reconnecting", "resynced", since=since)

@@ -8,8 +8,9 @@ mark-price socket, idle while no symbol is subscribed; a symbol change opens a r
 switches to it once it is live) — and the REST layer (:mod:`~gridbot.adapters.binance._rest`).
 
 The supervisor reports ``up``/``down``/``gap``/``failed`` to the stream's sink and rebuilds dead sockets
-with jittered exponential backoff (``backoff``); python-binance's own silent reconnects are followed
-(``down`` when it starts, ``up`` when it is back).  ``listenKeyExpired`` is forwarded, then the user socket
+with jittered exponential backoff (``backoff``); python-binance's own reconnect loop is switched off (see
+:mod:`~gridbot.adapters.binance._sockets`), so a lost connection is one ``down`` and a rebuild, never a
+silent retry of a listen key that may have expired.  ``listenKeyExpired`` is forwarded, then the user socket
 is rebuilt at once (``down``, new key, ``up``).  Rejected keys on a rebuild are reported ``failed`` once and
 retried with backoff, so the stream recovers when they work again.
 
@@ -177,13 +178,8 @@ class BinanceAdapter:
             counters=self._counters, clock_offset=transport.clock_offset), deadline)
         transport.listen_key = functools.partial(rest.new_listen_key, self.connect_timeout)
         supervisor = self._build_supervisor(transport)
-        supervisor.start(deadline)
-        failure: OpenFailed | None = None
-        try:
-            supervisor.wait_up(deadline)
-        except OpenFailed as exc:
-            failure = exc
-        if failure is not None:  # raised outside the except: the SDK's exception is the cause, not this
+        failure = supervisor.start_and_wait(deadline)
+        if failure is not None:
             raise self._open_error(failure)
         with self._lock:
             if self._state != _OPENING:

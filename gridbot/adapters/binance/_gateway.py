@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 from gridbot._credentials import Credentials
-from gridbot.adapters._orders import check_position_idx, check_side
+from gridbot.adapters._orders import RestOrderGateway
 from gridbot.adapters.binance._errors import translate_order_error
 from gridbot.adapters.binance._manager import Hosts
 from gridbot.adapters.binance._rest import new_client
@@ -39,7 +39,7 @@ def binance_rest_client(
                       testnet=testnet, demo=demo)
 
 
-class BinanceGateway:
+class BinanceGateway(RestOrderGateway):
     """USDⓈ-M futures orders through python-binance.
 
     Hedge mode (``position_idx`` 1/2) sends ``positionSide`` LONG/SHORT and never ``reduceOnly``
@@ -73,31 +73,13 @@ class BinanceGateway:
     def __repr__(self) -> str:
         return "<BinanceGateway>"
 
-    def place_limit(
-        self, symbol: str, side: str, qty: Decimal, price: Decimal, *,
-        position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> str:
-        params = self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
-        params.update(type="LIMIT", timeInForce="GTC", price=format(price, "f"))
-        return self._create(params)
-
-    def place_market(
-        self, symbol: str, side: str, qty: Decimal, *,
-        position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> str:
-        params = self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
-        params.update(type="MARKET")
-        return self._create(params)
-
     def cancel(self, symbol: str, order_id: str) -> None:
         self._call("cancel", lambda: self._client.futures_cancel_order(symbol=symbol, orderId=int(order_id)))
 
-    @staticmethod
     def _order_params(
-        symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool, client_order_id: str,
+        self, symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool,
+        client_order_id: str,
     ) -> dict[str, Any]:
-        check_side(side)
-        check_position_idx(position_idx)
         params: dict[str, Any] = {
             "symbol": symbol, "side": side.upper(), "quantity": format(qty, "f"),
             "positionSide": _POSITION_SIDE[position_idx],
@@ -107,6 +89,12 @@ class BinanceGateway:
         if reduce_only and position_idx == 0:
             params["reduceOnly"] = "true"
         return params
+
+    def _limit_fields(self, price: Decimal) -> dict[str, Any]:
+        return {"type": "LIMIT", "timeInForce": "GTC", "price": format(price, "f")}
+
+    def _market_fields(self) -> dict[str, Any]:
+        return {"type": "MARKET"}
 
     def _create(self, params: dict[str, Any]) -> str:
         answer = self._call("place order", lambda: self._client.futures_create_order(**params))

@@ -1,13 +1,15 @@
 """python-binance's sockets, observed: the user-data and mark-price sockets gridbot runs, subclassed (no
 SDK class is modified) at the places where the SDK reconnects, reports errors and ends its read loop.
 
-The SDK reconnects silently inside ``ReconnectingWebsocket._read_loop``: on a closed connection it emits
-``{"e": "error"}`` dicts through ``_propagate_error`` (``reconnecting_websocket.py:81``), calls
+The SDK would reconnect silently inside ``ReconnectingWebsocket._read_loop``: on a closed connection it
+emits ``{"e": "error"}`` dicts through ``_propagate_error`` (``reconnecting_websocket.py:81``), calls
 ``before_reconnect()`` before every attempt (``:262-278,304``) and ``connect()`` again, which sets
-``ws_state`` to STREAMING on success (``:142``); the end of ``_read_loop`` means it gave up for good (four
-failed reconnects end in ``BinanceWebsocketUnableToConnect``; any other error also ends the loop, after
-which ``recv()`` raises ``ReadLoopClosed`` forever).  :class:`_ObservedSocket` reports exactly those places
-to its :class:`Hooks`, all from the read loop, so the reports come in the SDK's own order.
+``ws_state`` to STREAMING on success (``:142``); after ``MAX_RECONNECTS`` failures it raises
+``BinanceWebsocketUnableToConnect`` and the read loop ends for good (any other error also ends the loop,
+after which ``recv()`` raises ``ReadLoopClosed`` forever).  Here ``MAX_RECONNECTS`` is 0: a lost
+connection takes that last path at once and gridbot's supervisor rebuilds the socket.
+:class:`_ObservedSocket` reports exactly those places to its :class:`Hooks`, all from the read loop, so
+the reports come in the SDK's own order.
 
 Facts of python-binance 1.0.37 relied on: sockets bind the constructing thread's loop (so they are built
 on the manager's loop); the listen key preset on the ``KeepAliveWebsocket`` stops it fetching one
@@ -27,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
+from binance.exceptions import BinanceWebsocketUnableToConnect
 from binance.ws.keepalive_websocket import KeepAliveWebsocket
 
 from gridbot.adapters._base import Channel
@@ -112,10 +115,16 @@ def _heard(link: Link) -> None:
 
 
 class _ObservedSocket(TasklessReceive):
-    """The SDK socket with three observation points (see the module docstring).  Subclassed, so no SDK
+    """The SDK socket with its observation points (see the module docstring).  Subclassed, so no SDK
     class is modified; behaviour is the SDK's (its receive path without a Task per message:
-    :mod:`gridbot.adapters.binance._receive`)."""
+    :mod:`gridbot.adapters.binance._receive`) except that it never reconnects by itself:
+    ``MAX_RECONNECTS = 0`` makes a lost connection go the SDK's own "gave up" way at once
+    (``before_reconnect``, then ``BinanceWebsocketUnableToConnect`` and the end of the read loop), and
+    the supervisor rebuilds the socket with its backoff (and, for the user socket, a new listen key).
+    The SDK's loop would retry five times with its own waits (1-2 s doubling, up to ~85 s with connect
+    timeouts) and reuse a listen key that may have expired meanwhile."""
 
+    MAX_RECONNECTS = 0
     _gb_link: Link
     _gb_hooks: Hooks
 
@@ -133,6 +142,12 @@ class _ObservedSocket(TasklessReceive):
     async def before_reconnect(self) -> None:
         _notify(self._gb_hooks.sdk_reconnecting, self._gb_link)
         await super().before_reconnect()
+
+    async def _run_reconnect(self) -> None:
+        """``ReconnectingWebsocket._run_reconnect`` (``:262``) with ``MAX_RECONNECTS`` 0: close the lost
+        connection and give up at once, without the SDK's "Max reconnections" error line."""
+        await self.before_reconnect()
+        raise BinanceWebsocketUnableToConnect
 
     async def _propagate_error(self, error_msg: dict[str, Any]) -> None:
         try:

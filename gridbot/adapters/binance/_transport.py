@@ -8,11 +8,10 @@ the user-data socket ``{ws}/private/ws?listenKey=K``; ``public``: the combined m
 loop (every SDK socket binds the constructing thread's loop) and run under the SDK's listener.  It returns
 at once; what happens next is reported on the supervisor's :class:`~gridbot.adapters._channel.Attempt`:
 
-- the SDK connected (again, after its own silent reconnect) → ``opened``; it starts reconnecting by
-  itself → ``reconnecting``; an error dict on a live connection → ``gap``;
-- the SDK gave up (its read loop ended, ``BinanceWebsocketUnableToConnect`` / ``ReadLoopClosed`` dicts, the
-  listener ended, or the exchange refused a reconnect of the user socket with an HTTP status: its listen
-  key is gone) → the socket is stopped at once (which ends the listener's ``ReadLoopClosed`` flood) and
+- the SDK connected → ``opened``; an error dict on a live connection → ``gap``;
+- the connection was lost (the SDK's ``before_reconnect``: its own reconnect loop is off), the SDK gave
+  up (its read loop ended, ``BinanceWebsocketUnableToConnect`` / ``ReadLoopClosed`` dicts) or the
+  listener ended → the socket is stopped at once (which ends the listener's ``ReadLoopClosed`` flood) and
   ``closed``; the supervisor rebuilds it (a new listen key for the user socket);
 - every data frame → ``frame``; every data frame or server ping websockets sees → ``heard`` (the
   supervisor's silence bound: Binance pings every 3 minutes);
@@ -233,8 +232,8 @@ class _LinkEvents:
         self._events.opened()
 
     def sdk_reconnecting(self, link: Link) -> None:
-        link.connected = False
-        self._events.reconnecting("the SDK is reconnecting")
+        """The connection is lost; the SDK's own reconnect loop is off, so this socket is done."""
+        self._dead("the connection was lost")
 
     def sdk_connect_failed(self, link: Link, exc: Exception) -> None:
         """A reconnect of the user socket refused by the exchange (an HTTP status instead of the upgrade)

@@ -1,8 +1,13 @@
 """Bybit v5 linear over pybit 5.17: the adapter (private socket with position, order, execution and
-wallet; public ``tickers.<SYM>``; REST seed).  It supervises one :class:`~._transport.BybitSocket` per
-channel: a supervisor thread per channel sends the text pings, notices a dead socket and rebuilds it
-with the whole subscription set, exponential backoff and jitter, reporting ``down`` then ``up`` so
-the stream resyncs.  REST is :mod:`._rest`; errors are translated by :mod:`._errors`.
+wallet; public ``tickers.<SYM>``; REST seed).
+
+The shared :class:`~gridbot.adapters._supervisor.Supervisor` runs both channels over the Bybit transport
+(:mod:`._transport`, the only code touching pybit and websocket-client): text pings every
+``ping_interval`` and a ``pong_timeout``, rebuilds with jittered exponential backoff, ``up``/``down``/
+``failed`` reports to the stream, topic changes on the live public socket, bounded joins.  Rejected keys
+on a rebuild are reported ``failed`` once and retried, so the stream recovers when they work again; a
+refused ticker topic is dropped and reported to the stream (``Sink.symbol_rejected``), never fatal.  REST is
+:mod:`._rest`; errors are translated by :mod:`._errors`.
 """
 
 from __future__ import annotations
@@ -15,15 +20,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from websocket import WebSocketException
-
 from gridbot._credentials import Credentials
-from gridbot.adapters._base import Channel, LinkState, Sink
-from gridbot.adapters.bybit._errors import AuthRejected, ConnectFailed, Stopped, SubscribeRejected, translate
+from gridbot.adapters._backoff import BackoffPolicy
+from gridbot.adapters._base import Channel, Sink
+from gridbot.adapters._supervisor import ChannelSpec, OpenFailed, Supervisor, Timings
+from gridbot.adapters.bybit._errors import AuthRejected, ConnectFailed, scrub_chain
 from gridbot.adapters.bybit._rest import BybitRest
-from gridbot.adapters.bybit._transport import BybitSocket
+from gridbot.adapters.bybit._transport import PRIVATE_TOPICS, BybitTransport
 from gridbot.endpoints import Endpoints
-from gridbot.errors import ConnectError, GridbotError
+from gridbot.errors import AuthenticationError, ConnectError, GridbotError
 from gridbot.events import Event, FillUpdate, OrderUpdate
 from gridbot.stats import Counters
 
@@ -37,13 +42,15 @@ _DEMO_WS: Final = "wss://stream-demo.bybit.com"
 _DEMO_TESTNET_WS: Final = "wss://stream-demo-testnet.bybit.com"  # pybit's DEMO_SUBDOMAIN_TESTNET
 _PRIVATE_PATH: Final = "/v5/private"
 _PUBLIC_PATH: Final = "/v5/public/linear"
-_PRIVATE_TOPICS: Final = ("position", "order", "execution", "wallet")
 _TICKER_PREFIX: Final = "tickers."
 
 
 @dataclass(frozen=True, slots=True)
 class BybitTimings:
-    """Supervision timings (seconds).  Defaults follow Bybit's advice: a text ping every 20 s."""
+    """Supervision timings (seconds).  Defaults follow Bybit's advice: a text ping every 20 s.
+
+    A connection attempt has ``connect_timeout + ack_timeout`` to connect, authenticate and have every
+    subscription answered; ``join_grace`` bounds the clean-up after a failed ``open()``."""
 
     ping_interval: float = 20.0
     pong_timeout: float = 10.0
@@ -53,27 +60,10 @@ class BybitTimings:
     backoff_max: float = 30.0
     join_grace: float = 2.0
 
-
-
-def _backoff_delay(attempt: int, initial: float, cap: float, jitter: float) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): doubling up to ``cap``, scaled by ``jitter``."""
-    return min(cap, initial * (2.0 ** min(attempt, 30))) * jitter
-
-
-
-@dataclass(slots=True, eq=False)
-class _Link:
-    """One channel's current socket and what the stream was last told about it."""
-
-    channel: Channel
-    current: BybitSocket | None = None
-    reported_up: bool = True
-    failed: bool = False
-    last_ping: float = 0.0
-    thread: threading.Thread | None = None
-
-
-# ---------------------------------------------------------------------------------------------- adapter
+    def supervision(self) -> Timings:
+        return Timings(connect_timeout=self.connect_timeout + self.ack_timeout,
+                       ping_interval=self.ping_interval, pong_timeout=self.pong_timeout,
+                       backoff=BackoffPolicy(initial=self.backoff_initial, cap=self.backoff_max))
 
 
 class BybitAdapter:
@@ -101,18 +91,16 @@ class BybitAdapter:
         self._sink = sink
         self._counters = counters
         self.timings = timings or BybitTimings()
+        self.rng = random.Random()  # the supervisor's jitter (tests may replace it before open())
         self._urls: dict[Channel, str] = _ws_urls(testnet=testnet, demo=demo, endpoints=endpoints)
         self._rest = BybitRest(self._credentials, testnet=testnet, demo=demo, endpoints=endpoints,
                                counters=counters)
-        self._cond = threading.Condition(threading.RLock())
-        self._stop = threading.Event()
-        self._version = 0
-        self._state = "idle"  # idle -> open -> closed
+        self._transport = BybitTransport(urls=self._urls, credentials=self._credentials, counters=counters,
+                                         connect_timeout=self.timings.connect_timeout)
+        self._lock = threading.Lock()
+        self._state = "idle"  # idle -> opening -> open -> closed
         self._symbols: set[str] = set()
-        self._rejected_topics: set[str] = set()
-        self._links: dict[Channel, _Link] = {"private": _Link("private"), "public": _Link("public")}
-        self._sockets: list[BybitSocket] = []
-        self._rng = random.Random()
+        self._supervisor: Supervisor | None = None
 
     def __repr__(self) -> str:
         return (
@@ -125,72 +113,66 @@ class BybitAdapter:
     def open(self, symbols: Collection[str], timeout: float) -> None:
         """Connect and authenticate the private socket, connect the public one, subscribe, and return
         once every auth/subscribe answer is in.  On failure everything started is stopped first."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             if self._state != "idle":
                 raise GridbotError(f"BybitAdapter.open() called in state {self._state!r}")
             self._state = "opening"
             self._symbols.update(symbols)  # add_symbol() may already have added some (subscribe during start)
-            self._rejected_topics.clear()
-        try:
-            sockets = self._open_sockets(deadline, timeout)
-        except Exception as exc:
-            self._shutdown(time.monotonic() + self.timings.join_grace)
-            with self._cond:
-                self._state = "idle"
-                self._stop.clear()
-            raise self._translate(exc, "Bybit: opening the streams") from exc
-        with self._cond:
+            supervisor = self._supervisor = self._new_supervisor(sorted(self._symbols))
+        deadline = supervisor.clock.now() + timeout
+        failure = supervisor.start_and_wait(deadline)
+        with self._lock:
             closed_meanwhile = self._state == "closed"
-        if closed_meanwhile:  # close() ran while the sockets were settling: they stay closed
-            self._shutdown(time.monotonic() + self.timings.join_grace)
+            if failure is None and not closed_meanwhile:
+                self._state = "open"
+                return
+            if not closed_meanwhile:
+                self._state = "idle"
+        self._stop(supervisor, time.monotonic() + self.timings.join_grace)
+        if failure is None or closed_meanwhile:  # close() ran while the sockets were settling
             raise ConnectError("Bybit: opening the streams: stopped by close()")
-        with self._cond:
-            for channel, sock in sockets.items():
-                link = self._links[channel]
-                link.current, link.reported_up, link.failed = sock, True, False
-                link.last_ping = time.monotonic()
-            self._state = "open"
-        for link in self._links.values():
-            link.thread = threading.Thread(
-                target=self._supervise,
-                args=(link,),
-                name=f"gridbot-bybit-{link.channel}-supervisor",
-                daemon=True,
-            )
-            link.thread.start()
+        raise self._open_error(failure)  # outside the except: the SDK's exception is the cause, not this
 
     def close(self, timeout: float) -> None:
-        """Stop supervisors and sockets and join every thread started, within ``timeout``; idempotent
+        """Stop the supervisor and sockets and join every thread started, within ``timeout``; idempotent
         (a second call only retries joining what the first could not)."""
         deadline = time.monotonic() + timeout
         self._rest.abort()  # a seed or resync request in flight ends now
-        with self._cond:
+        with self._lock:
             if self._state == "idle":
                 return
             self._state = "closed"
-        self._shutdown(deadline)
+            supervisor = self._supervisor
+        if supervisor is not None:
+            self._stop(supervisor, deadline)
+
+    def _stop(self, supervisor: Supervisor, deadline: float) -> None:
+        """Close the supervisor, then join any socket it never had a handle of, until ``deadline``."""
+        supervisor.close(deadline)
+        lingering = self._transport.join_all(deadline)
+        if lingering:
+            logger.warning("Bybit: %d socket thread(s) still running after the close budget", len(lingering))
 
     @property
     def connected(self) -> bool:
-        with self._cond:
-            if self._state != "open":
-                return False
-            return all(link.current is not None and link.current.gb_live() for link in self._links.values())
+        supervisor = self._supervisor
+        return self._state == "open" and supervisor is not None and supervisor.connected
 
     def add_symbol(self, symbol: str) -> None:
-        """Ask the public supervisor to subscribe ``tickers.<symbol>`` (it never blocks the caller; a dead
-        socket is rebuilt with the whole symbol set instead)."""
-        with self._cond:
+        """Subscribe ``tickers.<symbol>`` on the live public socket (the supervisor does it, never the
+        caller's thread; a dead socket is rebuilt with the whole symbol set instead)."""
+        with self._lock:
             self._symbols.add(symbol)
-            self._rejected_topics.discard(_TICKER_PREFIX + symbol)
-            self._changed()
+            supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.add_topics("public", [_TICKER_PREFIX + symbol])
 
     def remove_symbol(self, symbol: str) -> None:
-        with self._cond:
+        with self._lock:
             self._symbols.discard(symbol)
-            self._rejected_topics.discard(_TICKER_PREFIX + symbol)
-            self._changed()
+            supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.remove_topics("public", [_TICKER_PREFIX + symbol])
 
     # ------------------------------------------------------------------ REST
 
@@ -215,268 +197,48 @@ class BybitAdapter:
         the stream's private decoder gives each fill its order's ``position_idx``."""
         return self._rest.fills(symbol, since_ms, until_ms)
 
-    # ------------------------------------------------------------------ opening
-
-    def _open_sockets(self, deadline: float, timeout: float) -> dict[Channel, BybitSocket]:
-        sockets: dict[Channel, BybitSocket] = {
-            "private": self._build("private", deadline),
-        }
-        sockets["public"] = self._build("public", deadline)
-        self._await_settled(list(sockets.values()), deadline, timeout)
-        for sock in sockets.values():
-            self._check_outcome(sock, fatal_rejections=True)
-        return sockets
-
-    def _build(self, channel: Channel, deadline: float) -> BybitSocket:
-        with self._cond:
-            if channel == "private":
-                initial: list[list[str]] = [list(_PRIVATE_TOPICS)]
-            else:
-                topics = {_TICKER_PREFIX + symbol for symbol in self._symbols} - self._rejected_topics
-                initial = [[topic] for topic in sorted(topics)]
-        private = channel == "private"
-        return BybitSocket(
-            owner=self,
-            channel=channel,
-            url=self._urls[channel],
-            initial=initial,
-            deadline=deadline,
-            api_key=self._credentials.key if private else None,
-            api_secret=self._credentials.secret if private else None,
-        )
-
-    def _await_settled(self, sockets: list[BybitSocket], deadline: float, timeout: float) -> None:
-        def done() -> bool:
-            if self._stop.is_set() or any(s._gb_auth is False for s in sockets):
-                return True
-            return all(s._gb_closed or s.gb_settled() for s in sockets)
-
-        with self._cond:
-            finished = self._cond.wait_for(done, timeout=max(0.0, deadline - time.monotonic()))
-            if self._stop.is_set():
-                raise Stopped
-            if finished:
-                return
-            waiting = [s._gb_channel for s in sockets if not s.gb_settled()]
-        raise ConnectFailed(
-            f"timed out after {timeout:g} s waiting for the {' and '.join(waiting)} socket(s) "
-            "to confirm authentication/subscriptions"
-        )
-
-    def _check_outcome(self, sock: BybitSocket, *, fatal_rejections: bool) -> None:
-        """Raise what went wrong on a settled socket; public ticker refusals are fatal only at open."""
-        with self._cond:
-            auth, detail = sock._gb_auth, sock._gb_auth_detail
-            closed, reason = sock._gb_closed, sock._gb_close_reason
-            rejections = list(sock._gb_rejections)
-        if auth is False:
-            raise AuthRejected(
-                f"Bybit rejected the API key on the private socket ({detail or 'no reason given'})"
-            )
-        if rejections and (fatal_rejections or sock._gb_channel == "private"):
-            text = "; ".join(f"{','.join(topics)}: {why}" for topics, why in rejections)
-            raise SubscribeRejected(f"Bybit refused the {sock._gb_channel} subscription ({text})")
-        if closed or not sock.gb_live():
-            raise ConnectFailed(
-                f"the {sock._gb_channel} socket closed before it was live ({reason or 'closed'})"
-            )
-
     # ------------------------------------------------------------------ supervision
 
-    def _supervise(self, link: _Link) -> None:
-        """Per-channel supervisor: text pings, dead-object detection, rebuild with backoff, ticker sync."""
-        while not self._stop.is_set():
-            with self._cond:
-                seen = self._version
+    def _open_error(self, failure: OpenFailed) -> GridbotError:
+        """``open()``'s error for a first attempt that failed, chained to the SDK's exception (scrubbed
+        by the one error map)."""
+        what = f"Bybit: opening the streams: {failure}"
+        error = AuthenticationError(what) if failure.kind == "auth" else ConnectError(what)
+        cause = failure.error
+        if cause is None:  # an answer on the socket, no exception: say which
+            cause = (AuthRejected if failure.kind == "auth" else ConnectFailed)(failure.detail)
+        scrub_chain(cause, self._credentials.redact)
+        error.__cause__ = cause
+        return error
+
+    def _new_supervisor(self, symbols: Sequence[str]) -> Supervisor:
+        supervisor = Supervisor("bybit", self._transport, self._sink, rng=self.rng, counters=self._counters,
+                                scrub=self._credentials.redact)
+        timings = self.timings.supervision()
+        supervisor.add(ChannelSpec("private", topics=PRIVATE_TOPICS, on_frame=self._private_frame,
+                                   timings=timings, refusal_fatal=True))
+        supervisor.add(ChannelSpec("public", topics=[_TICKER_PREFIX + s for s in symbols],
+                                   on_frame=self._public_frame, timings=timings, live_topics=True,
+                                   on_refused=self._tickers_refused))
+        return supervisor
+
+    def _private_frame(self, payload: object) -> None:
+        self._sink.frame("private", payload)
+
+    def _public_frame(self, payload: object) -> None:
+        self._sink.frame("public", payload)
+
+    def _tickers_refused(self, topics: Sequence[str], detail: str) -> None:
+        """Bybit refused ticker topics (an unknown symbol), at open or while running: the supervisor
+        dropped them; the stream is told, so it drops those subscriptions and goes on with the others."""
+        symbols = [topic.removeprefix(_TICKER_PREFIX) for topic in topics]
+        with self._lock:
+            self._symbols.difference_update(symbols)
+        for symbol in symbols:
             try:
-                wait = self._supervise_once(link)
+                self._sink.symbol_rejected(symbol, f"Bybit refused tickers.{symbol}: {detail}")
             except Exception:
-                logger.exception("Bybit %s supervisor: unexpected error", link.channel)
-                wait = min(1.0, self.timings.ping_interval)
-            self._wait_for_change(seen, wait)
-
-    def _wait_for_change(self, seen: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._version != seen or self._stop.is_set(), timeout=timeout)
-
-    def _supervise_once(self, link: _Link) -> float:
-        sock = link.current
-        if sock is None:
-            if link.failed:
-                return 3600.0
-            self._rebuild(link)
-            return 0.0
-        now = time.monotonic()
-        with self._cond:
-            reason = sock.gb_dead_reason(now, self.timings.pong_timeout)
-        if reason is not None:
-            self._replace(link, sock, reason)
-            return 0.0
-        if link.channel == "public":
-            self._sync_tickers(sock)
-        if now - link.last_ping >= self.timings.ping_interval:
-            sock.gb_ping(now)
-            link.last_ping = now
-        wait = link.last_ping + self.timings.ping_interval - now
-        ping_at = sock._gb_ping_at
-        if ping_at is not None and sock._gb_last_rx < ping_at:
-            wait = min(wait, ping_at + self.timings.pong_timeout - now + 0.01)
-        return max(0.01, wait)
-
-    def _sync_tickers(self, sock: BybitSocket) -> None:
-        """Make the live public socket's subscriptions match the wanted symbols (add/remove_symbol)."""
-        with self._cond:
-            wanted = {_TICKER_PREFIX + symbol for symbol in self._symbols} - self._rejected_topics
-            have = {topic for topic in sock.gb_topics() if topic.startswith(_TICKER_PREFIX)}
-        for topic in sorted(wanted - have):
-            sock.gb_subscribe([topic])
-        for topic in sorted(have - wanted):
-            sock.gb_unsubscribe(topic)
-
-    def _replace(self, link: _Link, sock: BybitSocket, reason: str) -> None:
-        logger.warning("Bybit %s socket lost (%s); reconnecting", link.channel, reason)
-        with self._cond:
-            sock._gb_forward = False
-            link.current = None
-            was_up, link.reported_up = link.reported_up, False
-        if was_up:
-            self._report(link.channel, "down", reason)
-        self._dispose(link, sock)
-        self._rebuild(link)
-
-    def _rebuild(self, link: _Link) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            delay = _backoff_delay(
-                attempt, self.timings.backoff_initial, self.timings.backoff_max, self._rng.uniform(0.5, 1.0)
-            )
-            if self._stop.wait(delay):
-                return
-            sock: BybitSocket | None = None
-            try:
-                deadline = time.monotonic() + self.timings.connect_timeout
-                sock = self._build(link.channel, deadline)
-                self._await_settled([sock], deadline + self.timings.ack_timeout, self.timings.ack_timeout)
-                self._check_outcome(sock, fatal_rejections=False)
-            except Stopped:
-                if sock is not None:
-                    self._dispose(link, sock)
-                return
-            except AuthRejected as exc:
-                # Keys revoked (or IP no longer allowed): say so once, then keep trying with backoff,
-                # so the stream recovers by itself when they work again.
-                if sock is not None:
-                    self._dispose(link, sock)
-                attempt += 1
-                if not link.failed:
-                    self._fail(link, f"{exc}; retrying with backoff until the keys work again")
-                continue
-            except SubscribeRejected as exc:
-                if sock is not None:
-                    self._dispose(link, sock)
-                self._fail(link, str(exc))
-                return
-            except (ConnectFailed, WebSocketException, OSError) as exc:
-                attempt += 1
-                logger.warning("Bybit %s reconnect attempt %d failed: %s", link.channel, attempt, exc)
-                if sock is not None:
-                    self._dispose(link, sock)
-                continue
-            with self._cond:
-                if self._stop.is_set():
-                    stopped = True
-                else:
-                    stopped = False
-                    link.current, link.reported_up, link.last_ping = sock, True, time.monotonic()
-                    link.failed = False
-            if stopped:
-                self._dispose(link, sock)
-                return
-            logger.info("Bybit %s socket reconnected after %d attempt(s)", link.channel, attempt + 1)
-            self._report(link.channel, "up", f"reconnected after {attempt + 1} attempt(s)")
-            return
-
-    def _fail(self, link: _Link, detail: str) -> None:
-        logger.error("Bybit %s socket failed: %s", link.channel, detail)
-        with self._cond:
-            link.failed = True
-        self._report(link.channel, "failed", detail)
-
-    def _dispose(self, link: _Link, sock: BybitSocket) -> None:
-        """Exit an old socket and join its thread briefly; a thread that lingers is joined by close()."""
-        with self._cond:
-            sock._gb_forward = False
-        if sock.gb_stop(time.monotonic() + self.timings.join_grace, self._stop.is_set):
-            self._unregister(sock)
-        elif not self._stop.is_set():
-            logger.warning("Bybit %s: old socket thread still running; close() will join it", link.channel)
-
-    def _shutdown(self, deadline: float) -> None:
-        """Stop everything; join supervisors then socket threads until ``deadline``."""
-        with self._cond:
-            self._stop.set()
-            self._changed()
-            sockets = list(self._sockets)
-        for sock in sockets:
-            sock.exit()
-        for link in self._links.values():
-            if link.thread is not None and link.thread is not threading.current_thread():
-                link.thread.join(max(0.0, deadline - time.monotonic()))
-        with self._cond:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            sock.exit()  # sockets registered by a supervisor after the first pass
-        lingering = [sock for sock in sockets if not sock.gb_stop(deadline)]
-        with self._cond:
-            self._sockets = lingering
-            for link in self._links.values():
-                link.current = None
-        alive = [
-            link.channel
-            for link in self._links.values()
-            if link.thread is not None and link.thread.is_alive()
-        ]
-        if lingering or alive:
-            logger.warning(
-                "Bybit: %d socket thread(s) and supervisor(s) %s still running after the close budget",
-                len(lingering),
-                alive,
-            )
-
-    # ------------------------------------------------------------------ hooks for BybitSocket
-
-    def _register(self, sock: BybitSocket) -> None:
-        with self._cond:
-            if self._stop.is_set():
-                raise Stopped
-            self._sockets.append(sock)
-
-    def _unregister(self, sock: BybitSocket) -> None:
-        with self._cond:
-            if sock in self._sockets:
-                self._sockets.remove(sock)
-
-    def _changed(self) -> None:
-        """Wake every waiter (callers hold or take the condition; cheap, never blocks for long)."""
-        with self._cond:
-            self._version += 1
-            self._cond.notify_all()
-
-    def _report(self, channel: Channel, state: LinkState, detail: str) -> None:
-        try:
-            self._sink.link(channel, state, self._scrub(detail))
-        except Exception:
-            logger.exception("Bybit %s: the sink raised on a link change", channel)
-
-    # ------------------------------------------------------------------ errors
-
-    def _scrub(self, text: str) -> str:
-        """Mask the key and secret wherever foreign text might echo them."""
-        return self._credentials.redact(text)
-
-    def _translate(self, exc: BaseException, what: str) -> GridbotError:
-        """The gridbot error for ``exc`` (callers ``raise ... from exc``), by the one Bybit error map."""
-        return translate(exc, what, self._credentials.redact)
+                logger.exception("Bybit: the sink raised on a rejected symbol")
 
 
 def _ws_urls(*, testnet: bool, demo: bool, endpoints: Endpoints | None) -> dict[Channel, str]:

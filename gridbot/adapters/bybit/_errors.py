@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from pybit.exceptions import FailedRequestError, InvalidRequestError, UnauthorizedExceptionError
 from websocket import WebSocketException
 
+from gridbot.adapters import _supervisor as supervisor
 from gridbot.errors import (
     AuthenticationError,
     ConnectError,
@@ -58,11 +59,11 @@ SDK_ERRORS: Final = (InvalidRequestError, FailedRequestError, UnauthorizedExcept
                      WebSocketException)
 
 
-class ConnectFailed(Exception):
+class ConnectFailed(supervisor.ConnectFailed):
     """A socket could not be connected, or lost its connection before it was live."""
 
 
-class AuthRejected(Exception):
+class AuthRejected(supervisor.AuthRejected):
     """The private socket's auth answer said ``success: false``."""
 
 
@@ -70,8 +71,8 @@ class SubscribeRejected(Exception):
     """The server refused a subscription."""
 
 
-class Stopped(Exception):
-    """``close()`` was called while a socket was being built."""
+class Stopped(supervisor.ConnectFailed):
+    """The supervisor gave up on the attempt (``close()``, a timeout) while its socket was being built."""
 
 
 def describe(exc: BaseException) -> str:

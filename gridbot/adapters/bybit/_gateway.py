@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from gridbot._credentials import Credentials
-from gridbot.adapters._orders import check_position_idx, check_side
+from gridbot.adapters._orders import RestOrderGateway
 from gridbot.adapters.bybit._errors import SDK_ERRORS, translate
 from gridbot.adapters.bybit._rest import new_session
 from gridbot.endpoints import Endpoints
@@ -29,7 +29,7 @@ def bybit_rest_client(
     return new_session(Credentials(api_key, api_secret), testnet=testnet, demo=demo, endpoints=endpoints)
 
 
-class BybitGateway:
+class BybitGateway(RestOrderGateway):
     """v5 linear orders through pybit (``category="linear"``, ``positionIdx`` as given)."""
 
     exchange = "bybit"
@@ -49,32 +49,14 @@ class BybitGateway:
     def __repr__(self) -> str:
         return "<BybitGateway>"
 
-    def place_limit(
-        self, symbol: str, side: str, qty: Decimal, price: Decimal, *,
-        position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> str:
-        params = self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
-        params.update(orderType="Limit", timeInForce="GTC", price=format(price, "f"))
-        return self._create(params)
-
-    def place_market(
-        self, symbol: str, side: str, qty: Decimal, *,
-        position_idx: int, reduce_only: bool, client_order_id: str,
-    ) -> str:
-        params = self._order_params(symbol, side, qty, position_idx, reduce_only, client_order_id)
-        params.update(orderType="Market")
-        return self._create(params)
-
     def cancel(self, symbol: str, order_id: str) -> None:
         self._call("cancel", lambda: self._session.cancel_order(
             category="linear", symbol=symbol, orderId=order_id))
 
-    @staticmethod
     def _order_params(
-        symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool, client_order_id: str,
+        self, symbol: str, side: str, qty: Decimal, position_idx: int, reduce_only: bool,
+        client_order_id: str,
     ) -> dict[str, Any]:
-        check_side(side)
-        check_position_idx(position_idx)
         params: dict[str, Any] = {
             "category": "linear", "symbol": symbol, "side": side, "qty": format(qty, "f"),
             "positionIdx": position_idx, "reduceOnly": reduce_only,
@@ -82,6 +64,12 @@ class BybitGateway:
         if client_order_id:
             params["orderLinkId"] = client_order_id
         return params
+
+    def _limit_fields(self, price: Decimal) -> dict[str, Any]:
+        return {"orderType": "Limit", "timeInForce": "GTC", "price": format(price, "f")}
+
+    def _market_fields(self) -> dict[str, Any]:
+        return {"orderType": "Market"}
 
     def _create(self, params: dict[str, Any]) -> str:
         answer = self._call("place order", lambda: self._session.place_order(**params))

@@ -1,23 +1,23 @@
-"""The only code touching pybit's ``WebSocket`` and websocket-client internals: one socket object per
-connection (:class:`BybitSocket`).
+"""The only code touching pybit's ``WebSocket`` and websocket-client internals: the Bybit transport of
+the shared supervisor (:mod:`gridbot.adapters._supervisor`), one :class:`BybitSocket` per connection.
 
 What pybit 5.17.0 does on its own, and what this module does about it (DESIGN §3):
 
 * An exception on a socket thread (a callback, ``_process_auth_message`` on a rejected key, the KeyError of
   an unknown topic in ``_process_normal_message``) closes the socket for good and nobody is told.
   :class:`BybitSocket` therefore replaces pybit's message path (``_on_message`` and the ``callback_function``
-  seam) so nothing of pybit's parsing runs: every frame goes to the sink at once, auth/subscribe answers
-  are read here, and every hook catches everything.
+  seam) so nothing of pybit's parsing runs: every frame goes to the supervisor's attempt at once,
+  auth/subscribe answers are read here, and every hook catches everything.
 * Reconnects happen inside pybit's ``_on_error`` on the dying thread, immediately (no backoff), ten times,
   then stop silently; a concurrent ``exit()`` does not stop that loop.  pybit's own reconnect is switched
-  off (``restart_on_error=False``, one attempt): each socket object lives for one connection, and the
-  adapter's supervisor rebuilds it with the whole subscription set.
+  off (``restart_on_error=False``, one attempt): each socket object lives for one connection and reports
+  ``closed``; the supervisor rebuilds it with the whole subscription set, backoff and jitter.
 * ``_connect`` waits without a bound (a black-holed host blocks the constructor); ``subscribe()`` spins
   forever on a dead object; ``exit()`` waits for the server's close frame and joins nothing.  The
-  subclass connects once, wakes on stop, bounds the TCP connect with ``SO_SNDTIMEO`` (Linux), sends
-  subscriptions without waiting, and its ``exit()`` never blocks; joining is the owner's job, within budgets.
+  subclass connects once, gives up when the supervisor retires the attempt, bounds the TCP connect with
+  ``SO_SNDTIMEO`` (Linux), sends subscriptions without waiting, and its ``exit()`` never blocks.
 * pybit merges ticker deltas itself and hands the mutated dict on as ``type: "snapshot"``; bypassing its
-  parser keeps the raw frames, which :class:`~gridbot.normalize.bybit.TickerMerger` merges.
+  parser keeps the raw frames, which the stream's decoder merges.
 """
 
 from __future__ import annotations
@@ -31,24 +31,72 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from uuid import uuid4
 
 from pybit.unified_trading import WebSocket
 from websocket import WebSocketApp, WebSocketException
 
-from gridbot._credentials import MaskedAttribute
-from gridbot.adapters._base import Channel
+from gridbot._credentials import Credentials, MaskedAttribute
+from gridbot._sdk_versions import check_sdk_versions
+from gridbot.adapters._supervisor import Attempt
 from gridbot.adapters.bybit._errors import ConnectFailed, Stopped, describe
+from gridbot.stats import Counters
 
-if TYPE_CHECKING:
-    from gridbot.adapters.bybit._adapter import BybitAdapter
-
-__all__ = ["BybitSocket"]
+__all__ = ["PRIVATE_TOPICS", "BybitSocket", "BybitTransport"]
 
 logger = logging.getLogger(__name__)
 
+PRIVATE_TOPICS: Final = ("position", "order", "execution", "wallet")
 _AUTH_EXPIRE_SECONDS: Final = 10  # pybit's default of 1 s fails on a little clock skew
+_POLL: Final = 0.02  # how often a blocked connect looks whether the supervisor gave up on it
+
+
+class BybitTransport:
+    """Opens one :class:`BybitSocket` per connection attempt (the supervisor's ``Transport``)."""
+
+    def __init__(self, *, urls: Mapping[Any, str], credentials: Credentials, counters: Counters,
+                 connect_timeout: float) -> None:
+        check_sdk_versions("bybit")
+        self._urls = dict(urls)
+        self._credentials = credentials
+        self._counters = counters
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._sockets: set[BybitSocket] = set()  # every socket whose thread may still run
+
+    def __repr__(self) -> str:
+        return "<BybitTransport (credentials hidden)>"
+
+    def join_all(self, deadline: float) -> list[BybitSocket]:
+        """Close and join every socket this transport opened (also those the supervisor never got a
+        handle of: an attempt given up while its socket was connecting), until ``deadline``
+        (monotonic); returns those still running."""
+        with self._lock:
+            sockets = list(self._sockets)
+        return [sock for sock in sockets if not sock.join(deadline - time.monotonic())]
+
+    def _track(self, sock: BybitSocket, alive: bool) -> None:
+        with self._lock:
+            if alive:
+                self._sockets.add(sock)
+            else:
+                self._sockets.discard(sock)
+
+    def open(self, channel: str, topics: Sequence[str], events: Attempt) -> BybitSocket:
+        """Connect ``channel``'s socket, authenticate (private) and send the subscriptions; the answers
+        arrive on ``events`` (``opened`` once every one is in)."""
+        private = channel == "private"
+        if private:  # one request, in Bybit's documented order
+            requests = [sorted(topics, key=lambda t: PRIVATE_TOPICS.index(t) if t in PRIVATE_TOPICS else 99)]
+        else:
+            requests = [[topic] for topic in topics]
+        return BybitSocket(
+            channel=channel, url=self._urls[channel], initial=[r for r in requests if r], events=events,
+            connect_timeout=self.connect_timeout, counters=self._counters, redact=self._credentials.redact,
+            api_key=self._credentials.key if private else None,
+            api_secret=self._credentials.secret if private else None, track=self._track,
+        )
 
 
 def _send_timeout_sockopt(seconds: float) -> list[tuple[int, int, bytes]]:
@@ -59,71 +107,51 @@ def _send_timeout_sockopt(seconds: float) -> list[tuple[int, int, bytes]]:
     return [(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))]
 
 
-
 class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
-    """One pybit socket for one connection: per-instance URL, one connect attempt, no pybit reconnect.
+    """One pybit socket for one connection: per-instance URL, one connect attempt, no pybit reconnect;
+    also the supervisor's ``Handle`` (subscribe / unsubscribe / ping / close / join).
 
     Overrides (pybit 5.17.0 ``_websocket_stream.py``): ``_connect`` (URL, bounded wait, thread name,
     no retries), ``_on_message`` / ``_on_error`` / ``_on_close`` / ``_on_open`` / ``_on_pong`` (never raise,
-    record state), ``_send_initial_ping`` (the owner pings), ``exit`` (close without waiting).  All state
-    below is guarded by the owner's condition.
+    report to the attempt), ``_send_initial_ping`` (the supervisor pings), ``exit`` (close without waiting).
     """
 
     subscriptions: dict[str, str]  # pybit's record: req_id -> subscribe request text
     api_secret = MaskedAttribute("api_secret")
 
     def __init__(
-        self,
-        *,
-        owner: BybitAdapter,
-        channel: Channel,
-        url: str,
-        initial: Sequence[Sequence[str]],
-        deadline: float,
-        api_key: str | None,
-        api_secret: str | None,
+        self, *, channel: str, url: str, initial: Sequence[Sequence[str]], events: Attempt,
+        connect_timeout: float, counters: Counters, redact: Callable[[str], str],
+        api_key: str | None, api_secret: str | None,
+        track: Callable[[BybitSocket, bool], None] | None = None,
     ) -> None:
-        self._gb_owner = owner
-        self._gb_channel: Channel = channel
+        self._gb_channel = channel
+        self._gb_track = track
         self._gb_url = url
         self._gb_initial = [list(topics) for topics in initial]
-        self._gb_deadline = deadline
+        self._gb_events = events
+        self._gb_deadline = time.monotonic() + connect_timeout
+        self._gb_counters = counters
+        self._gb_redact = redact
+        self._gb_lock = threading.Lock()
+        self._gb_state = threading.Event()  # set when the socket opened or closed
         self._gb_opened = False
         self._gb_closed = False
-        self._gb_close_reason = ""
         self._gb_error: BaseException | None = None
         self._gb_auth: bool | None = None if channel == "private" else True
-        self._gb_auth_detail = ""
         self._gb_pending: dict[str, list[str]] = {}
         self._gb_initial_ids: set[str] = set()
-        self._gb_rejections: list[tuple[tuple[str, ...], str]] = []
-        self._gb_forward = True
-        self._gb_last_rx = time.monotonic()
-        self._gb_ping_at: float | None = None
-        owner._register(self)
+        self._gb_live = False
         try:
-            self._gb_init_pybit(owner, channel, api_key, api_secret)
+            super().__init__(
+                "private" if channel == "private" else "linear",
+                api_key=api_key, api_secret=api_secret, testnet=False, demo=False,
+                callback_function=events.frame, retries=1, restart_on_error=False,
+                private_auth_expire=_AUTH_EXPIRE_SECONDS,
+            )
         except BaseException:
-            if self.gb_join(0.0):
-                owner._unregister(self)
+            self.join(0.0)
             raise
-
-    def _gb_init_pybit(
-        self, owner: BybitAdapter, channel: Channel, api_key: str | None, api_secret: str | None
-    ) -> None:
-        super().__init__(
-            "private" if channel == "private" else "linear",
-            api_key=api_key,
-            api_secret=api_secret,
-            testnet=False,
-            demo=False,
-            callback_function=self._gb_deliver,
-            retries=1,
-            restart_on_error=False,
-            ping_interval=owner.timings.ping_interval,
-            ping_timeout=owner.timings.pong_timeout,
-            private_auth_expire=_AUTH_EXPIRE_SECONDS,
-        )
 
     def __repr__(self) -> str:
         return f"<BybitSocket {self._gb_channel} {self._gb_url}>"
@@ -133,9 +161,6 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
     def _connect(self, url: str) -> None:
         """pybit's ``_connect`` for one attempt: start the app thread, wait (bounded, abortable) for the
         open, then authenticate and subscribe without waiting for answers (read in ``_on_message``)."""
-        owner = self._gb_owner
-        if owner._stop.is_set():
-            raise Stopped
         self.attempting_connection = True
         self.endpoint = self._gb_url
         app = WebSocketApp(
@@ -150,69 +175,76 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         self.wst = threading.Thread(
             target=self._gb_run, args=(app,), name=f"gridbot-bybit-{self._gb_channel}-ws", daemon=True
         )
+        if self._gb_track is not None:
+            self._gb_track(self, True)
         self.wst.start()
-        with owner._cond:
-            owner._cond.wait_for(
-                lambda: self._gb_opened or self._gb_closed or owner._stop.is_set(),
-                timeout=max(0.0, self._gb_deadline - time.monotonic()),
-            )
+        while not self._gb_state.wait(_POLL):
+            if self._gb_events.retired:
+                self._gb_abandon()
+                raise Stopped
+            if time.monotonic() >= self._gb_deadline:
+                self._gb_abandon()
+                raise ConnectFailed(f"timed out connecting to {self._gb_url}")
+        with self._gb_lock:
             opened = self._gb_opened and not self._gb_closed
             error = self._gb_error
-        if owner._stop.is_set():
-            self._gb_abandon()
-            raise Stopped
         if not opened:
             self._gb_abandon()
             if error is None:
-                raise ConnectFailed(f"timed out connecting to {self._gb_url}")
+                raise ConnectFailed(f"{self._gb_url}: closed before it was live")
             raise ConnectFailed(f"could not connect to {self._gb_url}: {describe(error)}") from error
         try:
             if self.api_key and self.api_secret:
                 self._auth()
             for topics in self._gb_initial:
-                self.gb_subscribe(topics, initial=True)
+                self.subscribe_now(topics, initial=True)
         except Exception as exc:
             self._gb_abandon()
             raise ConnectFailed(
                 f"{self._gb_url}: connection lost while subscribing: {describe(exc)}"
             ) from exc
         self.attempting_connection = False
+        if self._gb_events.retired:  # given up while we subscribed: nobody will close this one
+            self._gb_abandon()
+            raise Stopped
+        self._gb_maybe_live()
 
     def _on_open(self) -> None:
         # websocket-client's teardown only closes the fd of a socket it still thinks connected; one
         # that exit() shut down stays open until garbage collection.  Kept here, closed by _gb_run.
         self._gb_core = getattr(getattr(self, "ws", None), "sock", None)
-        with self._gb_owner._cond:
+        with self._gb_lock:
             self._gb_opened = True
-            self._gb_last_rx = time.monotonic()
-            self._gb_owner._changed()
+        self._gb_state.set()
 
     def _on_message(self, message: Any) -> None:
         """Replaces pybit's ``json.loads`` + ``_handle_incoming_message``: forward at once, never raise."""
         try:
-            self._gb_last_rx = time.monotonic()
             try:
                 msg = json.loads(message)
             except ValueError as exc:
                 # One bad frame is no reason to drop the connection (and open a gap): count and skip it.
-                self._gb_owner._counters.add("bad_messages")
+                self._gb_events.heard()
+                self._gb_counters.add("bad_messages")
                 logger.error("Bybit %s socket: dropped an unreadable frame (%s); raw=%.200r",
                              self._gb_channel, exc, message)
                 return
             if isinstance(msg, dict) and self._gb_control(msg):
+                self._gb_events.heard()
                 return
-            if self._gb_forward:
-                self.callback(msg)
+            self.callback(msg)
         except Exception:
             logger.exception("Bybit %s socket: error while handling a frame", self._gb_channel)
 
     def _on_error(self, error: Any) -> None:
         """pybit re-raises unknown errors here (and reconnects on known ones); only record the loss."""
         try:
-            with self._gb_owner._cond:
+            with self._gb_lock:
                 if self._gb_error is None and isinstance(error, BaseException):
                     self._gb_error = error
-            self._gb_mark_closed(describe(error) if isinstance(error, BaseException) else str(error))
+                opened = self._gb_opened
+            text = describe(error) if isinstance(error, BaseException) else str(error)
+            self._gb_mark_closed(text if opened else f"could not connect to {self._gb_url}: {text}")
         except Exception:
             logger.exception("Bybit %s socket: error in the error hook", self._gb_channel)
 
@@ -223,16 +255,16 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
             logger.exception("Bybit %s socket: error in the close hook", self._gb_channel)
 
     def _on_pong(self) -> None:
-        self._gb_last_rx = time.monotonic()
+        self._gb_events.heard()
 
     def _send_initial_ping(self) -> None:
-        """pybit starts a Timer thread per connection here; the owner's supervisor sends the text pings."""
+        """pybit starts a Timer thread per connection here; the supervisor sends the text pings."""
 
     def exit(self) -> None:
         """pybit's ``exit()`` closes the app (which closes the fd at once) and then waits for ``ws.sock`` to
         clear.  Closing the fd can swallow the wake-up of the reader's epoll, leaving it asleep for its
         10 s select timeout.  Instead: stop the read loop, send the close frame, shut the raw socket down
-        (the reader wakes at EOF and tears down itself).  Never waits; joining is the owner's job."""
+        (the reader wakes at EOF and tears down itself).  Never waits; joining is :meth:`join`'s job."""
         self.exited = True
         self._stop_custom_ping_timer()
         app = getattr(self, "ws", None)
@@ -266,30 +298,60 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         except (WebSocketException, OSError, ValueError) as exc:
             logger.debug("Bybit %s socket: close frame not sent: %s", self._gb_channel, exc)
 
-    # ------------------------------------------------------------------ used by the owner
+    # ------------------------------------------------------------------ the supervisor's Handle
 
-    def gb_subscribe(self, topics: Sequence[str], *, initial: bool = False) -> None:
+    def subscribe(self, topics: Sequence[str]) -> None:
+        """Subscribe ``topics`` on the live connection (one request per topic on the public socket)."""
+        for request in ([list(topics)] if self._gb_channel == "private" else [[t] for t in topics]):
+            self.subscribe_now(request)
+
+    def unsubscribe(self, topics: Sequence[str]) -> None:
+        for topic in topics:
+            self._gb_unsubscribe(topic)
+
+    def ping(self) -> None:
+        """Bybit's application-level heartbeat ``{"op": "ping"}`` (the answer is ``heard``)."""
+        self._gb_send(self.custom_ping_message, "ping")
+
+    def close(self) -> None:
+        self.exit()
+
+    def join(self, timeout: float) -> bool:
+        """Exit and join the app thread for up to ``timeout``; True once it has ended (or never started).
+        ``exit()`` is repeated while waiting: a thread still starting or connecting is told again."""
+        thread = getattr(self, "wst", None)
+        if thread is None:
+            return True
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            self.exit()
+            if thread is not threading.current_thread():
+                thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
+            if not thread.is_alive():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe_now(self, topics: Sequence[str], *, initial: bool = False) -> None:
         """Send one subscribe request and record it in pybit's ``subscriptions`` (never waits for the
         socket like pybit's ``subscribe()``; a dead socket raises at once)."""
         req_id = str(uuid4())
         text = json.dumps({"op": "subscribe", "req_id": req_id, "args": list(topics)})
-        with self._gb_owner._cond:
+        with self._gb_lock:
             self._gb_pending[req_id] = list(topics)
             if initial:
                 self._gb_initial_ids.add(req_id)
             # Rebound, never mutated in place: pybit iterates it from other code paths.
             self.subscriptions = {**self.subscriptions, req_id: text}
-        try:
-            self.ws.send(text)
-        except Exception as exc:
-            self._gb_mark_closed(f"send failed: {describe(exc)}")
-            raise
+        self._gb_send(text, "subscribe")
 
-    def gb_unsubscribe(self, topic: str) -> None:
+    def _gb_unsubscribe(self, topic: str) -> None:
         """Unsubscribe one topic and drop it from pybit's ``subscriptions`` at once.  (pybit's own
         ``unsubscribe`` matches by substring, unsubscribes every topic of the request, and only forgets
         it when the answer arrives through the parser bypassed here.)"""
-        with self._gb_owner._cond:
+        with self._gb_lock:
             subscriptions = dict(self.subscriptions)
             for req_id, text in self.subscriptions.items():
                 args = list(json.loads(text).get("args", []))
@@ -297,95 +359,37 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
                     continue
                 remaining = [arg for arg in args if arg != topic]
                 if remaining:
-                    subscriptions[req_id] = json.dumps(
-                        {"op": "subscribe", "req_id": req_id, "args": remaining}
-                    )
+                    request = {"op": "subscribe", "req_id": req_id, "args": remaining}
+                    subscriptions[req_id] = json.dumps(request)
                 else:
                     del subscriptions[req_id]
             if subscriptions == self.subscriptions:
                 return
             self.subscriptions = subscriptions
-        text = json.dumps({"op": "unsubscribe", "req_id": str(uuid4()), "args": [topic]})
-        try:
-            self.ws.send(text)
-        except Exception as exc:
-            self._gb_mark_closed(f"send failed: {describe(exc)}")
-            raise
+        request = {"op": "unsubscribe", "req_id": str(uuid4()), "args": [topic]}
+        self._gb_send(json.dumps(request), "unsubscribe")
 
-    def gb_topics(self) -> set[str]:
+    def topics(self) -> set[str]:
         """Topics in pybit's subscription record (sent, acknowledged or not)."""
         return set(self.get_subscription_topics())
 
-    def gb_ping(self, now: float) -> None:
-        """Bybit's application-level heartbeat ``{"op": "ping"}``."""
+    def _gb_send(self, text: str, what: str) -> None:
         try:
-            self.ws.send(self.custom_ping_message)
-        except (WebSocketException, OSError) as exc:
-            self._gb_mark_closed(f"ping failed: {describe(exc)}")
-            return
-        with self._gb_owner._cond:
-            if self._gb_ping_at is None or self._gb_last_rx >= self._gb_ping_at:
-                self._gb_ping_at = now
-
-    def gb_settled(self) -> bool:
-        """Auth answered (private) and every initial subscription answered."""
-        return self._gb_auth is not None and not (self._gb_initial_ids & self._gb_pending.keys())
-
-    def gb_live(self) -> bool:
-        return (
-            self._gb_opened
-            and not self._gb_closed
-            and not self.exited
-            and self._gb_auth is True
-            and self.gb_settled()
-            and bool(self.is_connected())
-        )
-
-    def gb_dead_reason(self, now: float, pong_timeout: float) -> str | None:
-        """Why this object can no longer deliver frames, or None while it looks healthy."""
-        if self._gb_closed:
-            return self._gb_close_reason or "connection closed"
-        if self.exited:
-            return "socket exited"
-        thread = getattr(self, "wst", None)
-        if thread is None or not thread.is_alive():
-            return "socket thread ended"
-        if not self.is_connected():
-            return "socket not connected"
-        ping_at = self._gb_ping_at
-        if ping_at is not None and self._gb_last_rx < ping_at and now - ping_at > pong_timeout:
-            return f"no answer to ping within {pong_timeout:g} s"
-        return None
-
-    def gb_stop(self, deadline: float, interrupted: Callable[[], bool] | None = None) -> bool:
-        """Exit and join the app thread until ``deadline``; True once it has ended.  ``exit()`` is repeated
-        while waiting: a thread that was still starting (or connecting) when first told is told again."""
-        while True:
-            self.exit()
-            if self.gb_join(min(0.05, max(0.0, deadline - time.monotonic()))):
-                return True
-            if time.monotonic() >= deadline or (interrupted is not None and interrupted()):
-                return False
-
-    def gb_join(self, timeout: float) -> bool:
-        """Join the app thread; True when it has ended (or never started)."""
-        thread = getattr(self, "wst", None)
-        if thread is None:
-            return True
-        if thread is not threading.current_thread():
-            thread.join(max(0.0, timeout))
-        return not thread.is_alive()
+            self.ws.send(text)
+        except Exception as exc:
+            self._gb_mark_closed(f"{what} failed: {describe(exc)}")
+            raise
 
     # ------------------------------------------------------------------ internals
 
     def _gb_run(self, app: Any) -> None:
-        """The app thread: websocket-client's read loop; websocket pings off (the owner pings).
+        """The app thread: websocket-client's read loop; websocket pings off (the supervisor pings).
 
         ``skip_utf8_validation``: websocket-client otherwise validates every text frame's UTF-8 in pure
         Python (most of the CPU a busy socket costs); frames then arrive as bytes and ``json.loads``
         rejects bad UTF-8 itself (counted and skipped in ``_on_message``, like any unreadable frame)."""
         try:
-            budget = min(self._gb_owner.timings.connect_timeout, self._gb_deadline - time.monotonic())
+            budget = self._gb_deadline - time.monotonic()
             app.run_forever(ping_interval=0, sockopt=_send_timeout_sockopt(max(1.0, budget)),
                             skip_utf8_validation=True)
         except Exception:
@@ -393,6 +397,8 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         finally:
             self._gb_close_fd()
             self._gb_mark_closed("socket thread ended")
+            if self._gb_track is not None:
+                self._gb_track(self, False)
 
     def _gb_close_fd(self) -> None:
         """The read loop is over: nobody else uses this connection's fd any more; close it now."""
@@ -403,25 +409,31 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
         except Exception:
             logger.exception("Bybit %s socket: closing its fd failed", self._gb_channel)
 
-    def _gb_deliver(self, msg: Any) -> None:
-        """pybit's ``callback``: hand the raw frame to the sink, nothing else."""
-        try:
-            self._gb_owner._sink.frame(self._gb_channel, msg)
-        except Exception:
-            logger.exception("Bybit %s: the sink raised on a frame", self._gb_channel)
-
     def _gb_mark_closed(self, reason: str) -> None:
-        with self._gb_owner._cond:
-            if not self._gb_closed:
-                self._gb_closed = True
-                self._gb_close_reason = self._gb_owner._scrub(reason)
-            self._gb_owner._changed()
+        with self._gb_lock:
+            first = not self._gb_closed
+            self._gb_closed = True
+            error = self._gb_error
+        self._gb_state.set()
+        if first:
+            self._gb_events.closed(self._gb_redact(reason), error)
 
     def _gb_abandon(self) -> None:
-        self.gb_stop(time.monotonic() + min(self._gb_owner.timings.join_grace, 1.0))
+        self.join(min(1.0, max(0.0, self._gb_deadline - time.monotonic())))
+
+    def _gb_maybe_live(self) -> None:
+        """``opened`` once auth (private) and every initial subscription are answered."""
+        with self._gb_lock:
+            answered = not (self._gb_initial_ids & self._gb_pending.keys())
+            live = (not self._gb_live and not self._gb_closed and self._gb_auth is True and answered
+                    and not self.attempting_connection)
+            if live:
+                self._gb_live = True
+        if live:
+            self._gb_events.opened()
 
     def _gb_control(self, msg: Mapping[str, Any]) -> bool:
-        """Read auth/subscribe answers; True for a pong (dropped, as pybit drops it)."""
+        """Read pong, auth and subscribe answers; True when ``msg`` was one of them."""
         op = msg.get("op")
         if msg.get("ret_msg") == "pong" or op == "pong":
             return True
@@ -431,18 +443,20 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
             self._gb_on_subscribed(msg)
         elif op == "unsubscribe" and msg.get("success") is not True:
             logger.warning("Bybit %s: unsubscribe refused: %s", self._gb_channel, msg.get("ret_msg"))
-        return False
+        return False  # answers still reach the frame handler (the decoder ignores them)
 
     def _gb_on_auth(self, msg: Mapping[str, Any]) -> None:
-        with self._gb_owner._cond:
-            self._gb_auth = msg.get("success") is True
-            self._gb_auth_detail = self._gb_owner._scrub(str(msg.get("ret_msg") or ""))
-            self._gb_owner._changed()
+        ok = msg.get("success") is True
+        with self._gb_lock:
+            self._gb_auth = ok
+        if ok:
+            self._gb_maybe_live()
+            return
+        detail = self._gb_redact(str(msg.get("ret_msg") or "no reason given"))
+        self._gb_events.auth_failed(f"Bybit rejected the API key on the private socket ({detail})")
 
     def _gb_on_subscribed(self, msg: Mapping[str, Any]) -> None:
-        rejected: tuple[str, ...] | None = None
-        reason = ""
-        with self._gb_owner._cond:
+        with self._gb_lock:
             req_id = msg.get("req_id")
             if isinstance(req_id, str) and req_id in self._gb_pending:
                 topics = self._gb_pending.pop(req_id)
@@ -451,16 +465,10 @@ class BybitSocket(WebSocket):  # type: ignore[misc]  # pybit is untyped
                 del self._gb_pending[req_id]
             else:
                 return
-            if msg.get("success") is not True:
-                rejected = tuple(topics)
-                reason = self._gb_owner._scrub(str(msg.get("ret_msg") or "subscription refused"))
-                self._gb_rejections.append((rejected, reason))
-                # Forgotten and marked refused in one step, or the supervisor would resubscribe it.
+            refused = msg.get("success") is not True
+            if refused:  # forgotten at once, or a rebuild would subscribe it again
                 self.subscriptions = {k: v for k, v in self.subscriptions.items() if k != req_id}
-                if self._gb_channel == "public":
-                    self._gb_owner._rejected_topics.update(rejected)
-            self._gb_owner._changed()
-        if rejected is not None:
-            logger.error(
-                "Bybit refused the %s subscription to %s: %s", self._gb_channel, ", ".join(rejected), reason
-            )
+        if refused:
+            reason = self._gb_redact(str(msg.get("ret_msg") or "subscription refused"))
+            self._gb_events.refused(topics, reason)
+        self._gb_maybe_live()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from gridbot._dispatch import (
 from gridbot._lifecycle import Lifecycle
 from gridbot._pipeline import Pipeline
 from gridbot._seeding import now_ms
+from gridbot._symbols import normalize_symbol
 from gridbot._worker import BATCH, StreamWorker
 from gridbot.adapters._base import Adapter, Channel, Sink
 from gridbot.book import StateBook, StreamState, StreamStatus
@@ -216,7 +216,7 @@ class ExchangeStream:
             TypeError: a callback is neither callable nor None.
             ValueError: ``symbol`` is empty.
         """
-        symbol = _normalize_symbol(symbol, self.exchange)
+        symbol = normalize_symbol(symbol, self.exchange)
         callbacks = Callbacks(on_position, on_wallet, on_order, on_ticker, on_fill, on_account)
         is_new = self._subscriptions.set(symbol, callbacks)
         if is_new and self._lifecycle.accepting:
@@ -228,7 +228,7 @@ class ExchangeStream:
 
     def unsubscribe(self, symbol: str) -> None:
         """Remove the callbacks of ``symbol`` and its ticker subscription."""
-        symbol = _normalize_symbol(symbol, self.exchange)
+        symbol = normalize_symbol(symbol, self.exchange)
         if not self._subscriptions.remove(symbol):
             return
         self._book._forget(symbol)
@@ -474,28 +474,6 @@ class ExchangeStream:
                 except BaseException:  # noqa: BLE001 - the dispatcher must outlive any one event
                     self._worker.internal_error(f"delivering {type(event).__name__}")
         return True
-
-
-# The exchanges' symbol syntax.  Binance documents the legal range of ``symbol`` (error -1100):
-# ``^[A-Z0-9-_.]{1,20}$``.  Bybit documents none; its linear symbols are letters and digits
-# (``BTCUSDT``, ``1000PEPEUSDT``), dated futures add ``-`` (``BTC-26DEC25``), and ``.`` would split
-# the ``tickers.<SYM>`` topic.  Anything else would land unescaped in a stream URL or topic.
-_SYMBOL_SYNTAX: dict[str, re.Pattern[str]] = {
-    "binance": re.compile(r"[A-Z0-9_.-]{1,20}"),
-    "bybit": re.compile(r"[A-Z0-9][A-Z0-9_-]{0,24}"),
-}
-
-
-def _normalize_symbol(symbol: str, exchange: str) -> str:
-    """The symbol upper-cased, or ValueError when it cannot be an ``exchange`` symbol."""
-    if not isinstance(symbol, str) or not symbol.strip():
-        raise ValueError(f"symbol must be a non-empty string, not {symbol!r}")
-    clean = symbol.strip().upper()
-    if not symbol.isascii() or not _SYMBOL_SYNTAX[exchange].fullmatch(clean):  # "ß".upper() is "SS"
-        raise ValueError(
-            f"{symbol[:40]!r} is not a {exchange} symbol: expected letters and digits like 'BTCUSDT' "
-            f"(pattern {_SYMBOL_SYNTAX[exchange].pattern}), no spaces, slashes or URL characters")
-    return clean
 
 
 def _freeze_heap() -> bool:

@@ -1,7 +1,7 @@
 """Bybit v5 (linear) normalizer: private pushes, public tickers and the REST seed in, events out.
 
 Pure: no SDK, socket, clock or logging, and no mutable module state.  The one stateful object is
-:class:`TickerMerger`, owned by whoever consumes one public socket.
+:class:`TickerMerger` (``_bybit_ticker.py``, re-exported here), owned by whoever consumes one public socket.
 
 Choices the exchange leaves open (see also each function):
 
@@ -31,9 +31,10 @@ from gridbot.events import (
     OrderUpdate,
     PositionSide,
     PositionUpdate,
-    TickerUpdate,
     WalletUpdate,
 )
+from gridbot.normalize._bybit_ticker import TickerMerger
+from gridbot.normalize._bybit_wire import EXCHANGE, MALFORMED, control_frame
 from gridbot.normalize._common import Ignored, dec, opt_dec, require, to_int
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
     "positions_from_rest",
     "wallets_from_rest",
 ]
-
-EXCHANGE: Final = "bybit"
 
 _LINEAR: Final = "linear"
 _ZERO: Final = Decimal(0)
@@ -79,10 +78,6 @@ _TAKE_PROFIT_CREATE_TYPES: Final = frozenset({"CreateByTakeProfit", "CreateByPar
 _FILL_EXEC_TYPES: Final[Mapping[str, ExecType]] = MappingProxyType(
     {"Trade": "Trade", "BustTrade": "Liquidation", "AdlTrade": "Adl"}
 )
-_NO_FUNDING_TIME: Final = frozenset({"", "0", 0})
-_TICKER_PREFIX: Final = "tickers."
-_CONTROL_TYPES: Final = frozenset({"COMMAND_RESP", "AUTH_RESP"})
-_MALFORMED: Final = (AttributeError, TypeError, KeyError, ValueError, IndexError)
 _E = TypeVar("_E")
 
 
@@ -98,7 +93,7 @@ def parse_private_message(msg: Mapping[str, Any]) -> list[Event] | Ignored:
     """
     topic = msg.get("topic")
     if topic is None:
-        return _control_frame(msg)
+        return control_frame(msg)
     handler = _PRIVATE_HANDLERS.get(topic) if isinstance(topic, str) else None
     if handler is None:
         return Ignored(str(topic))
@@ -107,18 +102,8 @@ def parse_private_message(msg: Mapping[str, Any]) -> list[Event] | Ignored:
         raise NormalizationError(f"{topic} message without a data list", msg)
     try:
         return handler(msg, rows)
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise NormalizationError(f"malformed {topic} message: {exc!r}", msg) from exc
-
-
-def _control_frame(msg: Mapping[str, Any]) -> Ignored:
-    """A frame without a topic: an op answer (auth, subscribe, ping/pong) or an unknown shape (error)."""
-    op = msg.get("op")
-    if isinstance(op, str) and op:
-        return Ignored(op)
-    if "success" in msg or "ret_msg" in msg or msg.get("type") in _CONTROL_TYPES:
-        return Ignored("ack")
-    raise NormalizationError("frame has neither a topic nor an op", msg)
 
 
 def _position_events(msg: Mapping[str, Any], rows: Sequence[Any]) -> list[Event]:
@@ -389,7 +374,7 @@ def fills_from_rest(response: Mapping[str, Any]) -> list[FillUpdate]:
     rows, category, _response_ts = _rest_rows(response)
     try:
         fills = [_fill(row, row, True) for row in rows if _is_fill(row) and _is_linear(row, category)]
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise NormalizationError(f"malformed execution/list response: {exc!r}", response) from exc
     if any(not isinstance(row, Mapping) for row in rows):
         raise NormalizationError("execution/list holds a row that is not an object", response)
@@ -403,7 +388,7 @@ def wallets_from_rest(response: Mapping[str, Any]) -> list[Event]:
     rows, _category, response_ts = _rest_rows(response)
     try:
         return _wallets(rows, response, to_int(response_ts, "time", response), True)
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise NormalizationError(f"malformed wallet-balance response: {exc!r}", response) from exc
 
 
@@ -415,7 +400,7 @@ def _linear_rows(
     rows, category, response_ts = _rest_rows(response)
     try:
         return [build(row, response_ts) for row in rows if _is_linear(row, category)]
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise NormalizationError(f"malformed {what} response: {exc!r}", response) from exc
 
 
@@ -433,93 +418,3 @@ def _rest_rows(response: Mapping[str, Any]) -> tuple[Sequence[Any], str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- tickers
-
-_EMPTY_TICKER: Final[tuple[Any, ...]] = (None, None, None, None, None)
-
-
-class TickerMerger:
-    """Keeps the last full ``tickers.<SYM>`` state per symbol so a delta never loses a field.
-
-    A ``snapshot`` replaces the state, a ``delta`` overwrites only the fields it carries (a delta before
-    any snapshot merges onto an empty ticker).  Only the five wire strings gridbot uses are kept, as
-    strings.  ``apply`` returns ``Ignored("unchanged")`` when none of markPrice, lastPrice, indexPrice,
-    fundingRate, nextFundingTime changed, so bid/ask-only updates emit nothing.  This matters with pybit,
-    which merges deltas itself and hands every frame on as ``type: "snapshot"``.  A frame with a bad number
-    raises and leaves the state as it was.  Not thread-safe: one owner.
-
-    ``raw`` of the returned update is the frame; under pybit its ``data`` is pybit's own dict, which pybit
-    keeps mutating, so consumers on another thread should copy the frame before queueing it.
-    """
-
-    __slots__ = ("_merged",)
-
-    def __init__(self) -> None:
-        self._merged: dict[str, tuple[Any, ...]] = {}
-
-    def apply(self, msg: Mapping[str, Any]) -> TickerUpdate | Ignored:
-        """Merge one public-socket frame; op answers give ``Ignored(op)``/``Ignored("ack")``, other topics
-        ``Ignored(topic)``."""
-        topic = msg.get("topic")
-        if topic is None:
-            return _control_frame(msg)
-        if not isinstance(topic, str) or not topic.startswith(_TICKER_PREFIX):
-            return Ignored(str(topic))
-        try:
-            return self._apply(topic[len(_TICKER_PREFIX) :], msg)
-        except _MALFORMED as exc:
-            raise NormalizationError(f"malformed {topic} message: {exc!r}", msg) from exc
-
-    def reset(self, symbol: str | None = None) -> None:
-        """Forget one symbol (unsubscribed) or all of them (reconnect: the next frame is a snapshot)."""
-        if symbol is None:
-            self._merged.clear()
-        else:
-            self._merged.pop(symbol, None)
-
-    def _apply(self, symbol: str, msg: Mapping[str, Any]) -> TickerUpdate | Ignored:
-        data = msg["data"]
-        kind = msg.get("type")
-        previous = self._merged.get(symbol, _EMPTY_TICKER)
-        get = data.get
-        if kind == "snapshot":
-            merged = (
-                get("markPrice"),
-                get("lastPrice"),
-                get("indexPrice"),
-                get("fundingRate"),
-                get("nextFundingTime"),
-            )
-        elif kind == "delta":
-            merged = (
-                get("markPrice", previous[0]),
-                get("lastPrice", previous[1]),
-                get("indexPrice", previous[2]),
-                get("fundingRate", previous[3]),
-                get("nextFundingTime", previous[4]),
-            )
-        else:
-            raise NormalizationError(f"unknown ticker frame type {kind!r}", msg)
-        if merged == previous:
-            return Ignored("unchanged")
-        ticker = _ticker(symbol, merged, msg)
-        self._merged[symbol] = merged
-        return ticker
-
-
-def _ticker(symbol: str, merged: tuple[Any, ...], msg: Mapping[str, Any]) -> TickerUpdate:
-    mark, last, index, funding, next_funding = merged
-    return TickerUpdate(
-        exchange=EXCHANGE,
-        timestamp=to_int(msg.get("ts"), "ts", msg),
-        raw=msg,
-        symbol=symbol,
-        mark_price=opt_dec(mark, "markPrice", msg),
-        last_price=opt_dec(last, "lastPrice", msg),
-        index_price=opt_dec(index, "indexPrice", msg),
-        funding_rate=opt_dec(funding, "fundingRate", msg),
-        next_funding_time=(
-            None
-            if next_funding is None or next_funding in _NO_FUNDING_TIME
-            else to_int(next_funding, "nextFundingTime", msg)
-        ),
-    )

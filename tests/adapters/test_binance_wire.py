@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import socket
 import threading
 import time
@@ -164,12 +165,17 @@ def test_real_sdk_connects_through_endpoints_receives_and_closes_promptly(
 
 
 def test_real_sdk_connection_loss_is_rebuilt_by_the_supervisor(wire: WireServer, make_adapter: Any,
-                                                                 sink: RecordingSink) -> None:
+                                                                 sink: RecordingSink,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     adapter = make_adapter(endpoints=wire.endpoints)
     adapter.open(["BTCUSDT"], timeout=5)
 
+    caplog.set_level(logging.DEBUG, logger="binance")
     wire.drop("private")
     wait_until(lambda: "up" in sink.links("private"))
+    # A loss gridbot recovers from is reported once by the supervisor, not as the SDK's ERROR lines.
+    sdk_records = [r for r in caplog.records if r.name.startswith("binance")]
+    assert sdk_records and [r for r in sdk_records if r.levelno >= logging.ERROR] == []
 
     links = sink.links("private")  # the SDK's error dicts (gaps), then the supervisor's rebuild
     assert links[-2:] == ["down", "up"] and set(links[:-2]) <= {"gap"}

@@ -92,9 +92,17 @@ class TasklessReceive(ReconnectingWebsocket):  # type: ignore[misc]  # python-bi
                     await self._propagate_error(_error_dict(exc))
                     break
                 except _RECONNECTING_ERRORS as exc:
-                    self._log.error(f"{exc.__class__.__name__} ({exc})")
+                    # The SDK logs these at ERROR; here a lost connection is the supervisor's to report (one
+                    # WARNING, then a rebuild), so the SDK's own line stays at DEBUG.
+                    self._log.debug(f"{exc.__class__.__name__} ({exc})")
                     await self._propagate_error(_error_dict(exc))
-                except (BinanceWebsocketUnableToConnect, BinanceWebsocketQueueOverflow,
+                except BinanceWebsocketUnableToConnect as exc:
+                    # Expected: the adapter sets MAX_RECONNECTS = 0, so the SDK hands every reconnect to the
+                    # supervisor at once; not an error of its own.
+                    self._log.debug(f"{exc.__class__.__name__} ({exc}): reconnect handed to the supervisor")
+                    await self._propagate_error(_error_dict(exc))
+                    break
+                except (BinanceWebsocketQueueOverflow,
                         Exception) as exc:  # noqa: BLE001 - the SDK's handling: an error dict, then stop
                     self._log.error(f"Unknown exception: {exc.__class__.__name__} ({exc})")
                     await self._propagate_error(_error_dict(exc))
